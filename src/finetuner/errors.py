@@ -1,0 +1,71 @@
+"""Errors raised by finetuner.
+
+Every error raised for bad user input is a subclass of :class:`FinetunerError` and of the matching built-in
+(``ValueError`` or ``TypeError``), so ``except ValueError`` keeps working. Messages say what was received, what
+is valid and how to fix it, naming the offending item.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FinetunerError(Exception):
+    """Base class of all errors finetuner raises on purpose."""
+
+
+class DataError(FinetunerError, ValueError):
+    """Training or evaluation data that cannot be used (names the item: index, id, uri or CSV line).
+
+    Example:
+        >>> raise DataError("item 3 (id 'a1'): no content; give text, uri, blob or tensor")
+        Traceback (most recent call last):
+        ...
+        finetuner.errors.DataError: item 3 (id 'a1'): no content; give text, uri, blob or tensor
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        #: every problem found, one line each (a validation pass reports all of them at once)
+        self.problems: list[str] = problems if problems is not None else [message]
+
+
+class ConfigError(FinetunerError, ValueError):
+    """An option of ``fit`` (or the CLI) that is out of range or names nothing known."""
+
+
+class InputTypeError(FinetunerError, TypeError):
+    """An argument of the wrong type."""
+
+
+class ArtifactError(FinetunerError, ValueError):
+    """A saved artifact that is missing, incomplete or unsafe to load."""
+
+
+def closest(name: str, valid: Iterable[str]) -> str | None:
+    """The valid name closest to ``name``, or None when nothing is close.
+
+    Example:
+        >>> closest('TripletMarginLos', ['TripletMarginLoss', 'ArcFaceLoss'])
+        'TripletMarginLoss'
+    """
+    valid = list(valid)
+    lowered = {v.lower(): v for v in valid}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    return lowered[match[0]] if match else None
+
+
+def unknown_name(kind: str, name: object, valid: Iterable[str]) -> ConfigError:
+    """Build the error for an unknown registry name, listing the valid names and the closest one.
+
+    Example:
+        >>> str(unknown_name('loss', 'TripletLos', ['TripletMarginLoss', 'ArcFaceLoss']))[:45]
+        "unknown loss 'TripletLos'; did you mean 'Trip"
+    """
+    valid = sorted(valid)
+    hint = closest(str(name), valid)
+    did_you_mean = f"; did you mean {hint!r}?" if hint else ""
+    return ConfigError(f"unknown {kind} {name!r}{did_you_mean} Valid {kind} names: {', '.join(valid)}")

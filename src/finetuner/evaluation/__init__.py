@@ -1,0 +1,1 @@
+"""Retrieval metrics, chunked top-k search and the evaluator that ties them to a model."""
