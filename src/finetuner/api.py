@@ -1,0 +1,226 @@
+"""The public functions: ``fit``, ``get_model``, ``encode``, ``evaluate`` and the listings."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from finetuner.data.documents import Document, DocumentArray
+from finetuner.data.readers import CSVOptions, load_data
+from finetuner.data.tasks import LabelledData, PairData, model_input, to_task_data
+from finetuner.errors import ArtifactError, ConfigError, InputTypeError
+from finetuner.evaluation.model_eval import evaluate_sets, model_embedder, retrieval_sets
+from finetuner.losses import list_losses as _list_losses
+from finetuner.models.factory import build_model
+from finetuner.models.inference import embed_items
+from finetuner.models.io import load_model
+from finetuner.models.registry import MODELS
+from finetuner.runs import Run, get_run, read_yaml
+
+logger = logging.getLogger("finetuner")
+
+
+def fit(model: Any, train_data: Any, eval_data: Any = None, **options: Any) -> Run:
+    """Fine-tune ``model`` on ``train_data``; evaluate before and after on ``eval_data``; return the :class:`Run`.
+
+    Args:
+        model: an alias (see :func:`list_models`), a Hugging Face hub id, a local folder or a ``torch.nn.Module``.
+        train_data: labelled Documents, pair Documents, a CSV path, ``(item, label)`` tuples, a DataFrame ...
+        eval_data: data of the same forms to measure retrieval before and after (optional).
+        **options: the settings of :func:`finetuner.training.fit.run_fit` (``loss``, ``epochs``,
+            ``learning_rate``, ``batch_size``, ``output_dim``, ``freeze``, ``callbacks``, ``csv_options`` ...).
+
+    Example:
+        >>> import finetuner
+        >>> train = [('pencil skirt slim fit', 'skirt'), ('a-line skirt', 'skirt'),
+        ...          ('striped shirt', 'shirt'), ('oversized shirt', 'shirt')]
+        >>> run = finetuner.fit('sentence-transformers/all-MiniLM-L6-v2', train, epochs=1)  # doctest: +SKIP
+        >>> run.status()['status']  # doctest: +SKIP
+        'FINISHED'
+    """
+    from finetuner.training.fit import run_fit
+
+    return run_fit(model, train_data, eval_data, **options)
+
+
+def _artifact_dir(artifact: str | Path) -> Path:
+    path = Path(artifact).expanduser()
+    if path.is_dir():
+        return path
+    if isinstance(artifact, str) and "/" not in artifact:
+        return get_run(artifact).directory
+    raise ArtifactError(f"{artifact} is neither an artifact folder nor a run name")
+
+
+def get_model(
+    artifact: str | Path,
+    select_model: str | None = None,
+    device: str | None = None,
+    is_onnx: bool = False,
+) -> Any:
+    """Load a tuned model from an artifact folder (what ``Run.save_artifact`` returned) or a run name.
+
+    Args:
+        artifact: the artifact folder, a model folder inside it, or a run name.
+        select_model: which model of a multi-model artifact (``'clip-text'`` or ``'clip-vision'`` for CLIP).
+        device: where to put the model (``'cpu'``, ``'cuda'``; default CPU).
+        is_onnx: load the ONNX export and run it with onnxruntime.
+
+    Example:
+        >>> model = finetuner.get_model('artifacts/run-20261127-120000-ab12')  # doctest: +SKIP
+        >>> finetuner.encode(model, ['a pencil skirt']).shape  # doctest: +SKIP
+        (1, 384)
+    """
+    root = _artifact_dir(artifact)
+    input_map = read_yaml(root / "models" / "input-map.yml")
+    if input_map is None:
+        model_dir = root  # a single saved model folder
+    else:
+        names = list(input_map)
+        if select_model is None and len(names) > 1:
+            raise ArtifactError(
+                f"{root} holds {len(names)} models ({', '.join(names)}); choose one with select_model=..."
+            )
+        name = select_model or names[0]
+        if name not in input_map:
+            raise ArtifactError(f"{root} has no model {name!r}; it holds: {', '.join(names)}")
+        model_dir = root / "models" / name
+    if is_onnx:
+        from finetuner.export.onnx import load_onnx_model
+
+        return load_onnx_model(model_dir)
+    model = load_model(model_dir)
+    model.to(torch.device(device) if device else torch.device("cpu"))
+    model.eval()
+    return model
+
+
+def _encode_inputs(model: Any, data: Any) -> tuple[list[Any], DocumentArray | None]:
+    modality = getattr(model, "modality", "text")
+    if isinstance(data, (str, Document)):
+        raise InputTypeError("encode takes a list of items or a DocumentArray; wrap a single item in a list")
+    if isinstance(data, DocumentArray) or (isinstance(data, list) and data and isinstance(data[0], Document)):
+        docs = data if isinstance(data, DocumentArray) else DocumentArray(data)
+        return [model_input(d, modality) for d in docs], docs
+    if type(data).__module__.startswith("docarray"):
+        docs = load_data(data, name="data")
+        return [model_input(d, modality) for d in docs], docs
+    return list(data), None
+
+
+def encode(model: Any, data: Any, batch_size: int = 32, *, progress: bool = False) -> Any:
+    """Embed ``data`` with ``model``.
+
+    A list of items (texts for a text model; image paths, URIs, arrays or Documents for an image model) gives a
+    ``np.ndarray`` of shape ``(n, dim)``; a DocumentArray gets each ``.embedding`` filled and is returned.
+
+    Example:
+        >>> import finetuner
+        >>> model = finetuner.build_model('sentence-transformers/all-MiniLM-L6-v2')
+        >>> finetuner.encode(model, ['a pencil skirt', 'a shirt']).shape
+        (2, 384)
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive int; received {batch_size!r}")
+    items, docs = _encode_inputs(model, data)
+    if hasattr(model, "encode_items"):  # ONNX and other non-torch models
+        vectors = np.asarray(model.encode_items(items, batch_size=batch_size))
+    else:
+        vectors = embed_items(model, items, batch_size=batch_size, progress=progress).numpy()
+    if docs is not None:
+        docs.embeddings = vectors
+        return docs
+    return vectors
+
+
+def evaluate(
+    model: Any,
+    query_data: Any,
+    index_data: Any = None,
+    *,
+    limit: int = 20,
+    distance: str = "cosine",
+    exclude_self: bool = True,
+    batch_size: int = 64,
+    csv_options: CSVOptions | None = None,
+) -> dict[str, float]:
+    """Retrieval metrics of ``model`` on labelled ``query_data`` (searched against ``index_data`` or itself).
+
+    Pair data (Documents with two chunks, ``query,document`` CSV rows) is evaluated from the first member into
+    the second, the partner being the relevant item.
+
+    Example:
+        >>> import finetuner
+        >>> model = finetuner.build_model('sentence-transformers/all-MiniLM-L6-v2')
+        >>> data = [('a red skirt', 'skirt'), ('a blue skirt', 'skirt'), ('a shirt', 'shirt'), ('a t-shirt', 'shirt')]
+        >>> finetuner.evaluate(model, data, limit=1)['precision_at_k']
+        1.0
+    """
+    queries = to_task_data(load_data(query_data, csv_options, name="query_data"), "query_data")
+    sets = retrieval_sets(queries)
+    if index_data is not None:
+        index = to_task_data(load_data(index_data, csv_options, name="index_data"), "index_data")
+        if not isinstance(queries, LabelledData) or not isinstance(index, LabelledData):
+            raise ConfigError("a separate index_data needs labelled query_data and index_data")
+        sets.index = index.items
+        sets.index_labels = [index.classes[c] for c in index.labels]
+        sets.index_ids = index.ids
+        sets.index_modality = index.modality
+    metrics, _ = evaluate_sets(
+        sets, model_embedder(model, batch_size), limit=limit, distance=distance, exclude_self=exclude_self,
+        num_examples=0,
+    )
+    return metrics
+
+
+def list_models() -> list[str]:
+    """The short model names ``fit`` and ``build_model`` accept (any hub id or folder works too).
+
+    Example:
+        >>> 'bert-base-en' in list_models()
+        True
+    """
+    return sorted(MODELS)
+
+
+def describe_models(task: str | None = None) -> str:
+    """A table of the aliases (name, task, source, description); printed and returned.
+
+    Example:
+        >>> 'bert-base-en' in describe_models()
+        True
+    """
+    rows = [(s.name, s.task, s.source, s.description) for s in MODELS.values() if task in (None, s.task)]
+    widths = [max(len(r[i]) for r in [("name", "task", "source", "description"), *rows]) for i in range(3)]
+    lines = [f"{'name':<{widths[0]}}  {'task':<{widths[1]}}  {'source':<{widths[2]}}  description"]
+    lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in sorted(rows)]
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def list_losses() -> list[str]:
+    """Every loss name ``fit(loss=...)`` accepts.
+
+    Example:
+        >>> 'TripletMarginLoss' in list_losses()
+        True
+    """
+    return _list_losses()
+
+
+__all__ = [
+    "PairData",
+    "build_model",
+    "describe_models",
+    "encode",
+    "evaluate",
+    "fit",
+    "get_model",
+    "list_losses",
+    "list_models",
+]

@@ -1,0 +1,142 @@
+"""Batch samplers: class-balanced (``num_items_per_class`` per class) and plain random.
+
+Both yield the same, seeded list of global batches on every process and have a fixed ``len`` for every epoch, so
+the distributed engine can shard them into equal per-rank counts (no DDP hang from uneven lengths).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from finetuner.errors import ConfigError, DataError
+
+
+class ClassSampler(Sampler[list[int]]):
+    """Batches of ``batch_size`` items made of groups of ``num_items_per_class`` items of one class.
+
+    Every batch holds at least two classes (never a single-class batch, whose metric-learning gradient is zero).
+    An epoch has ``ceil(groups / classes_per_batch)`` batches, so each item is seen about once per epoch; a class
+    that runs out of items is reshuffled and reused. Classes smaller than ``num_items_per_class`` contribute all
+    their items (with a warning); when ``batch_size`` cannot hold two groups, ``num_items_per_class`` is lowered
+    with a warning.
+
+    Args:
+        labels: one class code per item.
+        batch_size: items per batch.
+        num_items_per_class: items of one class that appear together in a batch.
+        seed: the epoch ``e`` uses the random stream ``(seed, e)``.
+
+    Example:
+        >>> s = ClassSampler([0, 0, 1, 1, 2, 2, 3, 3], batch_size=4, num_items_per_class=2, seed=0)
+        >>> len(s), all(len({[0, 0, 1, 1, 2, 2, 3, 3][i] for i in b}) == 2 for b in s)
+        (2, True)
+    """
+
+    def __init__(
+        self, labels: Sequence[int], batch_size: int, num_items_per_class: int = 4, seed: int = 0
+    ) -> None:
+        labels = np.asarray(labels)
+        if batch_size < 2:
+            raise ConfigError(f"batch_size must be at least 2 for metric learning; received {batch_size}")
+        if num_items_per_class < 1:
+            raise ConfigError(f"num_items_per_class must be at least 1; received {num_items_per_class}")
+        self.classes = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+        if len(self.classes) < 2:
+            raise DataError(
+                f"the data has {len(self.classes)} class(es); metric learning needs at least 2 classes "
+                "(items with the same label are positives, other labels are negatives)"
+            )
+        k = num_items_per_class
+        if batch_size < 2 * k:
+            k = max(1, batch_size // 2)
+            warnings.warn(
+                f"batch_size {batch_size} cannot hold two classes of num_items_per_class={num_items_per_class}; "
+                f"using num_items_per_class={k}",
+                stacklevel=2,
+            )
+        small = sum(len(c) < k for c in self.classes)
+        if small:
+            warnings.warn(
+                f"{small} of {len(self.classes)} classes have fewer than num_items_per_class={k} items; "
+                "their batches carry fewer items of that class",
+                stacklevel=2,
+            )
+        self.batch_size = batch_size
+        self.num_items_per_class = k
+        self.classes_per_batch = min(batch_size // k, len(self.classes))
+        self.seed = seed
+        self.epoch = 0
+        groups = sum(math.ceil(len(c) / k) for c in self.classes)
+        self._len = max(1, math.ceil(groups / self.classes_per_batch))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the random stream of ``epoch`` (call before iterating, as with ``DistributedSampler``)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        k = self.num_items_per_class
+        pools: list[list[np.ndarray]] = [[] for _ in self.classes]
+        remaining = np.zeros(len(self.classes))
+
+        def refill(c: int) -> None:
+            order = rng.permutation(self.classes[c])
+            groups = [order[i : i + k] for i in range(0, len(order), k)]
+            if len(groups) > 1 and len(groups[-1]) < k:  # top up the last group from the same class
+                extra = rng.choice(order[: len(order) - len(groups[-1])], k - len(groups[-1]), replace=False)
+                groups[-1] = np.concatenate([groups[-1], extra])
+            pools[c] = groups
+            remaining[c] = len(groups)
+
+        for c in range(len(self.classes)):
+            refill(c)
+        for _ in range(self._len):
+            weights = remaining + 1e-3  # exhausted classes are still drawn, rarely, and refilled
+            chosen = rng.choice(len(self.classes), self.classes_per_batch, replace=False, p=weights / weights.sum())
+            batch: list[int] = []
+            for c in chosen:
+                if not pools[c]:
+                    refill(c)
+                batch.extend(int(i) for i in pools[c].pop())
+                remaining[c] = len(pools[c])
+            yield batch
+
+
+class RandomBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of ``batch_size`` (for ArcFace-style losses that need no in-batch positives).
+
+    The last, partial batch is dropped when there is more than one batch, so every batch has the same size.
+
+    Example:
+        >>> s = RandomBatchSampler(10, batch_size=4, seed=0)
+        >>> len(s), sorted(len(b) for b in s)
+        (2, [4, 4])
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int = 0) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be positive; received {batch_size}")
+        self.num_items = num_items
+        self.batch_size = min(batch_size, num_items)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the random stream of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return max(1, self.num_items // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
+        for b in range(len(self)):
+            yield [int(i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]

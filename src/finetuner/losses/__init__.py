@@ -1,0 +1,155 @@
+"""Losses and miners by name.
+
+Metric-learning losses and miners come from pytorch-metric-learning (any class of ``pytorch_metric_learning.losses``
+/ ``.miners``); the contrastive losses for pairs and CLIP live in :mod:`finetuner.losses.contrastive`. A loss sees
+embeddings and labels, never a model: ``loss(embeddings, labels, indices_tuple=None)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from finetuner.errors import ConfigError, InputTypeError, unknown_name
+
+DEFAULT_LOSS = "TripletMarginLoss"
+
+#: losses whose constructor needs the embedding size / class count (filled in automatically)
+_NEEDS_CLASSES = ("num_classes", "embedding_size")
+
+
+def _pml_classes(module_name: str, base_name: str) -> dict[str, type]:
+    import importlib
+
+    module = importlib.import_module(f"pytorch_metric_learning.{module_name}")
+    base = getattr(module, base_name)
+    return {
+        name: obj
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, base) and obj is not base and not name.startswith("Base")
+    }
+
+
+def _own_losses() -> dict[str, type]:
+    try:
+        from finetuner.losses import contrastive
+    except ImportError:  # pragma: no cover - contrastive module added with the CLIP work
+        return {}
+    return dict(getattr(contrastive, "LOSSES", {}))
+
+
+def list_losses() -> list[str]:
+    """Every loss name ``fit(loss=...)`` accepts.
+
+    Example:
+        >>> 'TripletMarginLoss' in list_losses() and 'ArcFaceLoss' in list_losses()
+        True
+    """
+    names = set(_pml_classes("losses", "BaseMetricLossFunction")) | set(_own_losses())
+    return sorted(names)
+
+
+def list_miners() -> list[str]:
+    """Every miner name ``fit(miner=...)`` accepts.
+
+    Example:
+        >>> 'TripletMarginMiner' in list_miners()
+        True
+    """
+    return sorted(_pml_classes("miners", "BaseMiner"))
+
+
+def needs_class_count(loss: str | nn.Module) -> bool:
+    """Whether the loss learns per-class weights (ArcFace, CosFace, ProxyAnchor, ...).
+
+    Example:
+        >>> needs_class_count('ArcFaceLoss'), needs_class_count('TripletMarginLoss')
+        (True, False)
+    """
+    if isinstance(loss, nn.Module):
+        return any(True for _ in loss.parameters())
+    cls = _lookup(loss, "loss", {**_pml_classes("losses", "BaseMetricLossFunction"), **_own_losses()})
+    params = inspect.signature(cls.__init__).parameters
+    return all(p in params for p in _NEEDS_CLASSES)
+
+
+def _lookup(name: str, kind: str, table: dict[str, type]) -> type:
+    if name in table:
+        return table[name]
+    for key, cls in table.items():
+        if key.lower() == name.lower():
+            return cls
+    raise unknown_name(kind, name, table)
+
+
+def _construct(cls: type, options: dict[str, Any], kind: str) -> Any:
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+        raise ConfigError(
+            f"{kind} {cls.__name__} does not take options {sorted(options)}: {exc}. "
+            f"Its options are: {', '.join(params)}"
+        ) from exc
+
+
+def get_loss(
+    loss: str | nn.Module | None = None,
+    options: dict[str, Any] | None = None,
+    *,
+    embedding_size: int | None = None,
+    num_classes: int | None = None,
+) -> nn.Module:
+    """A loss module from a name (plus ``loss_options``), or the instance itself.
+
+    ``embedding_size`` and ``num_classes`` are passed to losses that need them (ArcFace, CosFace, ...) unless
+    the options already set them.
+
+    Example:
+        >>> import torch
+        >>> loss = get_loss('TripletMarginLoss', {'margin': 0.2})
+        >>> emb = torch.tensor([[1., 0], [1, .1], [0, 1], [.1, 1], [-1, 0], [-1, .1]])
+        >>> float(loss(emb, torch.tensor([0, 0, 1, 1, 2, 2]))) < 0.2
+        True
+    """
+    options = dict(options or {})
+    if isinstance(loss, nn.Module):
+        if options:
+            raise ConfigError("loss_options only apply to a loss given by name; configure the instance instead")
+        return loss
+    if loss is None:
+        loss = DEFAULT_LOSS
+    if not isinstance(loss, str):
+        raise InputTypeError(f"loss must be a name or a torch.nn.Module; received {type(loss).__name__}")
+    table = {**_pml_classes("losses", "BaseMetricLossFunction"), **_own_losses()}
+    cls = _lookup(loss, "loss", table)
+    params = inspect.signature(cls.__init__).parameters
+    if "embedding_size" in params and "embedding_size" not in options and embedding_size is not None:
+        options["embedding_size"] = embedding_size
+    if "num_classes" in params and "num_classes" not in options and num_classes is not None:
+        options["num_classes"] = num_classes
+    return _construct(cls, options, "loss")
+
+
+def get_miner(miner: str | nn.Module | None, options: dict[str, Any] | None = None) -> nn.Module | None:
+    """A miner module from a name (plus ``miner_options``), the instance itself, or None.
+
+    Example:
+        >>> type(get_miner('TripletMarginMiner', {'margin': 0.2})).__name__
+        'TripletMarginMiner'
+    """
+    options = dict(options or {})
+    if miner is None:
+        if options:
+            raise ConfigError("miner_options given without a miner; pass miner='...' too")
+        return None
+    if isinstance(miner, nn.Module):
+        return miner
+    if not isinstance(miner, str):
+        raise InputTypeError(f"miner must be a name or a torch.nn.Module; received {type(miner).__name__}")
+    return _construct(_lookup(miner, "miner", _pml_classes("miners", "BaseMiner")), options, "miner")
+
+
+__all__ = ["DEFAULT_LOSS", "get_loss", "get_miner", "list_losses", "list_miners", "needs_class_count"]

@@ -1,0 +1,73 @@
+"""The contract every finetuner model follows.
+
+An :class:`EmbeddingModel` is a ``torch.nn.Module`` that knows its input modality, turns raw items into tensors
+(``preprocess``, run in DataLoader workers, never in the training step) and maps those tensors to embeddings
+(``forward``). It saves itself into a folder that :func:`finetuner.models.io.load_model` rebuilds offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+MODALITIES = ("text", "image")
+
+
+class EmbeddingModel(nn.Module):
+    """Base class: ``preprocess(items) -> inputs`` then ``forward(**inputs) -> (batch, dim)`` embeddings.
+
+    Subclasses set ``modality`` and ``kind`` (the name :func:`~finetuner.models.io.load_model` dispatches on)
+    and implement ``preprocess``, ``forward``, ``output_dim``, ``save`` and the classmethod ``load``.
+
+    Example:
+        >>> import torch
+        >>> class Toy(EmbeddingModel):
+        ...     modality, kind = 'text', 'toy'
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.lin = torch.nn.Linear(3, 2)
+        ...     def preprocess(self, items):
+        ...         return {'x': torch.tensor([[len(s), 1.0, 0.0] for s in items])}
+        ...     def forward(self, x):
+        ...         return self.lin(x)
+        ...     @property
+        ...     def output_dim(self):
+        ...         return 2
+        >>> Toy()(**Toy().preprocess(['ab', 'c'])).shape
+        torch.Size([2, 2])
+    """
+
+    modality: str = "text"
+    kind: str = "base"
+
+    def preprocess(self, items: list[Any]) -> dict[str, torch.Tensor]:
+        """Turn a list of raw items (texts, image sources) into the keyword tensors ``forward`` takes."""
+        raise NotImplementedError
+
+    @property
+    def output_dim(self) -> int:
+        """The embedding size."""
+        raise NotImplementedError
+
+    def save(self, directory: str | Path) -> None:
+        """Write everything needed to rebuild this model offline into ``directory``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved")
+
+    @classmethod
+    def load(cls, directory: str | Path, metadata: dict[str, Any]) -> EmbeddingModel:
+        """Rebuild the model that :meth:`save` wrote (``metadata`` is its ``metadata.yml``)."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's first parameter (CPU when it has none)."""
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters that ``requires_grad`` (what the optimizer updates)."""
+        return [p for p in self.parameters() if p.requires_grad]

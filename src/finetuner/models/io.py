@@ -1,0 +1,85 @@
+"""Saving and loading single models: ``<dir>/metadata.yml`` + the model's own files (safetensors weights).
+
+Loading never unpickles: weights are read with safetensors (or transformers' safetensors loader), and the model
+class is picked from a fixed table by the ``kind`` recorded in ``metadata.yml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from finetuner.errors import ArtifactError
+from finetuner.models.base import EmbeddingModel
+
+METADATA_FILE = "metadata.yml"
+
+#: kind -> ``load(directory, metadata)``; filled by the model modules
+LOADERS: dict[str, Callable[[Path, dict[str, Any]], Any]] = {}
+
+
+def register_loader(kind: str, loader: Callable[[Path, dict[str, Any]], Any]) -> None:
+    """Register how to rebuild a saved model of ``kind``.
+
+    Example:
+        >>> 'text' in LOADERS
+        True
+    """
+    LOADERS[kind] = loader
+
+
+def save_model(model: EmbeddingModel, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` into ``directory`` with a ``metadata.yml`` describing how to rebuild it.
+
+    Example:
+        >>> save_model(model, 'out/model')  # doctest: +SKIP
+        PosixPath('out/model')
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    model.save(d)
+    meta = dict(model.metadata()) if hasattr(model, "metadata") else {"kind": model.kind}
+    meta.update(extra or {})
+    (d / METADATA_FILE).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    return d
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    """The ``metadata.yml`` of a saved model folder; an :class:`ArtifactError` when it is missing or unreadable.
+
+    Example:
+        >>> read_metadata('/nonexistent')
+        Traceback (most recent call last):
+        ...
+        finetuner.errors.ArtifactError: /nonexistent is not a saved finetuner model: no metadata.yml there
+    """
+    path = Path(directory) / METADATA_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{directory} is not a saved finetuner model: no {METADATA_FILE} there")
+    try:
+        meta = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ArtifactError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(meta, dict) or "kind" not in meta:
+        raise ArtifactError(f"{path} has no 'kind' entry; the artifact is damaged")
+    return meta
+
+
+def load_model(directory: str | Path) -> Any:
+    """Rebuild a model saved with :func:`save_model`, offline.
+
+    Example:
+        >>> model = load_model('out/model')  # doctest: +SKIP
+    """
+    d = Path(directory)
+    meta = read_metadata(d)
+    loader = LOADERS.get(meta["kind"])
+    if loader is None:
+        raise ArtifactError(
+            f"{d} holds a model of kind {meta['kind']!r}, which this finetuner cannot load; "
+            f"known kinds: {', '.join(sorted(LOADERS))}"
+        )
+    return loader(d, meta)

@@ -1,0 +1,177 @@
+"""Runs: one fine-tuning job, its folder under the local runs directory, and its artifact.
+
+A run folder has the artifact layout itself (``config.yml``, ``metadata.yml``, ``metrics.yml``,
+``example-results.yml``, ``models/``) plus ``logs.txt`` and ``status.yml``. ``save_artifact`` copies it atomically.
+The runs directory is ``$FINETUNER_HOME/runs`` (default ``~/.finetuner/runs``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from finetuner.errors import ArtifactError
+
+STATUSES = ("CREATED", "STARTED", "FINISHED", "FAILED")
+
+
+def runs_root() -> Path:
+    """Where runs live: ``$FINETUNER_HOME/runs``, default ``~/.finetuner/runs``.
+
+    Example:
+        >>> runs_root().name
+        'runs'
+    """
+    return Path(os.environ.get("FINETUNER_HOME", Path.home() / ".finetuner")).expanduser() / "runs"
+
+
+def write_yaml(path: Path, obj: Any) -> None:
+    """Write ``obj`` as YAML atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yaml.safe_dump(obj, f, sort_keys=False, allow_unicode=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_yaml(path: Path, default: Any = None) -> Any:
+    """Read a YAML file safely (no object construction); ``default`` when it does not exist."""
+    if not path.is_file():
+        return default
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def new_run_name() -> str:
+    """A readable, unique run name: ``run-YYYYmmdd-HHMMSS-xxxx``."""
+    return f"run-{_dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+class Run:
+    """A fine-tuning run (Finetuner's ``Run``): status, logs, metrics and the saved artifact.
+
+    Example:
+        >>> run = finetuner.fit(model='all-MiniLM-L6-v2', train_data=train, eval_data=evals)  # doctest: +SKIP
+        >>> run.status()['status'], sorted(run.metrics())  # doctest: +SKIP
+        ('FINISHED', ['after', 'before'])
+        >>> path = run.save_artifact('artifacts/')  # doctest: +SKIP
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    @classmethod
+    def create(cls, name: str | None, experiment_name: str | None, config: dict[str, Any]) -> Run:
+        """Make a new run folder under the runs directory and record its config."""
+        name = name or new_run_name()
+        directory = runs_root() / (experiment_name or "default") / name
+        if directory.exists():
+            raise ArtifactError(f"a run named {name!r} already exists at {directory}; choose another run_name")
+        directory.mkdir(parents=True)
+        run = cls(directory)
+        write_yaml(directory / "config.yml", config)
+        run.set_status("CREATED")
+        return run
+
+    @property
+    def name(self) -> str:
+        """The run's name (its folder name)."""
+        return self.directory.name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings the run was started with."""
+        return read_yaml(self.directory / "config.yml", {})
+
+    def set_status(self, status: str, details: str = "") -> None:
+        """Record the run's status (one of CREATED, STARTED, FINISHED, FAILED)."""
+        write_yaml(self.directory / "status.yml", {"status": status, "details": details})
+
+    def status(self) -> dict[str, str]:
+        """``{'status': ..., 'details': ...}`` as Finetuner reported it."""
+        return read_yaml(self.directory / "status.yml", {"status": "CREATED", "details": ""})
+
+    def logs(self) -> str:
+        """The run's log text."""
+        path = self.directory / "logs.txt"
+        return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+    def stream_logs(self) -> Iterator[str]:
+        """The log, line by line (the run has finished by the time ``fit`` returns)."""
+        yield from self.logs().splitlines()
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """``{'before': {...}, 'after': {...}}`` retrieval metrics on the evaluation data (empty without it)."""
+        return read_yaml(self.directory / "metrics.yml", {}) or {}
+
+    def display_metrics(self) -> str:
+        """A before/after table of the metrics; printed and returned."""
+        from finetuner.report import metrics_table
+
+        table = metrics_table(self.metrics())
+        print(table)
+        return table
+
+    def example_results(self) -> dict[str, Any]:
+        """A few evaluation queries with their top results before and after tuning."""
+        return read_yaml(self.directory / "example-results.yml", {}) or {}
+
+    def save_artifact(self, directory: str | Path = "tuned_model") -> str:
+        """Copy the run's artifact into ``directory/<run name>`` atomically and return that path.
+
+        The copy is made under a temporary name and renamed into place, so the target is never half-written.
+        """
+        if self.status().get("status") != "FINISHED":
+            raise ArtifactError(f"run {self.name} has status {self.status().get('status')}; only a finished run saves")
+        target_root = Path(directory).expanduser()
+        target_root.mkdir(parents=True, exist_ok=True)
+        target = target_root / self.name
+        tmp = Path(tempfile.mkdtemp(dir=target_root, prefix=f".{self.name}."))
+        try:
+            staged = tmp / self.name
+            shutil.copytree(self.directory, staged, ignore=shutil.ignore_patterns("status.yml", "checkpoints"))
+            if target.exists():
+                old = tmp / "replaced"
+                os.replace(target, old)
+            os.replace(staged, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return str(target)
+
+    def __repr__(self) -> str:
+        return f"Run(name={self.name!r}, status={self.status().get('status')!r})"
+
+
+def get_run(name: str, experiment_name: str | None = None) -> Run:
+    """An earlier run by name from the runs directory.
+
+    Example:
+        >>> get_run('no-such-run')
+        Traceback (most recent call last):
+        ...
+        finetuner.errors.ArtifactError: no run named 'no-such-run' under ...
+    """
+    root = runs_root()
+    candidates = [root / experiment_name / name] if experiment_name else list(root.glob(f"*/{name}"))
+    for c in candidates:
+        if c.is_dir():
+            return Run(c)
+    raise ArtifactError(f"no run named {name!r} under {root}")
+
+
+def list_runs(experiment_name: str | None = None) -> list[Run]:
+    """All runs in the runs directory (one experiment or all), oldest first."""
+    root = runs_root()
+    folders = (root / experiment_name).glob("*") if experiment_name else root.glob("*/*")
+    return [Run(f) for f in sorted(folders, key=lambda p: p.stat().st_mtime) if (f / "config.yml").is_file()]

@@ -1,0 +1,6 @@
+"""The training loop (on accelerate), its settings and callbacks; ``fit`` end to end."""
+
+from finetuner.training.config import TrainingConfig
+from finetuner.training.loop import Callback, NonFiniteLossError, TrainState, train
+
+__all__ = ["Callback", "NonFiniteLossError", "TrainState", "TrainingConfig", "train"]

@@ -1,0 +1,241 @@
+"""``fit`` end to end: read and check data, build model and loss, evaluate, train, evaluate, save the run."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from finetuner.data.datasets import labelled_loader
+from finetuner.data.readers import CSVOptions, load_data
+from finetuner.data.samplers import ClassSampler, RandomBatchSampler
+from finetuner.data.tasks import LabelledData, PairData, to_task_data
+from finetuner.errors import ConfigError, DataError
+from finetuner.evaluation.model_eval import evaluate_sets, model_embedder, retrieval_sets
+from finetuner.losses import get_loss, get_miner, needs_class_count
+from finetuner.models.factory import build_model
+from finetuner.models.io import save_model
+from finetuner.report import metrics_table
+from finetuner.runs import Run, write_yaml
+from finetuner.training.config import TrainingConfig
+from finetuner.training.loop import Callback, TrainState, make_accelerator, train
+
+logger = logging.getLogger("finetuner")
+
+_FIT_ONLY = ("callbacks", "csv_options", "model_options", "to_onnx", "verbose", "eval_batch_size", "limit")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _model_name(model: Any) -> str:
+    if isinstance(model, (str, Path)):
+        return str(model)
+    if isinstance(model, dict):
+        return "{" + ", ".join(f"{k}: {_model_name(v)}" for k, v in model.items()) + "}"
+    return type(model).__name__
+
+
+def _split(data: LabelledData, val_split: float, seed: int) -> tuple[LabelledData, LabelledData]:
+    """Hold out ``val_split`` of each class (classes keep at least 2 training items)."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(data.labels)
+    train_idx: list[int] = []
+    val_idx: list[int] = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        n_val = min(int(round(len(members) * val_split)), max(0, len(members) - 2))
+        val_idx += members[:n_val].tolist()
+        train_idx += members[n_val:].tolist()
+
+    def take(idx: list[int]) -> LabelledData:
+        idx = sorted(idx)
+        return LabelledData(
+            [data.items[i] for i in idx], [data.labels[i] for i in idx], data.classes, [data.ids[i] for i in idx],
+            data.modality,
+        )
+
+    return take(train_idx), take(val_idx)
+
+
+def _train_view(data: LabelledData | PairData) -> tuple[LabelledData, bool]:
+    if isinstance(data, PairData):
+        return data.as_labelled(), True
+    return data, False
+
+
+def _check_labelled(data: LabelledData, name: str) -> None:
+    counts = np.bincount(np.asarray(data.labels), minlength=len(data.classes))
+    problems = []
+    if len(data.classes) < 2:
+        problems.append(
+            f"{name} has a single class ({data.classes[0]!r}); metric learning needs at least 2 classes"
+        )
+    if not problems and (counts >= 2).sum() == 0:
+        problems.append(f"{name}: every class has a single item, so no item has a positive; give 2+ per class")
+    if problems:
+        raise DataError("\n".join(problems), problems)
+    singles = [data.classes[i] for i in np.flatnonzero(counts == 1)]
+    if singles:
+        warnings.warn(
+            f"{name}: {len(singles)} class(es) have a single item (e.g. {singles[0]!r}); they act as negatives only",
+            stacklevel=3,
+        )
+
+
+def run_fit(
+    model: Any,
+    train_data: Any,
+    eval_data: Any = None,
+    *,
+    callbacks: Sequence[Callback] | None = None,
+    csv_options: CSVOptions | None = None,
+    model_options: dict[str, Any] | None = None,
+    to_onnx: bool = False,
+    verbose: bool = True,
+    eval_batch_size: int = 64,
+    limit: int = 20,
+    **settings: Any,
+) -> Run:
+    """Everything ``finetuner.fit`` does (see there); the settings are :class:`TrainingConfig`'s fields.
+
+    Example:
+        >>> run = run_fit('all-MiniLM-L6-v2', [('a', 'x'), ('b', 'x'), ('c', 'y'), ('d', 'y')])  # doctest: +SKIP
+    """
+    unknown = sorted(set(settings) - set(TrainingConfig.__dataclass_fields__))
+    if unknown:
+        from finetuner.errors import closest
+
+        valid = sorted(set(TrainingConfig.__dataclass_fields__) | set(_FIT_ONLY)) + ["eval_data"]
+        hints = [f"{u!r} (did you mean {closest(u, valid)!r}?)" if closest(u, valid) else repr(u) for u in unknown]
+        raise ConfigError(f"fit() got unknown option(s) {', '.join(hints)}; valid options: {', '.join(valid)}")
+    for key in ("loss_options", "miner_options", "optimizer_options", "scheduler_options", "loss_optimizer_options"):
+        if settings.get(key) is None:
+            settings.pop(key, None)
+    if not isinstance(model, (str, Path)):
+        settings["model"] = _model_name(model)
+    config = TrainingConfig(model=_model_name(model), **settings)
+    config.validate()
+    seed = config.seed if config.seed is not None else 0
+    _seed_everything(seed)
+
+    # data first: every data problem surfaces before a model is loaded
+    train_task = to_task_data(load_data(train_data, csv_options, name="train_data"), "train_data")
+    eval_task = None
+    if eval_data is not None:
+        eval_task = to_task_data(load_data(eval_data, csv_options, name="eval_data"), "eval_data")
+    train_set, is_pairs = _train_view(train_task)
+    if config.val_split > 0:
+        if eval_task is not None:
+            raise ConfigError("give either eval_data or val_split, not both")
+        train_set, held_out = _split(train_set, config.val_split, seed)
+        eval_task = held_out
+    _check_labelled(train_set, "train_data")
+
+    built = build_model(model, output_dim=config.output_dim, freeze=config.freeze, model_options=model_options)
+    if getattr(built, "modality", train_set.modality) != train_set.modality:
+        raise ConfigError(
+            f"the model encodes {built.modality} but train_data holds {train_set.modality} items; choose a "
+            f"{train_set.modality} model"
+        )
+    loss_fn = get_loss(
+        config.loss, config.loss_options, embedding_size=built.output_dim, num_classes=len(train_set.classes)
+    )
+    miner = get_miner(config.miner, config.miner_options)
+    accelerator = make_accelerator(config)
+    batch_size = config.batch_size or (64 if accelerator.device.type == "cuda" else 32)
+    batch_size = min(batch_size, len(train_set))
+    sampler_kind = config.sampler
+    if sampler_kind == "auto":
+        sampler_kind = "random" if needs_class_count(config.loss) else "class"
+    if sampler_kind == "class":
+        k = 2 if is_pairs else config.num_items_per_class
+        batch_sampler: Any = ClassSampler(train_set.labels, batch_size, k, seed=seed)
+    else:
+        batch_sampler = RandomBatchSampler(len(train_set), batch_size, seed=seed)
+    loader = labelled_loader(
+        train_set.items,
+        train_set.labels,
+        built.preprocess,
+        batch_sampler,
+        num_workers=config.num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+    )
+
+    run = Run.create(config.run_name, config.experiment_name, {**config.to_dict(), "batch_size": batch_size})
+    handler = logging.FileHandler(run.directory / "logs.txt", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    run.set_status("STARTED")
+    try:
+        built.to(accelerator.device)
+        logger.info("run %s: %d training items, %d classes, batch size %d", run.name, len(train_set),
+                    len(train_set.classes), batch_size)
+        metrics: dict[str, dict[str, float]] = {}
+        examples: dict[str, Any] = {}
+        embed = model_embedder(built, eval_batch_size)
+        if eval_task is not None and accelerator.is_main_process:
+            sets = retrieval_sets(eval_task)
+            metrics["before"], examples["before"] = evaluate_sets(sets, embed, limit=limit)
+            logger.info("before: %s", metrics["before"])
+        started = time.perf_counter()
+        state: TrainState = train(
+            built, loss_fn, loader, config, miner=miner, callbacks=list(callbacks or []), accelerator=accelerator
+        )
+        model_out = accelerator.unwrap_model(state.model)
+        logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
+        if accelerator.is_main_process:
+            if eval_task is not None:
+                metrics["after"], examples["after"] = evaluate_sets(retrieval_sets(eval_task), embed, limit=limit)
+                logger.info("after: %s", metrics["after"])
+            _save_run(run, model_out, metrics, examples, state, to_onnx)
+        accelerator.wait_for_everyone()
+        run.set_status("FINISHED")
+    except BaseException as exc:
+        run.set_status("FAILED", f"{type(exc).__name__}: {exc}")
+        logger.exception("run %s failed", run.name)
+        raise
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    if verbose and metrics and accelerator.is_main_process:
+        print(metrics_table(metrics))
+    return run
+
+
+def _save_run(
+    run: Run, model: Any, metrics: dict[str, Any], examples: dict[str, Any], state: TrainState, to_onnx: bool
+) -> None:
+    models_dir = run.directory / "models"
+    save_model(model, models_dir / "model")
+    write_yaml(models_dir / "input-map.yml", {"model": getattr(model, "modality", "text")})
+    write_yaml(run.directory / "metrics.yml", metrics)
+    write_yaml(run.directory / "example-results.yml", examples)
+    write_yaml(
+        run.directory / "metadata.yml",
+        {"run_name": run.name, "history": state.history, "finetuner_version": _version()},
+    )
+    if to_onnx:
+        from finetuner.export.onnx import export_onnx
+
+        export_onnx(model, models_dir / "model")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("finetuner")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,235 @@
+"""The one training loop: 1..N processes on accelerate, losses that see embeddings and labels."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from finetuner.errors import FinetunerError
+from finetuner.training.config import TrainingConfig
+
+
+class NonFiniteLossError(FinetunerError, RuntimeError):
+    """The loss became NaN or infinite; training stopped (the last good weights are kept)."""
+
+
+@dataclass
+class TrainState:
+    """What callbacks see and may change (``stop = True`` ends training after the current step/epoch)."""
+
+    model: nn.Module
+    config: TrainingConfig
+    accelerator: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    epoch: int = 0
+    step: int = 0
+    batch_in_epoch: int = 0
+    steps_per_epoch: int = 0
+    last_loss: float = float("nan")
+    history: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    stop: bool = False
+
+
+class Callback:
+    """Hooks called by the loop; override the ones you need.
+
+    Example:
+        >>> class PrintEpoch(Callback):
+        ...     def on_epoch_end(self, state):
+        ...         print('epoch', state.epoch, 'loss', round(state.last_loss, 3))
+    """
+
+    def on_train_begin(self, state: TrainState) -> None:
+        """Before the first step."""
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        """Before each epoch."""
+
+    def on_batch_end(self, state: TrainState) -> None:
+        """After each optimizer step."""
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        """After each epoch (evaluation callbacks put their figures in ``state.metrics``)."""
+
+    def on_train_end(self, state: TrainState) -> None:
+        """After the last epoch (also after an early stop)."""
+
+
+def make_accelerator(config: TrainingConfig) -> Any:
+    """An ``accelerate.Accelerator`` for ``config.device`` / ``config.precision`` (bf16 on capable GPUs).
+
+    Example:
+        >>> make_accelerator(TrainingConfig(device='cpu')).device.type
+        'cpu'
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
+
+    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    precision = config.precision
+    if precision == "auto":
+        precision = "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(
+        cpu=cpu,
+        mixed_precision=precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True),
+    )
+
+
+def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer named in ``config`` over the trainable model parameters (plus the loss's own, if any)."""
+    lr = config.learning_rate_or_default()
+    cls = getattr(torch.optim, config.optimizer)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise FinetunerError("the model has no trainable parameters (everything is frozen)")
+    options = dict(config.optimizer_options)
+    if config.optimizer in ("Adam", "AdamW") and torch.cuda.is_available() and "fused" not in options:
+        options["fused"] = True
+    groups: list[dict[str, Any]] = [{"params": params}]
+    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+    if loss_params and config.loss_optimizer is None:
+        groups.append({"params": loss_params, **config.loss_optimizer_options})
+    return cls(groups, lr=lr, **options)
+
+
+def build_loss_optimizer(config: TrainingConfig, loss_fn: nn.Module) -> torch.optim.Optimizer | None:
+    """A separate optimizer for the loss's parameters when ``loss_optimizer`` is set (ArcFace's class centres)."""
+    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+    if config.loss_optimizer is None or not loss_params:
+        return None
+    options = dict(config.loss_optimizer_options)
+    options.setdefault("lr", config.learning_rate_or_default())
+    return getattr(torch.optim, config.loss_optimizer)(loss_params, **options)
+
+
+def build_scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+    """A transformers learning-rate schedule (warmup via ``num_warmup_steps`` or ``warmup_ratio``) or None."""
+    if config.scheduler is None:
+        return None
+    from transformers import get_scheduler
+
+    options = dict(config.scheduler_options)
+    warmup = options.pop("num_warmup_steps", None)
+    ratio = options.pop("warmup_ratio", None)
+    if warmup is None:
+        warmup = int(math.ceil(total_steps * float(ratio))) if ratio else 0
+    return get_scheduler(
+        config.scheduler,
+        optimizer,
+        num_warmup_steps=warmup,
+        num_training_steps=total_steps,
+        scheduler_specific_kwargs=options or None,
+    )
+
+
+def train(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    config: TrainingConfig,
+    *,
+    miner: nn.Module | None = None,
+    callbacks: Sequence[Callback] = (),
+    accelerator: Any = None,
+    forward: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor] | None = None,
+) -> TrainState:
+    """Train ``model`` on ``loader``'s ``(inputs, labels)`` batches with ``loss_fn(embeddings, labels, tuples)``.
+
+    Args:
+        model: the embedding model (``model(**inputs) -> (batch, dim)``).
+        loss_fn: a metric-learning loss taking ``(embeddings, labels, indices_tuple)``.
+        loader: yields ``(inputs, labels)``; its batch sampler may have ``set_epoch``.
+        config: the run's settings.
+        miner: an optional pytorch-metric-learning miner.
+        callbacks: hooks (evaluation, checkpoints, early stopping, loggers).
+        accelerator: an ``accelerate.Accelerator`` (built from ``config`` when None).
+        forward: how to get embeddings from ``(model, inputs)`` (default ``model(**inputs)``).
+
+    Example:
+        >>> state = train(model, get_loss('TripletMarginLoss'), loader, TrainingConfig(epochs=1))  # doctest: +SKIP
+        >>> state.history[-1]['loss']  # doctest: +SKIP
+        0.12
+    """
+    accelerator = accelerator or make_accelerator(config)
+    batch_sampler = loader.batch_sampler
+    loader = accelerator.prepare(loader)  # shards the batches across processes
+    # accelerate steps a prepared scheduler once per process, so plan it in single-process steps
+    total_steps = len(loader) * accelerator.num_processes * config.epochs // config.gradient_accumulation_steps
+    optimizer = build_optimizer(config, model, loss_fn)
+    loss_optimizer = build_loss_optimizer(config, loss_fn)
+    scheduler = build_scheduler(config, optimizer, max(1, total_steps))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if scheduler is not None:
+        scheduler = accelerator.prepare_scheduler(scheduler)
+    loss_fn = loss_fn.to(accelerator.device)
+    forward = forward or (lambda m, inputs: m(**inputs))
+    state = TrainState(model, config, accelerator, optimizer, scheduler, steps_per_epoch=len(loader))
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    for epoch in range(state.epoch, config.epochs):
+        state.epoch = epoch
+        if hasattr(batch_sampler, "set_epoch"):
+            batch_sampler.set_epoch(epoch)
+        model.train()
+        for cb in callbacks:
+            cb.on_epoch_begin(state)
+        running = torch.zeros((), device=accelerator.device)
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not accelerator.is_local_main_process,
+            dynamic_ncols=True,
+        )
+        seen = 0
+        for state.batch_in_epoch, (inputs, labels) in enumerate(bar):
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    embeddings = forward(model, inputs)  # (batch, dim)
+                embeddings = embeddings.float()
+                tuples = miner(embeddings, labels) if miner is not None else None
+                loss = loss_fn(embeddings, labels, tuples)
+                accelerator.backward(loss)
+                if config.max_grad_norm and accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                if loss_optimizer is not None:
+                    loss_optimizer.step()
+                    loss_optimizer.zero_grad(set_to_none=True)
+                if scheduler is not None:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            running += loss.detach()
+            seen += 1
+            state.step += 1
+            if seen % config.log_every == 0 or seen == len(loader):
+                value = float(running) / seen
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"the loss became {value} at epoch {epoch + 1}, step {state.batch_in_epoch + 1}; lower the "
+                        "learning_rate, set max_grad_norm, or check the data for NaN/inf values"
+                    )
+                state.last_loss = value
+                bar.set_postfix(loss=f"{value:.4f}")
+            for cb in callbacks:
+                cb.on_batch_end(state)
+            if state.stop:
+                break
+        state.history.append({"epoch": epoch + 1, "loss": state.last_loss})
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+        if state.stop:
+            break
+    accelerator.wait_for_everyone()
+    for cb in callbacks:
+        cb.on_train_end(state)
+    return state
