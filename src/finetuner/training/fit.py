@@ -166,7 +166,7 @@ def run_fit(
     loader = labelled_loader(
         train_set.items,
         train_set.labels,
-        built.preprocess,
+        getattr(built, "training_preprocess", None) or built.preprocess,  # train-time augmentation, if any
         batch_sampler,
         num_workers=config.num_workers,
         pin_memory=accelerator.device.type == "cuda",

@@ -1,0 +1,1 @@
+"""Offline demos on bundled real data: ``finetuner demo text|image|clip``."""
