@@ -171,7 +171,11 @@ def evaluate(
         sets.index_ids = index.ids
         sets.index_modality = index.modality
     metrics, _ = evaluate_sets(
-        sets, model_embedder(model, batch_size), limit=limit, distance=distance, exclude_self=exclude_self,
+        sets,
+        model_embedder(model, batch_size),
+        limit=limit,
+        distance=distance,
+        exclude_self=exclude_self,
         num_examples=0,
     )
     return metrics

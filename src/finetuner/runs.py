@@ -77,7 +77,9 @@ class Run:
         name = name or new_run_name()
         directory = runs_root() / (experiment_name or "default") / name
         if directory.exists():
-            raise ArtifactError(f"a run named {name!r} already exists at {directory}; choose another run_name")
+            raise ArtifactError(
+                f"a run named {name!r} already exists at {directory}; choose another run_name"
+            )
         directory.mkdir(parents=True)
         run = cls(directory)
         write_yaml(directory / "config.yml", config)
@@ -133,14 +135,18 @@ class Run:
         The copy is made under a temporary name and renamed into place, so the target is never half-written.
         """
         if self.status().get("status") != "FINISHED":
-            raise ArtifactError(f"run {self.name} has status {self.status().get('status')}; only a finished run saves")
+            raise ArtifactError(
+                f"run {self.name} has status {self.status().get('status')}; only a finished run saves"
+            )
         target_root = Path(directory).expanduser()
         target_root.mkdir(parents=True, exist_ok=True)
         target = target_root / self.name
         tmp = Path(tempfile.mkdtemp(dir=target_root, prefix=f".{self.name}."))
         try:
             staged = tmp / self.name
-            shutil.copytree(self.directory, staged, ignore=shutil.ignore_patterns("status.yml", "checkpoints"))
+            shutil.copytree(
+                self.directory, staged, ignore=shutil.ignore_patterns("status.yml", "checkpoints")
+            )
             if target.exists():
                 old = tmp / "replaced"
                 os.replace(target, old)

@@ -100,7 +100,9 @@ class ClassSampler(Sampler[list[int]]):
             refill(c)
         for _ in range(self._len):
             weights = remaining + 1e-3  # exhausted classes are still drawn, rarely, and refilled
-            chosen = rng.choice(len(self.classes), self.classes_per_batch, replace=False, p=weights / weights.sum())
+            chosen = rng.choice(
+                len(self.classes), self.classes_per_batch, replace=False, p=weights / weights.sum()
+            )
             batch: list[int] = []
             for c in chosen:
                 if not pools[c]:

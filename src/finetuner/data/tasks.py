@@ -183,4 +183,6 @@ def _pairs(docs: DocumentArray, name: str) -> PairData:
         raise DataError(f"{name} has {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
     (lm, rm) = kinds.pop()
     labels = [d.tags.get(LABEL_TAG) for d in docs]
-    return PairData(left, right, lm, rm, [d.id for d in docs], labels if all(x is not None for x in labels) else None)
+    return PairData(
+        left, right, lm, rm, [d.id for d in docs], labels if all(x is not None for x in labels) else None
+    )

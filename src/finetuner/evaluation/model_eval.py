@@ -127,7 +127,9 @@ def _examples(
             for s, j in zip(scores[row], indices[row])
             if j >= 0
         ]
-        out.append({"query": _show(sets.queries[qi]), "label": _plain(sets.query_labels[qi]), "results": results})
+        out.append(
+            {"query": _show(sets.queries[qi]), "label": _plain(sets.query_labels[qi]), "results": results}
+        )
     return out
 
 

@@ -88,7 +88,9 @@ def _construct(cls: type, options: dict[str, Any], kind: str) -> Any:
     try:
         return cls(**options)
     except TypeError as exc:
-        params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+        params = [
+            p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")
+        ]
         raise ConfigError(
             f"{kind} {cls.__name__} does not take options {sorted(options)}: {exc}. "
             f"Its options are: {', '.join(params)}"
@@ -117,7 +119,9 @@ def get_loss(
     options = dict(options or {})
     if isinstance(loss, nn.Module):
         if options:
-            raise ConfigError("loss_options only apply to a loss given by name; configure the instance instead")
+            raise ConfigError(
+                "loss_options only apply to a loss given by name; configure the instance instead"
+            )
         return loss
     if loss is None:
         loss = DEFAULT_LOSS

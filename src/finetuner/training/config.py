@@ -72,7 +72,9 @@ class TrainingConfig:
             if not ok:
                 out.append(message)
 
-        check(_is_int(self.epochs) and self.epochs >= 1, f"epochs must be an int >= 1; received {self.epochs!r}")
+        check(
+            _is_int(self.epochs) and self.epochs >= 1, f"epochs must be an int >= 1; received {self.epochs!r}"
+        )
         check(
             self.learning_rate is None or (_is_num(self.learning_rate) and 0 < self.learning_rate < 1),
             f"learning_rate must be a number in (0, 1); received {self.learning_rate!r}",
@@ -93,7 +95,10 @@ class TrainingConfig:
             self.output_dim is None or (_is_int(self.output_dim) and self.output_dim >= 1),
             f"output_dim must be an int >= 1 (or None); received {self.output_dim!r}",
         )
-        check(_is_int(self.num_workers) and self.num_workers >= 0, f"num_workers must be an int >= 0; received {self.num_workers!r}")
+        check(
+            _is_int(self.num_workers) and self.num_workers >= 0,
+            f"num_workers must be an int >= 0; received {self.num_workers!r}",
+        )
         check(
             _is_int(self.gradient_accumulation_steps) and self.gradient_accumulation_steps >= 1,
             f"gradient_accumulation_steps must be an int >= 1; received {self.gradient_accumulation_steps!r}",
@@ -110,7 +115,8 @@ class TrainingConfig:
         if self.loss_optimizer is not None and self.loss_optimizer not in OPTIMIZERS:
             out.append(str(unknown_name("loss_optimizer", self.loss_optimizer, OPTIMIZERS)))
         check(
-            isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")),
+            isinstance(self.device, str)
+            and (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")),
             f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; received {self.device!r}",
         )
         return out

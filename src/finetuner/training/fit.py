@@ -54,14 +54,17 @@ def _split(data: LabelledData, val_split: float, seed: int) -> tuple[LabelledDat
     val_idx: list[int] = []
     for c in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == c))
-        n_val = min(int(round(len(members) * val_split)), max(0, len(members) - 2))
+        n_val = min(round(len(members) * val_split), max(0, len(members) - 2))
         val_idx += members[:n_val].tolist()
         train_idx += members[n_val:].tolist()
 
     def take(idx: list[int]) -> LabelledData:
         idx = sorted(idx)
         return LabelledData(
-            [data.items[i] for i in idx], [data.labels[i] for i in idx], data.classes, [data.ids[i] for i in idx],
+            [data.items[i] for i in idx],
+            [data.labels[i] for i in idx],
+            data.classes,
+            [data.ids[i] for i in idx],
             data.modality,
         )
 
@@ -82,7 +85,9 @@ def _check_labelled(data: LabelledData, name: str) -> None:
             f"{name} has a single class ({data.classes[0]!r}); metric learning needs at least 2 classes"
         )
     if not problems and (counts >= 2).sum() == 0:
-        problems.append(f"{name}: every class has a single item, so no item has a positive; give 2+ per class")
+        problems.append(
+            f"{name}: every class has a single item, so no item has a positive; give 2+ per class"
+        )
     if problems:
         raise DataError("\n".join(problems), problems)
     singles = [data.classes[i] for i in np.flatnonzero(counts == 1)]
@@ -116,14 +121,22 @@ def run_fit(
     if unknown:
         from finetuner.errors import closest
 
-        valid = sorted(set(TrainingConfig.__dataclass_fields__) | set(_FIT_ONLY)) + ["eval_data"]
-        hints = [f"{u!r} (did you mean {closest(u, valid)!r}?)" if closest(u, valid) else repr(u) for u in unknown]
-        raise ConfigError(f"fit() got unknown option(s) {', '.join(hints)}; valid options: {', '.join(valid)}")
-    for key in ("loss_options", "miner_options", "optimizer_options", "scheduler_options", "loss_optimizer_options"):
+        valid = [*sorted(set(TrainingConfig.__dataclass_fields__) | set(_FIT_ONLY)), "eval_data"]
+        hints = [
+            f"{u!r} (did you mean {closest(u, valid)!r}?)" if closest(u, valid) else repr(u) for u in unknown
+        ]
+        raise ConfigError(
+            f"fit() got unknown option(s) {', '.join(hints)}; valid options: {', '.join(valid)}"
+        )
+    for key in (
+        "loss_options",
+        "miner_options",
+        "optimizer_options",
+        "scheduler_options",
+        "loss_optimizer_options",
+    ):
         if settings.get(key) is None:
             settings.pop(key, None)
-    if not isinstance(model, (str, Path)):
-        settings["model"] = _model_name(model)
     config = TrainingConfig(model=_model_name(model), **settings)
     config.validate()
     seed = config.seed if config.seed is not None else 0
@@ -142,7 +155,9 @@ def run_fit(
         eval_task = held_out
     _check_labelled(train_set, "train_data")
 
-    built = build_model(model, output_dim=config.output_dim, freeze=config.freeze, model_options=model_options)
+    built = build_model(
+        model, output_dim=config.output_dim, freeze=config.freeze, model_options=model_options
+    )
     if getattr(built, "modality", train_set.modality) != train_set.modality:
         raise ConfigError(
             f"the model encodes {built.modality} but train_data holds {train_set.modality} items; choose a "
@@ -180,8 +195,13 @@ def run_fit(
     run.set_status("STARTED")
     try:
         built.to(accelerator.device)
-        logger.info("run %s: %d training items, %d classes, batch size %d", run.name, len(train_set),
-                    len(train_set.classes), batch_size)
+        logger.info(
+            "run %s: %d training items, %d classes, batch size %d",
+            run.name,
+            len(train_set),
+            len(train_set.classes),
+            batch_size,
+        )
         metrics: dict[str, dict[str, float]] = {}
         examples: dict[str, Any] = {}
         embed = model_embedder(built, eval_batch_size)
@@ -191,13 +211,21 @@ def run_fit(
             logger.info("before: %s", metrics["before"])
         started = time.perf_counter()
         state: TrainState = train(
-            built, loss_fn, loader, config, miner=miner, callbacks=list(callbacks or []), accelerator=accelerator
+            built,
+            loss_fn,
+            loader,
+            config,
+            miner=miner,
+            callbacks=list(callbacks or []),
+            accelerator=accelerator,
         )
         model_out = accelerator.unwrap_model(state.model)
         logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
         if accelerator.is_main_process:
             if eval_task is not None:
-                metrics["after"], examples["after"] = evaluate_sets(retrieval_sets(eval_task), embed, limit=limit)
+                metrics["after"], examples["after"] = evaluate_sets(
+                    retrieval_sets(eval_task), embed, limit=limit
+                )
                 logger.info("after: %s", metrics["after"])
             _save_run(run, model_out, metrics, examples, state, to_onnx)
         accelerator.wait_for_everyone()

@@ -76,7 +76,9 @@ def make_accelerator(config: TrainingConfig) -> Any:
     cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
     precision = config.precision
     if precision == "auto":
-        precision = "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+        precision = (
+            "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+        )
     return Accelerator(
         cpu=cpu,
         mixed_precision=precision,
@@ -122,7 +124,7 @@ def build_scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer, to
     warmup = options.pop("num_warmup_steps", None)
     ratio = options.pop("warmup_ratio", None)
     if warmup is None:
-        warmup = int(math.ceil(total_steps * float(ratio))) if ratio else 0
+        warmup = math.ceil(total_steps * float(ratio)) if ratio else 0
     return get_scheduler(
         config.scheduler,
         optimizer,
@@ -164,7 +166,9 @@ def train(
     batch_sampler = loader.batch_sampler
     loader = accelerator.prepare(loader)  # shards the batches across processes
     # accelerate steps a prepared scheduler once per process, so plan it in single-process steps
-    total_steps = len(loader) * accelerator.num_processes * config.epochs // config.gradient_accumulation_steps
+    total_steps = (
+        len(loader) * accelerator.num_processes * config.epochs // config.gradient_accumulation_steps
+    )
     optimizer = build_optimizer(config, model, loss_fn)
     loss_optimizer = build_loss_optimizer(config, loss_fn)
     scheduler = build_scheduler(config, optimizer, max(1, total_steps))
@@ -190,8 +194,8 @@ def train(
             disable=not accelerator.is_local_main_process,
             dynamic_ncols=True,
         )
-        seen = 0
-        for state.batch_in_epoch, (inputs, labels) in enumerate(bar):
+        for seen, (inputs, labels) in enumerate(bar, start=1):
+            state.batch_in_epoch = seen - 1
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     embeddings = forward(model, inputs)  # (batch, dim)
@@ -209,7 +213,6 @@ def train(
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             running += loss.detach()
-            seen += 1
             state.step += 1
             if seen % config.log_every == 0 or seen == len(loader):
                 value = float(running) / seen

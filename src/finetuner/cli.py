@@ -1,0 +1,199 @@
+"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, list-models, demo.
+
+Under ``accelerate launch -m finetuner fit ...`` or ``torchrun --nproc_per_node N -m finetuner fit ...`` the same
+command trains on every process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from finetuner.errors import FinetunerError
+
+
+def _json(value: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {value!r} ({exc.msg})") from exc
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"margin\": 0.2}}'; got {value!r}")
+    return parsed
+
+
+def _freeze(value: str) -> bool | int:
+    low = value.lower()
+    if low in ("true", "yes", "1"):
+        return True
+    if low in ("false", "no", "0"):
+        return False
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"--freeze takes true, false or a layer count; got {value!r}"
+        ) from exc
+
+
+def _add_csv_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("CSV input")
+    g.add_argument(
+        "--csv-pairs", action="store_true", help="rows are positive pairs (query,document / text,image)"
+    )
+    g.add_argument("--csv-encoding", default="utf-8")
+    g.add_argument("--csv-dialect", default="auto", help="a csv dialect name, or 'auto' to sniff")
+
+
+def _csv_options(args: argparse.Namespace) -> Any:
+    from finetuner.data.readers import CSVOptions
+
+    return CSVOptions(is_labeled=not args.csv_pairs, encoding=args.csv_encoding, dialect=args.csv_dialect)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="finetuner", description="Fine-tune embedding models for search, locally."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="fine-tune a model and save the artifact")
+    fit.add_argument("--model", required=True, help="alias, Hugging Face id or local folder")
+    fit.add_argument("--train-data", required=True, help="CSV file (item,label or pairs with --csv-pairs)")
+    fit.add_argument("--eval-data", help="CSV file to measure retrieval before and after")
+    fit.add_argument("--output", default="artifacts", help="where the artifact folder is written")
+    fit.add_argument("--epochs", type=int, default=5)
+    fit.add_argument("--learning-rate", type=float)
+    fit.add_argument("--batch-size", type=int)
+    fit.add_argument("--loss", default="TripletMarginLoss")
+    fit.add_argument("--loss-options", type=_json)
+    fit.add_argument("--miner")
+    fit.add_argument("--miner-options", type=_json)
+    fit.add_argument("--optimizer", default="Adam")
+    fit.add_argument("--optimizer-options", type=_json)
+    fit.add_argument("--scheduler")
+    fit.add_argument("--scheduler-options", type=_json)
+    fit.add_argument("--output-dim", type=int)
+    fit.add_argument("--freeze", type=_freeze, default=False, help="true, false, or N trainable last layers")
+    fit.add_argument("--device", default="auto")
+    fit.add_argument("--precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
+    fit.add_argument("--num-workers", type=int, default=0)
+    fit.add_argument("--num-items-per-class", type=int, default=4)
+    fit.add_argument("--sampler", default="auto", choices=["auto", "class", "random"])
+    fit.add_argument("--val-split", type=float, default=0.0)
+    fit.add_argument("--seed", type=int)
+    fit.add_argument("--run-name")
+    fit.add_argument("--experiment-name")
+    fit.add_argument("--model-options", type=_json)
+    fit.add_argument("--to-onnx", action="store_true")
+    _add_csv_options(fit)
+
+    enc = sub.add_parser("encode", help="embed items with a tuned (or pretrained) model into a .npy file")
+    enc.add_argument("--model", required=True, help="artifact folder, run name, alias or hub id")
+    enc.add_argument("--select-model", help="clip-text or clip-vision for a CLIP artifact")
+    enc.add_argument("--data", required=True, help=".txt (one item a line) or .csv (first column)")
+    enc.add_argument("--output", required=True, help="the .npy file to write")
+    enc.add_argument("--batch-size", type=int, default=32)
+
+    ev = sub.add_parser("evaluate", help="retrieval metrics of a model on labelled data")
+    ev.add_argument("--model", required=True, help="artifact folder, run name, alias or hub id")
+    ev.add_argument("--select-model")
+    ev.add_argument("--query-data", required=True)
+    ev.add_argument("--index-data")
+    ev.add_argument("--limit", type=int, default=20)
+    _add_csv_options(ev)
+
+    sub.add_parser("list-models", help="the model aliases")
+    demo = sub.add_parser("demo", help="an offline demo fine-tune on bundled real data")
+    demo.add_argument("task", choices=["text", "image", "clip"], nargs="?", default="text")
+    demo.add_argument("--epochs", type=int)
+    demo.add_argument("--output", default="artifacts")
+    return parser
+
+
+def _load_any(ref: str, select_model: str | None) -> Any:
+    import finetuner
+
+    path = Path(ref)
+    if (path / "models" / "input-map.yml").is_file() or (path / "metadata.yml").is_file():
+        return finetuner.get_model(path, select_model=select_model)
+    return finetuner.build_model(ref)
+
+
+def _read_items(path: str) -> list[str]:
+    import csv
+
+    p = Path(path)
+    if not p.is_file():
+        raise FinetunerError(f"--data {path}: no such file")
+    if p.suffix.lower() == ".csv":
+        with p.open(newline="", encoding="utf-8") as f:
+            return [row[0] for row in csv.reader(f) if row][1:]
+    return [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _run(args: argparse.Namespace) -> int:
+    import finetuner
+
+    if args.command == "fit":
+        keys = (  # noqa: SIM905 - one readable string of fit's option names
+            "epochs learning_rate batch_size loss loss_options miner miner_options optimizer optimizer_options "
+            "scheduler scheduler_options output_dim freeze device precision num_workers num_items_per_class "
+            "sampler val_split seed run_name experiment_name model_options to_onnx"
+        ).split()
+        options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+        run = finetuner.fit(
+            args.model, args.train_data, args.eval_data, csv_options=_csv_options(args), **options
+        )
+        print(f"artifact: {run.save_artifact(args.output)}")
+    elif args.command == "encode":
+        import numpy as np
+
+        vectors = finetuner.encode(
+            _load_any(args.model, args.select_model), _read_items(args.data), batch_size=args.batch_size
+        )
+        np.save(args.output, vectors)
+        print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {args.output}")
+    elif args.command == "evaluate":
+        from finetuner.report import metrics_table
+
+        metrics = finetuner.evaluate(
+            _load_any(args.model, args.select_model),
+            args.query_data,
+            args.index_data,
+            limit=args.limit,
+            csv_options=_csv_options(args),
+        )
+        print(metrics_table({"metrics": metrics}))
+    elif args.command == "list-models":
+        finetuner.describe_models()
+    elif args.command == "demo":
+        import importlib
+
+        module = importlib.import_module(f"finetuner.demos.{args.task}")
+        extra = {"epochs": args.epochs} if args.epochs else {}
+        module.run(output=args.output, **extra)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``finetuner`` command; returns the exit status.
+
+    Example:
+        >>> main(['list-models'])  # doctest: +SKIP
+        0
+    """
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except FinetunerError as exc:
+        print(f"finetuner: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Shared fixtures: a runs directory per test session and tiny random models built here (never downloaded)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+CLASS_WORDS = {
+    "fruit": ["apple", "banana", "cherry", "grape", "mango", "peach"],
+    "vehicle": ["car", "bus", "train", "truck", "bike", "boat"],
+    "tool": ["hammer", "saw", "drill", "wrench", "chisel", "pliers"],
+    "animal": ["cat", "dog", "horse", "cow", "sheep", "goat"],
+}
+NOISE_WORDS = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "with",
+    "very",
+    "some",
+    "big",
+    "small",
+    "red",
+    "blue",
+    "old",
+    "new",
+    "nice",
+]
+
+
+@pytest.fixture(autouse=True)
+def _runs_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINETUNER_HOME", str(tmp_path_factory.getbasetemp() / "finetuner-home"))
+
+
+def make_texts(n_per_class: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Separable synthetic text: each text has 2 words of its class among 5 shared noise words."""
+    rng = random.Random(seed)
+    out = []
+    for label, words in CLASS_WORDS.items():
+        for _ in range(n_per_class):
+            tokens = rng.sample(words, 2) + rng.sample(NOISE_WORDS, 5)
+            rng.shuffle(tokens)
+            out.append((" ".join(tokens), label))
+    return out
+
+
+def build_tiny_bert(directory: Path, hidden: int = 32, seed: int = 0) -> Path:
+    """A randomly initialised 2-layer BERT with a word-level vocabulary, saved as a Hugging Face folder."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *NOISE_WORDS]
+    for words in CLASS_WORDS.values():
+        vocab += words
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast.from_pretrained(str(directory))  # reads vocab.txt (transformers 4 and 5)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of a tiny random BERT folder (loads with AutoModel / finetuner.build_model)."""
+    return str(build_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
