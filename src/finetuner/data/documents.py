@@ -39,7 +39,18 @@ class Document:
         ('pencil skirt slim fit', 'skirt')
     """
 
-    __slots__ = ("blob", "chunks", "embedding", "id", "mime_type", "modality", "tags", "tensor", "text", "uri")
+    __slots__ = (
+        "blob",
+        "chunks",
+        "embedding",
+        "id",
+        "mime_type",
+        "modality",
+        "tags",
+        "tensor",
+        "text",
+        "uri",
+    )
 
     def __init__(
         self,
@@ -62,7 +73,7 @@ class Document:
         self.tensor: Any = tensor
         self.uri: str | None = uri
         self.tags: dict[str, Any] = dict(tags) if tags else {}
-        self.chunks: DocumentArray = DocumentArray(chunks or [])
+        self.chunks: DocumentArray = DocumentArray(chunks) if chunks else DocumentArray()
         self.modality: str | None = modality
         self.embedding: Any = embedding
         self.mime_type: str | None = mime_type
@@ -90,8 +101,8 @@ class Document:
             self.tensor = value
         else:
             raise InputTypeError(
-                f"Document content must be str (text), bytes (blob) or an array (tensor); "
-                f"received {type(value).__name__}. Put other values in tags."
+                "Document content must be str (text), bytes (blob) or an array (tensor); received "
+                f"{type(value).__name__}. Put other values in tags."
             )
 
     @property
@@ -130,12 +141,17 @@ class Document:
 class DocumentArray(list):
     """A list of :class:`Document` with docarray-v1 conveniences.
 
-    Index by position, slice, or a document id; ``.embeddings`` stacks (or sets) the documents' embeddings.
+    Index by position, slice, a document id, or a list of positions or ids; ``.embeddings`` stacks (or sets)
+    the documents' embeddings.
+
+    Ellipsis (``...``) items are dropped, so the placeholder in ``DocumentArray([Document(...), ...])`` (as
+    written on Finetuner's training-data page) runs as is. Any other item that is not a :class:`Document`
+    raises :class:`~finetuner.errors.InputTypeError` naming its index.
 
     Example:
-        >>> da = DocumentArray([Document(text='a', id='x'), Document(text='b')])
-        >>> da['x'].text, len(da[1:])
-        ('a', 1)
+        >>> da = DocumentArray([Document(text='a', id='x'), Document(text='b'), ...])
+        >>> len(da), da['x'].text, len(da[1:])
+        (2, 'a', 1)
         >>> import numpy as np
         >>> da.embeddings = np.eye(2)
         >>> da.embeddings.shape
@@ -151,16 +167,36 @@ class DocumentArray(list):
     def _check(doc: Any, where: str) -> Document:
         if not isinstance(doc, Document):
             raise InputTypeError(
-                f"DocumentArray holds Document objects; {where} is {type(doc).__name__}. "
-                "Wrap it: Document(content=...). For tuples or CSV files pass them to fit() directly."
+                f"DocumentArray holds Document objects; {where} is {type(doc).__name__} ({_short(doc)}). "
+                "Wrap it: Document(content=...), or convert the whole data with "
+                "finetuner.data.load_data(...) (which also reads tuples, CSV files, DataFrames and docarray "
+                "objects)."
             )
         return doc
 
     def append(self, doc: Document) -> None:
-        super().append(self._check(doc, "the appended item"))
+        if doc is not Ellipsis:
+            super().append(self._check(doc, "the appended item"))
 
     def extend(self, docs: Iterable[Document]) -> None:
-        super().extend(self._check(d, f"item {i}") for i, d in enumerate(docs))
+        super().extend(self._check(d, f"item {i}") for i, d in enumerate(docs) if d is not Ellipsis)
+
+    def insert(self, index: SupportsIndex, doc: Document) -> None:
+        super().insert(index, self._check(doc, "the inserted item"))
+
+    def __iadd__(self, docs: Iterable[Document]) -> DocumentArray:  # type: ignore[override,misc]
+        self.extend(docs)
+        return self
+
+    def __add__(self, docs: Iterable[Document]) -> DocumentArray:  # type: ignore[override]
+        return DocumentArray([*self, *docs])
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if isinstance(key, slice):
+            value = [self._check(d, f"item {i} of the assigned slice") for i, d in enumerate(value)]
+        else:
+            value = self._check(value, "the assigned item")
+        super().__setitem__(key, value)
 
     @overload
     def __getitem__(self, key: SupportsIndex) -> Document: ...
@@ -168,17 +204,30 @@ class DocumentArray(list):
     def __getitem__(self, key: slice) -> DocumentArray: ...
     @overload
     def __getitem__(self, key: str) -> Document: ...
+    @overload
+    def __getitem__(self, key: Sequence[int] | Sequence[str]) -> DocumentArray: ...
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             for doc in self:
                 if doc.id == key:
                     return doc
-            raise KeyError(f"no Document with id {key!r} in this DocumentArray")
+            raise KeyError(f"no Document with id {key!r} in this DocumentArray of {len(self)}")
         if isinstance(key, slice):
             return DocumentArray(super().__getitem__(key))
-        if isinstance(key, Sequence) and not isinstance(key, str):
-            return DocumentArray(super(DocumentArray, self).__getitem__(int(i)) for i in key)
+        if isinstance(key, (Sequence, np.ndarray)):
+            by_id: dict[str, Document] | None = None
+            picked = []
+            for k in key:
+                if isinstance(k, str):
+                    if by_id is None:
+                        by_id = {d.id: d for d in reversed(self)}
+                    if k not in by_id:
+                        raise KeyError(f"no Document with id {k!r} in this DocumentArray of {len(self)}")
+                    picked.append(by_id[k])
+                else:
+                    picked.append(super().__getitem__(int(k)))
+            return DocumentArray(picked)
         return super().__getitem__(key)
 
     def __iter__(self) -> Iterator[Document]:
@@ -189,13 +238,16 @@ class DocumentArray(list):
         """The embeddings stacked into ``(len, dim)``; None when a document has none."""
         if not self or any(d.embedding is None for d in self):
             return None
-        return np.stack([np.asarray(d.embedding) for d in self])
+        return np.stack([_to_numpy(d.embedding) for d in self])
 
     @embeddings.setter
     def embeddings(self, value: Any) -> None:
-        value = np.asarray(value)
-        if len(value) != len(self):
-            raise ValueError(f"got {len(value)} embeddings for {len(self)} documents")
+        value = _to_numpy(value)
+        if value.ndim != 2 or len(value) != len(self):
+            raise ValueError(
+                f"embeddings must have shape (len, dim) = ({len(self)}, dim); received shape {value.shape}. "
+                "Give one row per document."
+            )
         for doc, vec in zip(self, value):
             doc.embedding = vec
 
@@ -206,3 +258,15 @@ class DocumentArray(list):
 
     def __repr__(self) -> str:
         return f"<DocumentArray (length={len(self)})>"
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """An array-like (numpy, torch tensor on any device, nested lists) as a numpy array."""
+    if type(value).__module__.startswith("torch"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
