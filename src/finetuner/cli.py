@@ -41,18 +41,27 @@ def _freeze(value: str) -> bool | int:
 
 
 def _add_csv_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("CSV input")
-    g.add_argument(
-        "--csv-pairs", action="store_true", help="rows are positive pairs (query,document / text,image)"
-    )
-    g.add_argument("--csv-encoding", default="utf-8")
-    g.add_argument("--csv-dialect", default="auto", help="a csv dialect name, or 'auto' to sniff")
+    g = p.add_argument_group("CSV input (by default the layout is detected from the header and the rows)")
+    g.add_argument("--csv-pairs", action="store_true", help="rows are positive pairs (query,document / text,image)")
+    g.add_argument("--csv-labeled", action="store_true", help="rows are item,label")
+    g.add_argument("--csv-encoding", help="the files' text encoding (default utf-8)")
+    g.add_argument("--csv-dialect", help="a csv dialect name (default: sniffed)")
 
 
 def _csv_options(args: argparse.Namespace) -> Any:
+    """CSVOptions when a CSV flag was given; None lets the reader detect labelled rows or pairs."""
     from finetuner.data.readers import CSVOptions
 
-    return CSVOptions(is_labeled=not args.csv_pairs, encoding=args.csv_encoding, dialect=args.csv_dialect)
+    if args.csv_pairs and args.csv_labeled:
+        raise FinetunerError("give --csv-pairs or --csv-labeled, not both")
+    if not (args.csv_pairs or args.csv_labeled or args.csv_encoding or args.csv_dialect):
+        return None
+    options: dict[str, Any] = {"is_labeled": not args.csv_pairs}
+    if args.csv_encoding:
+        options["encoding"] = args.csv_encoding
+    if args.csv_dialect:
+        options["dialect"] = args.csv_dialect
+    return CSVOptions(**options)
 
 
 def _parser() -> argparse.ArgumentParser:
