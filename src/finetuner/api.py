@@ -133,6 +133,9 @@ def encode(model: Any, data: Any, batch_size: int = 32, *, progress: bool = Fals
         vectors = embed_items(model, items, batch_size=batch_size, progress=progress).numpy()
     if docs is not None:
         docs.embeddings = vectors
+        if type(data).__module__.startswith("docarray"):  # fill the caller's own docarray objects too
+            data.embeddings = vectors
+            return data
         return docs
     return vectors
 
@@ -191,11 +194,11 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
-def describe_models(task: str | None = None) -> str:
-    """A table of the aliases (name, task, source, description); printed and returned.
+def describe_models(task: str | None = None, *, show: bool = True) -> str:
+    """A table of the aliases (name, task, source, description); printed (unless ``show=False``) and returned.
 
     Example:
-        >>> 'bert-base-en' in describe_models()
+        >>> 'bert-base-en' in describe_models(show=False)
         True
     """
     rows = [(s.name, s.task, s.source, s.description) for s in MODELS.values() if task in (None, s.task)]
@@ -203,7 +206,8 @@ def describe_models(task: str | None = None) -> str:
     lines = [f"{'name':<{widths[0]}}  {'task':<{widths[1]}}  {'source':<{widths[2]}}  description"]
     lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in sorted(rows)]
     text = "\n".join(lines)
-    print(text)
+    if show:
+        print(text)
     return text
 
 

@@ -158,3 +158,17 @@ def test_pairs_train_with_in_batch_negatives(tiny_bert):
         tiny_bert, pairs, pairs, loss="NTXentLoss", epochs=2, batch_size=8, learning_rate=1e-3, verbose=False
     )
     assert run.metrics()["after"]["reciprocal_rank"] >= run.metrics()["before"]["reciprocal_rank"]
+
+
+def test_real_docarray_input_trains(tiny_bert):
+    docarray = pytest.importorskip("docarray")
+    train = docarray.DocumentArray(
+        [docarray.Document(content=t, tags={"finetuner_label": label}) for t, label in make_texts(8)]
+    )
+    run = finetuner.fit(tiny_bert, train, train, epochs=1, batch_size=8, verbose=False)
+    assert run.status()["status"] == "FINISHED" and "after" in run.metrics()
+    model = finetuner.get_model(run.directory)
+    encoded = finetuner.encode(model, train)  # the caller's docarray objects get their embeddings
+    assert encoded is train
+    assert train.embeddings.shape == (len(train), 32)
+    np.testing.assert_allclose(train.embeddings, finetuner.encode(model, [d.text for d in train]), atol=1e-6)
