@@ -24,6 +24,7 @@ from finetuner.models.factory import build_model
 from finetuner.models.io import save_model
 from finetuner.report import metrics_table
 from finetuner.runs import Run, write_yaml
+from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.config import TrainingConfig
 from finetuner.training.loop import Callback, TrainState, make_accelerator, train
 
@@ -139,6 +140,10 @@ def run_fit(
             settings.pop(key, None)
     config = TrainingConfig(model=_model_name(model), **settings)
     config.validate()
+    if to_onnx:
+        from finetuner.export.onnx import check_onnx_available
+
+        check_onnx_available()  # before training, not after it
     seed = config.seed if config.seed is not None else 0
     _seed_everything(seed)
 
@@ -167,6 +172,10 @@ def run_fit(
         config.loss, config.loss_options, embedding_size=built.output_dim, num_classes=len(train_set.classes)
     )
     miner = get_miner(config.miner, config.miner_options)
+    # check the callbacks (and their data) before training; a val_loss monitor gets the loss on eval data
+    callbacks = prepare_callbacks(
+        callbacks, eval_task, loss_fn=loss_fn, preprocess=built.preprocess, batch_size=config.batch_size or 32
+    )
     accelerator = make_accelerator(config)
     batch_size = config.batch_size or (64 if accelerator.device.type == "cuda" else 32)
     batch_size = min(batch_size, len(train_set))
@@ -216,7 +225,7 @@ def run_fit(
             loader,
             config,
             miner=miner,
-            callbacks=list(callbacks or []),
+            callbacks=callbacks,
             accelerator=accelerator,
         )
         model_out = accelerator.unwrap_model(state.model)
@@ -258,6 +267,9 @@ def _save_run(
         from finetuner.export.onnx import export_onnx
 
         export_onnx(model, models_dir / "model")
+    from finetuner.report_html import write_report_safely
+
+    write_report_safely(run.directory)
 
 
 def _version() -> str:

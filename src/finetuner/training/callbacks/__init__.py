@@ -1,0 +1,97 @@
+"""The callbacks ``fit`` accepts (public names in :mod:`finetuner.callback`) and their preparation before training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from finetuner.data.tasks import LabelledData, PairData
+from finetuner.errors import ConfigError, InputTypeError
+from finetuner.evaluation.metrics import METRIC_NAMES
+from finetuner.training.callbacks.checkpoints import BestModelCheckpoint, EarlyStopping, WiSEFTCallback
+from finetuner.training.callbacks.common import LOSS_ALIASES
+from finetuner.training.callbacks.evaluation import EvaluationCallback, ValidationLoss
+from finetuner.training.callbacks.loggers import MLFlowLogger, TensorBoardLogger, TrackerLogger, WandBLogger
+from finetuner.training.loop import Callback
+
+_MONITORS = (BestModelCheckpoint, EarlyStopping)
+
+
+def prepare_callbacks(
+    callbacks: Sequence[Any] | None,
+    eval_data: LabelledData | PairData | None,
+    *,
+    loss_fn: Any = None,
+    preprocess: Any = None,
+    batch_size: int = 32,
+    num_items_per_class: int = 4,
+    seed: int = 0,
+) -> list[Callback]:
+    """Check ``fit``'s callbacks before training and put them in running order.
+
+    Evaluation data of every :class:`EvaluationCallback` is read and checked; a ``val_loss`` monitor gets a
+    :class:`ValidationLoss` on ``eval_data`` (a :class:`~finetuner.errors.ConfigError` without it); every monitored
+    name must be something some callback reports. Order: measurements first, then the callbacks acting on them
+    (best checkpoint, early stop), then WiSE-FT, then loggers; otherwise the user's order.
+
+    Example:
+        >>> cbs = prepare_callbacks([EarlyStopping(monitor='train_loss')], None)
+        >>> [type(c).__name__ for c in cbs]
+        ['EarlyStopping']
+        >>> prepare_callbacks([EarlyStopping()], None)
+        Traceback (most recent call last):
+        ...
+        finetuner.errors.ConfigError: EarlyStopping monitors 'val_loss', which needs eval_data (or val_split) ...
+    """
+    out: list[Callback] = []
+    for i, cb in enumerate(callbacks or []):
+        if isinstance(cb, type) and issubclass(cb, Callback):
+            raise InputTypeError(f"callbacks[{i}] is the class {cb.__name__}; pass an instance: {cb.__name__}(...)")
+        if not isinstance(cb, Callback):
+            raise InputTypeError(
+                f"callbacks[{i}] is a {type(cb).__name__}; callbacks are finetuner.callback objects "
+                "(or subclasses of finetuner.callback.Callback)"
+            )
+        out.append(cb)
+    reported = set(LOSS_ALIASES)
+    for cb in out:
+        if isinstance(cb, EvaluationCallback):
+            cb.setup()
+            reported.update(cb.metric_names())
+    monitors = [cb for cb in out if isinstance(cb, _MONITORS)]
+    if any(cb.monitor == "val_loss" for cb in monitors):
+        owner = next(type(cb).__name__ for cb in monitors if cb.monitor == "val_loss")
+        if eval_data is None:
+            raise ConfigError(
+                f"{owner} monitors 'val_loss', which needs eval_data (or val_split) in fit(); give evaluation "
+                "data, or monitor 'train_loss' or a metric of an EvaluationCallback"
+            )
+        out.insert(0, ValidationLoss(eval_data, loss_fn, preprocess, batch_size, num_items_per_class, seed))
+        reported.add("val_loss")
+    for cb in monitors:
+        if cb.monitor not in reported:
+            hint = (
+                f"; add EvaluationCallback(query_data=...) to report {cb.monitor!r}"
+                if any(cb.monitor.endswith(m) for m in METRIC_NAMES)
+                else ""
+            )
+            raise ConfigError(
+                f"{type(cb).__name__} monitors {cb.monitor!r}, which no callback reports; "
+                f"reported: {', '.join(sorted(reported))}{hint}"
+            )
+    return sorted(out, key=lambda cb: getattr(cb, "_order", 10))
+
+
+__all__ = [
+    "BestModelCheckpoint",
+    "Callback",
+    "EarlyStopping",
+    "EvaluationCallback",
+    "MLFlowLogger",
+    "TensorBoardLogger",
+    "TrackerLogger",
+    "ValidationLoss",
+    "WandBLogger",
+    "WiSEFTCallback",
+    "prepare_callbacks",
+]

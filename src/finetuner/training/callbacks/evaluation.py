@@ -1,0 +1,209 @@
+"""Per-epoch measurements: retrieval metrics (:class:`EvaluationCallback`) and the loss on evaluation data."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from finetuner.data.readers import CSVOptions, load_data
+from finetuner.data.samplers import ClassSampler
+from finetuner.data.tasks import LabelledData, PairData, to_task_data
+from finetuner.errors import ConfigError
+from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, model_embedder, retrieval_sets
+from finetuner.models.inference import embed_items
+from finetuner.training.callbacks.common import on_main_then_share, unwrapped
+from finetuner.training.loop import Callback, TrainState
+
+logger = logging.getLogger("finetuner")
+
+DISTANCES = ("cosine", "euclidean", "sqeuclidean")
+TOWERS = (None, "model", "clip-text", "clip-vision")
+
+
+class EvaluationCallback(Callback):
+    """Retrieval metrics at the end of every epoch (Finetuner's ``EvaluationCallback``).
+
+    The metrics (``precision_at_k``, ``recall_at_k``, ..., ``ndcg_at_k``; prefixed with ``caption_`` when a caption
+    is given) go into ``state.metrics`` and the epoch's history (so ``metadata.yml``, the loggers and the report
+    see them), and into the run's log. :class:`BestModelCheckpoint` and :class:`EarlyStopping` can monitor them.
+
+    Args:
+        query_data: labelled data (any form ``fit`` accepts) whose items search the index.
+        index_data: the data searched (default: ``query_data`` searches itself, each query excluded).
+        model: for CLIP artifacts, the tower that encodes the queries (``'clip-text'``, ``'clip-vision'``); by
+            default each item is encoded by the tower of its modality, which is what CLIP runs need.
+        index_model: likewise for the index.
+        limit: metrics are computed at ``k = limit``.
+        distance: ``'cosine'``, ``'euclidean'`` or ``'sqeuclidean'``.
+        exclude_self: leave a query out of its own results.
+        batch_size: items per forward pass while embedding.
+        caption: a prefix for the metric names (tells two evaluation callbacks apart).
+        csv_options: how to read CSV ``query_data`` / ``index_data``.
+
+    Example:
+        >>> from finetuner.callback import EvaluationCallback
+        >>> cb = EvaluationCallback([('red skirt', 'skirt'), ('blue skirt', 'skirt'), ('a shirt', 'shirt')], limit=5)
+        >>> cb.metric_names()[:2]
+        ['precision_at_k', 'recall_at_k']
+    """
+
+    _order = 0  # before the callbacks that monitor its metrics
+
+    def __init__(
+        self,
+        query_data: Any,
+        index_data: Any = None,
+        model: str | None = None,
+        index_model: str | None = None,
+        limit: int = 20,
+        distance: str = "cosine",
+        exclude_self: bool = True,
+        batch_size: int = 32,
+        caption: str | None = None,
+        csv_options: CSVOptions | None = None,
+    ) -> None:
+        problems = []
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            problems.append(f"limit must be an int >= 1; received {limit!r}")
+        if distance not in DISTANCES:
+            problems.append(f"distance must be one of {', '.join(DISTANCES)}; received {distance!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            problems.append(f"batch_size must be an int >= 1; received {batch_size!r}")
+        for name, value in (("model", model), ("index_model", index_model)):
+            if value not in TOWERS:
+                problems.append(f"{name} must be None, 'clip-text' or 'clip-vision'; received {value!r}")
+        if problems:
+            raise ConfigError("EvaluationCallback: " + "; ".join(problems))
+        self.query_data = query_data
+        self.index_data = index_data
+        self.model = model
+        self.index_model = index_model
+        self.limit = limit
+        self.distance = distance
+        self.exclude_self = exclude_self
+        self.batch_size = batch_size
+        self.caption = caption
+        self.csv_options = csv_options
+        self._sets: RetrievalSets | None = None
+
+    def metric_names(self) -> list[str]:
+        """The keys this callback writes into ``state.metrics``."""
+        from finetuner.evaluation.metrics import METRIC_NAMES
+
+        prefix = f"{self.caption}_" if self.caption else ""
+        return [prefix + n for n in METRIC_NAMES]
+
+    def setup(self) -> None:
+        """Read and check the data (``fit`` calls this before training, so bad data fails early)."""
+        if self._sets is not None:
+            return
+        queries = to_task_data(load_data(self.query_data, self.csv_options, name="query_data"), "query_data")
+        sets = retrieval_sets(queries)
+        if self.index_data is not None:
+            index = to_task_data(load_data(self.index_data, self.csv_options, name="index_data"), "index_data")
+            if not isinstance(queries, LabelledData) or not isinstance(index, LabelledData):
+                raise ConfigError("EvaluationCallback: a separate index_data needs labelled query and index data")
+            sets.index = index.items
+            sets.index_labels = [index.classes[c] for c in index.labels]
+            sets.index_ids = index.ids
+            sets.index_modality = index.modality
+        self._sets = sets
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.setup()
+
+    def evaluate(self, model: Any) -> dict[str, float]:
+        """The metrics of ``model`` on this callback's data."""
+        self.setup()
+        assert self._sets is not None  # set by setup()
+        metrics, _ = evaluate_sets(
+            self._sets,
+            model_embedder(model, self.batch_size),
+            limit=self.limit,
+            distance=self.distance,
+            exclude_self=self.exclude_self,
+            num_examples=0,
+        )
+        prefix = f"{self.caption}_" if self.caption else ""
+        return {prefix + k: round(float(v), 6) for k, v in metrics.items()}
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        metrics = on_main_then_share(state, lambda: self.evaluate(unwrapped(state)))
+        state.metrics.update(metrics)
+        if state.history:
+            state.history[-1].update(metrics)
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        logger.info("epoch %d evaluation: %s", state.epoch + 1, shown)
+
+    def __repr__(self) -> str:
+        return (
+            f"EvaluationCallback(limit={self.limit}, distance={self.distance!r}, exclude_self={self.exclude_self}"
+            + (f", caption={self.caption!r}" if self.caption else "")
+            + ")"
+        )
+
+
+class ValidationLoss(Callback):
+    """The training loss measured on the evaluation data at each epoch's end, as ``val_loss``.
+
+    ``fit`` adds it when a callback monitors ``val_loss``. Batches are drawn like training batches (class-balanced,
+    seeded), the same ones every epoch, so the figures compare across epochs.
+
+    Args:
+        data: the evaluation data (labelled items, or same-modality pairs).
+        loss_fn: the run's loss, called as ``loss_fn(embeddings, labels, None)``.
+        preprocess: the model's preprocessing.
+        batch_size: items per batch.
+        num_items_per_class: items of one class per batch.
+        seed: the sampler's seed.
+
+    Example:
+        >>> from finetuner.losses import get_loss
+        >>> data = LabelledData(['a', 'b', 'c', 'd'], [0, 0, 1, 1], ['x', 'y'], ['1', '2', '3', '4'], 'text')
+        >>> ValidationLoss(data, get_loss('TripletMarginLoss'), preprocess=None, batch_size=4).batches
+        [[0, 1, 2, 3]]
+    """
+
+    _order = 0
+
+    def __init__(
+        self,
+        data: LabelledData | PairData,
+        loss_fn: Any,
+        preprocess: Any,
+        batch_size: int = 32,
+        num_items_per_class: int = 4,
+        seed: int = 0,
+    ) -> None:
+        labelled = data.as_labelled() if isinstance(data, PairData) else data
+        self.items = labelled.items
+        self.labels = labelled.labels
+        self.loss_fn = loss_fn
+        self.preprocess = preprocess
+        size = max(2, min(batch_size, len(self.items)))
+        sampler = ClassSampler(self.labels, size, min(num_items_per_class, max(1, size // 2)), seed=seed)
+        sampler.set_epoch(0)
+        self.batches = [list(map(int, b)) for b in sampler]
+
+    def compute(self, model: Any) -> float:
+        """The mean loss of ``model`` over the fixed evaluation batches."""
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        total = 0.0
+        with torch.no_grad():
+            for batch in self.batches:
+                emb = embed_items(
+                    model, [self.items[i] for i in batch], batch_size=len(batch), preprocess=self.preprocess
+                )
+                labels = torch.tensor([self.labels[i] for i in batch], dtype=torch.long)
+                loss_fn = self.loss_fn.to(device) if hasattr(self.loss_fn, "to") else self.loss_fn
+                total += float(loss_fn(emb.to(device), labels.to(device), None))
+        return total / max(1, len(self.batches))
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        value = round(on_main_then_share(state, lambda: self.compute(unwrapped(state))), 6)
+        state.metrics["val_loss"] = value
+        if state.history:
+            state.history[-1]["val_loss"] = value
+        logger.info("epoch %d val_loss=%.4f", state.epoch + 1, value)
