@@ -9,6 +9,7 @@ Example:
 """
 
 from finetuner.api import describe_models, encode, evaluate, fit, get_model, list_losses, list_models
+from finetuner.callback import list_callbacks
 from finetuner.data import CSVOptions, Document, DocumentArray
 from finetuner.errors import ArtifactError, ConfigError, DataError, FinetunerError, InputTypeError
 from finetuner.models import build_model
@@ -34,6 +35,7 @@ __all__ = [
     "fit",
     "get_model",
     "get_run",
+    "list_callbacks",
     "list_losses",
     "list_models",
     "list_runs",

@@ -1,4 +1,4 @@
-"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, list-models, demo.
+"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, export, report, list-models, demo.
 
 Under ``accelerate launch -m finetuner fit ...`` or ``torchrun --nproc_per_node N -m finetuner fit ...`` the same
 command trains on every process.
@@ -117,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_csv_options(ev)
 
     sub.add_parser("list-models", help="the model aliases")
+    exp = sub.add_parser("export", help="write model.onnx into an artifact's model folder(s), checked against PyTorch")
+    exp.add_argument("artifact", help="artifact folder or run name")
+    exp.add_argument("--select-model", help="export only this model (clip-text or clip-vision for CLIP)")
+    exp.add_argument("--opset", type=int, default=17)
+    rep = sub.add_parser("report", help="rebuild a run's report.html and open it")
+    rep.add_argument("run", help="run name, run folder or artifact folder")
+    rep.add_argument("--no-open", action="store_true", help="only print the page's path")
     demo = sub.add_parser("demo", help="an offline demo fine-tune on bundled real data")
     demo.add_argument("task", choices=["text", "image", "clip"], nargs="?", default="text")
     demo.add_argument("--epochs", type=int)
@@ -178,6 +185,22 @@ def _run(args: argparse.Namespace) -> int:
             csv_options=_csv_options(args),
         )
         print(metrics_table({"metrics": metrics}))
+    elif args.command in ("export", "report"):
+        from finetuner.api import _artifact_dir
+
+        root = _artifact_dir(args.run if args.command == "report" else args.artifact)
+        if args.command == "export":
+            from finetuner.export.onnx import export_artifact
+
+            for path in export_artifact(root, args.select_model, opset=args.opset):
+                print(f"wrote {path}")
+        else:
+            from finetuner.report_html import open_report, write_report
+
+            page = write_report(root)
+            print(page)
+            if not args.no_open:
+                open_report(page)
     elif args.command == "list-models":
         finetuner.describe_models()
     elif args.command == "demo":

@@ -7,6 +7,7 @@ Used by the report test and to make ``docs/img/report.png``:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -92,8 +93,9 @@ class _Pipe:
         raw, self._buf = self._buf.split(b"\0", 1)
         return json.loads(raw)
 
-    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
-             timeout: float = 30.0) -> dict[str, Any]:
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
         self._id += 1
         message: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
         if session:
@@ -120,20 +122,16 @@ class _Pipe:
                 return event
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.send("Browser.close", timeout=5)
-        except Exception:
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         for fd in (self._r, self._w):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 def render(page: str | Path, width: int = 1280, height: int = 2000, binary: str | None = None) -> Rendered:
@@ -150,14 +148,18 @@ def render(page: str | Path, width: int = 1280, height: int = 2000, binary: str 
             session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             for domain in ("Page", "Runtime", "Log", "Network"):
                 pipe.send(f"{domain}.enable", session=session)
-            pipe.send("Emulation.setDeviceMetricsOverride",
-                      {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=session)
+            pipe.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+                session=session,
+            )
             pipe.events.clear()
             pipe.send("Page.navigate", {"url": url}, session=session)
             pipe.wait_for("Page.loadEventFired")
             time.sleep(0.3)  # late console messages
-            shot = pipe.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
-                             session=session)
+            shot = pipe.send(
+                "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session
+            )
             png = base64.b64decode(shot["data"])
         finally:
             pipe.close()

@@ -31,7 +31,8 @@ def prepare_callbacks(
 
     Evaluation data of every :class:`EvaluationCallback` is read and checked; a ``val_loss`` monitor gets a
     :class:`ValidationLoss` on ``eval_data`` (a :class:`~finetuner.errors.ConfigError` without it); every monitored
-    name must be something some callback reports. Order: measurements first, then the callbacks acting on them
+    name must be something some callback reports (a callback of your own that puts figures in ``state.metrics``
+    declares their names with a ``metric_names()`` method). Order: measurements first, then the callbacks acting on them
     (best checkpoint, early stop), then WiSE-FT, then loggers; otherwise the user's order.
 
     Example:
@@ -57,6 +58,7 @@ def prepare_callbacks(
     for cb in out:
         if isinstance(cb, EvaluationCallback):
             cb.setup()
+        if callable(getattr(cb, "metric_names", None)):  # own callbacks declare what they report this way too
             reported.update(cb.metric_names())
     monitors = [cb for cb in out if isinstance(cb, _MONITORS)]
     if any(cb.monitor == "val_loss" for cb in monitors):
@@ -79,7 +81,13 @@ def prepare_callbacks(
                 f"{type(cb).__name__} monitors {cb.monitor!r}, which no callback reports; "
                 f"reported: {', '.join(sorted(reported))}{hint}"
             )
-    return sorted(out, key=lambda cb: getattr(cb, "_order", 10))
+    return sorted(out, key=_order)
+
+
+def _order(cb: Callback) -> int:
+    """Running order: measurements (0), then the rest (10), WiSE-FT (20), loggers (30)."""
+    default = 0 if callable(getattr(cb, "metric_names", None)) else 10
+    return int(getattr(cb, "_order", default))
 
 
 __all__ = [
