@@ -1,7 +1,8 @@
 """Batch samplers: class-balanced (``num_items_per_class`` per class) and plain random.
 
-Both yield the same, seeded list of global batches on every process and have a fixed ``len`` for every epoch, so
-the distributed engine can shard them into equal per-rank counts (no DDP hang from uneven lengths).
+Both draw the same, seeded list of *global* batches on every process (``batch_size`` is the global batch) and
+yield this process's share of each (``rank``/``world_size``): every rank gets exactly ``len(sampler)`` batches
+in every epoch, so DDP never waits on a rank that ran out (the hang of sentence-transformers #3348).
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from finetuner.errors import ConfigError, DataError
+
+
+def _share(batch: list[int], rank: int, world_size: int) -> list[int]:
+    """This rank's contiguous slice of a global batch (sizes differ by at most one)."""
+    if world_size == 1:
+        return batch
+    bounds = np.linspace(0, len(batch), world_size + 1).round().astype(int)
+    return batch[bounds[rank] : bounds[rank + 1]]
 
 
 class ClassSampler(Sampler[list[int]]):
@@ -30,6 +39,7 @@ class ClassSampler(Sampler[list[int]]):
         batch_size: items per batch.
         num_items_per_class: items of one class that appear together in a batch.
         seed: the epoch ``e`` uses the random stream ``(seed, e)``.
+        rank, world_size: this process and the process count; each rank yields its slice of every batch.
 
     Example:
         >>> s = ClassSampler([0, 0, 1, 1, 2, 2, 3, 3], batch_size=4, num_items_per_class=2, seed=0)
@@ -38,7 +48,13 @@ class ClassSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, labels: Sequence[int], batch_size: int, num_items_per_class: int = 4, seed: int = 0
+        self,
+        labels: Sequence[int],
+        batch_size: int,
+        num_items_per_class: int = 4,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         labels = np.asarray(labels)
         if batch_size < 2:
@@ -71,6 +87,9 @@ class ClassSampler(Sampler[list[int]]):
         self.classes_per_batch = min(batch_size // k, len(self.classes))
         self.seed = seed
         self.epoch = 0
+        self.rank, self.world_size = rank, world_size
+        if batch_size < 2 * world_size:
+            raise ConfigError(f"batch_size {batch_size} is too small for {world_size} processes (need 2 each)")
         groups = sum(math.ceil(len(c) / k) for c in self.classes)
         self._len = max(1, math.ceil(groups / self.classes_per_batch))
 
@@ -109,7 +128,7 @@ class ClassSampler(Sampler[list[int]]):
                     refill(c)
                 batch.extend(int(i) for i in pools[c].pop())
                 remaining[c] = len(pools[c])
-            yield batch
+            yield _share(batch, self.rank, self.world_size)
 
 
 class RandomBatchSampler(Sampler[list[int]]):
@@ -123,13 +142,14 @@ class RandomBatchSampler(Sampler[list[int]]):
         (2, [4, 4])
     """
 
-    def __init__(self, num_items: int, batch_size: int, seed: int = 0) -> None:
+    def __init__(self, num_items: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive; received {batch_size}")
         self.num_items = num_items
         self.batch_size = min(batch_size, num_items)
         self.seed = seed
         self.epoch = 0
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the random stream of ``epoch``."""
@@ -141,4 +161,5 @@ class RandomBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
         for b in range(len(self)):
-            yield [int(i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
+            batch = [int(i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
+            yield _share(batch, self.rank, self.world_size)

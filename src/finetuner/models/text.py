@@ -75,6 +75,9 @@ class TextEncoder(EmbeddingModel):
         self.normalize = normalize
         hidden = int(backbone.config.hidden_size)
         self.head = ProjectionHead(hidden, output_dim) if output_dim else None
+        pooler = getattr(backbone, "pooler", None)
+        if isinstance(pooler, nn.Module):  # unused by token pooling: frozen, so DDP does not wait for its grads
+            pooler.requires_grad_(False)
         params = inspect.signature(backbone.forward).parameters
         self._input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in params]
 

@@ -23,7 +23,7 @@ from finetuner.losses import get_loss, get_miner, needs_class_count
 from finetuner.models.factory import build_model
 from finetuner.models.io import save_model
 from finetuner.report import metrics_table
-from finetuner.runs import Run, write_yaml
+from finetuner.runs import Run, new_run_name, runs_root, write_yaml
 from finetuner.training.config import TrainingConfig
 from finetuner.training.loop import Callback, TrainState, make_accelerator, train
 
@@ -170,14 +170,15 @@ def run_fit(
     accelerator = make_accelerator(config)
     batch_size = config.batch_size or (64 if accelerator.device.type == "cuda" else 32)
     batch_size = min(batch_size, len(train_set))
+    shard = {"rank": accelerator.process_index, "world_size": accelerator.num_processes}
     sampler_kind = config.sampler
     if sampler_kind == "auto":
         sampler_kind = "random" if needs_class_count(config.loss) else "class"
     if sampler_kind == "class":
         k = 2 if is_pairs else config.num_items_per_class
-        batch_sampler: Any = ClassSampler(train_set.labels, batch_size, k, seed=seed)
+        batch_sampler: Any = ClassSampler(train_set.labels, batch_size, k, seed=seed, **shard)
     else:
-        batch_sampler = RandomBatchSampler(len(train_set), batch_size, seed=seed)
+        batch_sampler = RandomBatchSampler(len(train_set), batch_size, seed=seed, **shard)
     loader = labelled_loader(
         train_set.items,
         train_set.labels,
@@ -187,12 +188,16 @@ def run_fit(
         pin_memory=accelerator.device.type == "cuda",
     )
 
-    run = Run.create(config.run_name, config.experiment_name, {**config.to_dict(), "batch_size": batch_size})
-    handler = logging.FileHandler(run.directory / "logs.txt", encoding="utf-8")
+    run = _open_run(accelerator, config, {**config.to_dict(), "batch_size": batch_size})
+    main = accelerator.is_main_process
+    handler: logging.Handler = (
+        logging.FileHandler(run.directory / "logs.txt", encoding="utf-8") if main else logging.NullHandler()
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    run.set_status("STARTED")
+    if main:
+        run.set_status("STARTED")
     try:
         built.to(accelerator.device)
         logger.info(
@@ -229,9 +234,11 @@ def run_fit(
                 logger.info("after: %s", metrics["after"])
             _save_run(run, model_out, metrics, examples, state, to_onnx)
         accelerator.wait_for_everyone()
-        run.set_status("FINISHED")
+        if main:
+            run.set_status("FINISHED")
     except BaseException as exc:
-        run.set_status("FAILED", f"{type(exc).__name__}: {exc}")
+        if main:
+            run.set_status("FAILED", f"{type(exc).__name__}: {exc}")
         logger.exception("run %s failed", run.name)
         raise
     finally:
@@ -239,6 +246,21 @@ def run_fit(
         handler.close()
     if verbose and metrics and accelerator.is_main_process:
         print(metrics_table(metrics))
+    return run
+
+
+def _open_run(accelerator: Any, config: TrainingConfig, recorded: dict[str, Any]) -> Run:
+    """Rank 0 creates the run folder; other ranks get the same run (its name broadcast from rank 0)."""
+    name = config.run_name or new_run_name()
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        name = broadcast_object_list([name])[0]
+    if accelerator.is_main_process:
+        run = Run.create(name, config.experiment_name, recorded)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        run = Run(runs_root() / (config.experiment_name or "default") / name)
     return run
 
 

@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from accelerate.utils import send_to_device
 from torch import nn
 from tqdm.auto import tqdm
 
 from finetuner.errors import FinetunerError
+from finetuner.losses.distributed import average_gradients
+from finetuner.losses.objective import MetricObjective, PairObjective
 from finetuner.training.config import TrainingConfig
 
 
@@ -71,7 +74,6 @@ def make_accelerator(config: TrainingConfig) -> Any:
         'cpu'
     """
     from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration
 
     cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
     precision = config.precision
@@ -83,7 +85,6 @@ def make_accelerator(config: TrainingConfig) -> Any:
         cpu=cpu,
         mixed_precision=precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True),
     )
 
 
@@ -163,19 +164,17 @@ def train(
         0.12
     """
     accelerator = accelerator or make_accelerator(config)
+    # the loader is not prepared: our batch samplers already yield each rank's share of the global batch
     batch_sampler = loader.batch_sampler
-    loader = accelerator.prepare(loader)  # shards the batches across processes
-    # accelerate steps a prepared scheduler once per process, so plan it in single-process steps
-    total_steps = (
-        len(loader) * accelerator.num_processes * config.epochs // config.gradient_accumulation_steps
-    )
+    total_steps = len(loader) * config.epochs // config.gradient_accumulation_steps
     optimizer = build_optimizer(config, model, loss_fn)
     loss_optimizer = build_loss_optimizer(config, loss_fn)
     scheduler = build_scheduler(config, optimizer, max(1, total_steps))
     model, optimizer = accelerator.prepare(model, optimizer)
-    if scheduler is not None:
-        scheduler = accelerator.prepare_scheduler(scheduler)
     loss_fn = loss_fn.to(accelerator.device)
+    objective = loss_fn if isinstance(loss_fn, PairObjective) else MetricObjective(loss_fn, miner)
+    objective = objective.to(accelerator.device)
+    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
     forward = forward or (lambda m, inputs: m(**inputs))
     state = TrainState(model, config, accelerator, optimizer, scheduler, steps_per_epoch=len(loader))
     for cb in callbacks:
@@ -194,22 +193,23 @@ def train(
             disable=not accelerator.is_local_main_process,
             dynamic_ncols=True,
         )
-        for seen, (inputs, labels) in enumerate(bar, start=1):
+        for seen, batch in enumerate(bar, start=1):
             state.batch_in_epoch = seen - 1
+            inputs, labels = send_to_device(batch, accelerator.device, non_blocking=True)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    embeddings = forward(model, inputs)  # (batch, dim)
-                embeddings = embeddings.float()
-                tuples = miner(embeddings, labels) if miner is not None else None
-                loss = loss_fn(embeddings, labels, tuples)
+                    embeddings = forward(model, inputs)  # (batch, dim), or a (text, image) pair of them
+                loss = objective(embeddings, labels)
                 accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    average_gradients(loss_params)  # DDP only averages the model's own gradients
                 if config.max_grad_norm and accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 if loss_optimizer is not None:
                     loss_optimizer.step()
                     loss_optimizer.zero_grad(set_to_none=True)
-                if scheduler is not None:
+                if scheduler is not None and accelerator.sync_gradients:
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             running += loss.detach()
