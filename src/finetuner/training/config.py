@@ -45,7 +45,7 @@ class TrainingConfig:
     batch_size: int | None = None
     scheduler: str | None = None
     scheduler_options: dict[str, Any] = field(default_factory=dict)
-    freeze: bool | int = False
+    freeze: bool | int | dict[str, bool | int] = False
     output_dim: int | None = None
     device: str = "auto"
     precision: str = "auto"

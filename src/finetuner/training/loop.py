@@ -92,13 +92,15 @@ def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module
     """The optimizer named in ``config`` over the trainable model parameters (plus the loss's own, if any)."""
     lr = config.learning_rate_or_default()
     cls = getattr(torch.optim, config.optimizer)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    if not any(p.requires_grad for p in model.parameters()):
         raise FinetunerError("the model has no trainable parameters (everything is frozen)")
     options = dict(config.optimizer_options)
     if config.optimizer in ("Adam", "AdamW") and torch.cuda.is_available() and "fused" not in options:
         options["fused"] = True
-    groups: list[dict[str, Any]] = [{"params": params}]
+    if hasattr(model, "param_groups"):  # e.g. per-tower learning rates of a two-tower model
+        groups: list[dict[str, Any]] = model.param_groups(lr)
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
     if loss_params and config.loss_optimizer is None:
         groups.append({"params": loss_params, **config.loss_optimizer_options})
