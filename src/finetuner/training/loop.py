@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from finetuner.errors import FinetunerError
 from finetuner.losses.distributed import average_gradients
 from finetuner.losses.objective import MetricObjective, PairObjective
+from finetuner.training.cached import batch_length, cached_backward
 from finetuner.training.config import TrainingConfig
 
 
@@ -78,9 +79,7 @@ def make_accelerator(config: TrainingConfig) -> Any:
     cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
     precision = config.precision
     if precision == "auto":
-        precision = (
-            "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-        )
+        precision = "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     return Accelerator(
         cpu=cpu,
         mixed_precision=precision,
@@ -102,6 +101,7 @@ def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module
     else:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+
     if loss_params and config.loss_optimizer is None:
         groups.append({"params": loss_params, **config.loss_optimizer_options})
     return cls(groups, lr=lr, **options)
@@ -110,6 +110,7 @@ def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module
 def build_loss_optimizer(config: TrainingConfig, loss_fn: nn.Module) -> torch.optim.Optimizer | None:
     """A separate optimizer for the loss's parameters when ``loss_optimizer`` is set (ArcFace's class centres)."""
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+
     if config.loss_optimizer is None or not loss_params:
         return None
     options = dict(config.loss_optimizer_options)
@@ -177,6 +178,11 @@ def train(
     objective = loss_fn if isinstance(loss_fn, PairObjective) else MetricObjective(loss_fn, miner)
     objective = objective.to(accelerator.device)
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+
+    def loss_scale(loss: torch.Tensor) -> torch.Tensor:  # what accelerator.backward does to a loss
+        loss = loss / config.gradient_accumulation_steps
+        return accelerator.scaler.scale(loss) if accelerator.scaler is not None else loss
+
     forward = forward or (lambda m, inputs: m(**inputs))
     state = TrainState(model, config, accelerator, optimizer, scheduler, steps_per_epoch=len(loader))
     for cb in callbacks:
@@ -199,10 +205,23 @@ def train(
             state.batch_in_epoch = seen - 1
             inputs, labels = send_to_device(batch, accelerator.device, non_blocking=True)
             with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    embeddings = forward(model, inputs)  # (batch, dim), or a (text, image) pair of them
-                loss = objective(embeddings, labels)
-                accelerator.backward(loss)
+                if config.mini_batch_size and batch_length(inputs) > config.mini_batch_size:
+                    loss = cached_backward(
+                        model,
+                        inputs,
+                        labels,
+                        objective,
+                        forward,
+                        config.mini_batch_size,
+                        autocast=accelerator.autocast,
+                        no_sync=accelerator.no_sync,
+                        scale=loss_scale,
+                    )
+                else:
+                    with accelerator.autocast():
+                        embeddings = forward(model, inputs)  # (batch, dim), or a (text, image) pair of them
+                    loss = objective(embeddings, labels)
+                    accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     average_gradients(loss_params)  # DDP only averages the model's own gradients
                 if config.max_grad_norm and accelerator.sync_gradients:
