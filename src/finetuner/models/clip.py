@@ -21,11 +21,12 @@ from torch import nn
 
 from finetuner.errors import ConfigError
 from finetuner.models.base import EmbeddingModel
+from finetuner.models.text import Pretokenized
 
 TOWERS = ("clip-text", "clip-vision")
 
 
-class CLIPTextTower(EmbeddingModel):
+class CLIPTextTower(Pretokenized, EmbeddingModel):
     """A Hugging Face ``CLIPTextModelWithProjection`` with its tokenizer (embeddings in CLIP's joint space).
 
     Example:
@@ -46,6 +47,7 @@ class CLIPTextTower(EmbeddingModel):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.head = None
+        self._input_names = ["input_ids", "attention_mask"]
 
     @property
     def output_dim(self) -> int:

@@ -36,8 +36,12 @@ class Plan:
     evaluations: list[tuple[str, RetrievalSets]] = field(default_factory=list)
 
 
-def _preprocess(model: Any, train: bool) -> Any:
-    return (getattr(model, "training_preprocess", None) if train else None) or model.preprocess
+def _training_inputs(model: Any, items: list[Any]) -> tuple[list[Any], Any]:
+    """The items as the train loader holds them and the collate-time preprocessing: texts are tokenised once
+    up front (``pretokenize``); images keep their source and are decoded (and augmented) per batch."""
+    if hasattr(model, "pretokenize"):
+        return model.pretokenize(items), model.collate_tokens
+    return items, getattr(model, "training_preprocess", None) or model.preprocess
 
 
 def plan_labelled(
@@ -65,10 +69,11 @@ def plan_labelled(
         sampler: Any = ClassSampler(train.labels, batch_size, k, seed=seed, **shard)
     else:
         sampler = RandomBatchSampler(len(train), batch_size, seed=seed, **shard)
+    items, preprocess = _training_inputs(model, train.items)
     loader = labelled_loader(
-        train.items,
+        items,
         train.labels,
-        _preprocess(model, True),
+        preprocess,
         sampler,
         config.num_workers,
         pin_memory=accelerator.device.type == "cuda",
@@ -136,9 +141,11 @@ def plan_clip(
     sampler = PairBatchSampler(
         [item_key(t) for t in train.left], [item_key(i) for i in train.right], batch_size, seed=seed, **shard
     )
-    collate = PairCollate(_preprocess(model.text, True), _preprocess(model.vision, True))
+    left, text_preprocess = _training_inputs(model.text, train.left)
+    right, image_preprocess = _training_inputs(model.vision, train.right)
+    collate = PairCollate(text_preprocess, image_preprocess)
     loader = pair_loader(
-        train.left, train.right, collate, sampler, config.num_workers, pin_memory=accelerator.device.type == "cuda"
+        left, right, collate, sampler, config.num_workers, pin_memory=accelerator.device.type == "cuda"
     )
     evaluations: list[tuple[str, RetrievalSets]] = []
     if evaluation is not None:
