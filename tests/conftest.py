@@ -48,7 +48,7 @@ def make_texts(n_per_class: int, seed: int = 0) -> list[tuple[str, str]]:
     return out
 
 
-def build_tiny_bert(directory: Path, hidden: int = 32, seed: int = 0) -> Path:
+def build_tiny_bert(directory: Path, hidden: int = 32, seed: int = 0, dropout: float = 0.1) -> Path:
     """A randomly initialised 2-layer BERT with a word-level vocabulary, saved as a Hugging Face folder."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -67,6 +67,8 @@ def build_tiny_bert(directory: Path, hidden: int = 32, seed: int = 0) -> Path:
         num_attention_heads=2,
         intermediate_size=2 * hidden,
         max_position_embeddings=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)

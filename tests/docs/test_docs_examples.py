@@ -49,8 +49,19 @@ def test_block_parser_honours_skip_marks():
 
 def test_docs_exist_for_every_topic():
     names = {p.stem for p in PAGES}
-    for topic in ("index", "text-to-text", "image-to-image", "text-to-image", "data", "models", "losses",
-                  "callbacks", "distributed", "export", "report"):
+    for topic in (
+        "index",
+        "text-to-text",
+        "image-to-image",
+        "text-to-image",
+        "data",
+        "models",
+        "losses",
+        "callbacks",
+        "distributed",
+        "export",
+        "report",
+    ):
         assert topic in names, f"docs/{topic}.md is missing"
     assert (DOCS / "img" / "report.png").is_file()
 
@@ -65,6 +76,8 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
     for block in runnable:
         try:
-            exec(compile(block.code, f"{page}:{block.line}", "exec"), namespace)  # noqa: S102 - the docs' own code
+            exec(compile(block.code, f"{page}:{block.line}", "exec"), namespace)
         except Exception as exc:
-            raise AssertionError(f"{page.name}, block at line {block.line} failed: {type(exc).__name__}: {exc}") from exc
+            raise AssertionError(
+                f"{page.name}, block at line {block.line} failed: {type(exc).__name__}: {exc}"
+            ) from exc

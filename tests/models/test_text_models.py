@@ -74,3 +74,15 @@ def test_freeze_n_keeps_last_layers_trainable(tiny_bert):
     trainable = {n.split(".")[3] for n, p in model.named_parameters() if p.requires_grad and ".layer." in n}
     assert trainable == {"1"}  # only the last of the two encoder layers
     assert not any(p.requires_grad for n, p in model.named_parameters() if "embeddings" in n)
+
+
+def test_pretokenized_batches_equal_tokenising_each_batch(tiny_bert):
+    model = build_model(tiny_bert)
+    texts = ["apple", "car bus train truck bike boat", "the cat"]
+    direct = model.preprocess(texts)
+    padded = model.collate_tokens(model.pretokenize(texts))
+    assert direct.keys() == padded.keys()
+    for key in direct:
+        assert torch.equal(direct[key], padded[key]), key
+    with pytest.raises(finetuner.DataError, match="position 1"):
+        model.pretokenize(["ok", 3])

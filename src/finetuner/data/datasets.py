@@ -73,3 +73,70 @@ def labelled_loader(
         persistent_workers=num_workers > 0,
         pin_memory=pin_memory,
     )
+
+
+class PairDataset(Dataset):
+    """``(left, right)`` by position (a CLIP pair: text, image).
+
+    Example:
+        >>> PairDataset(['a cat'], ['cat.png'])[0]
+        ('a cat', 'cat.png')
+    """
+
+    def __init__(self, left: Sequence[Any], right: Sequence[Any]) -> None:
+        self.left = left
+        self.right = right
+
+    def __len__(self) -> int:
+        return len(self.left)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        return self.left[i], self.right[i]
+
+
+class PairCollate:
+    """Turn ``[(text, image), ...]`` into ``({'text': ..., 'image': ...}, pair indices)`` with each tower's
+    preprocessing (run in DataLoader workers).
+
+    Example:
+        >>> lengths = lambda xs: {'n': torch.tensor([len(x) for x in xs])}
+        >>> collate = PairCollate(lengths, lambda xs: {'m': torch.ones(len(xs))})
+        >>> collate([('ab', 'x.png'), ('c', 'y.png')])[0]['text']
+        {'n': tensor([2, 1])}
+    """
+
+    def __init__(self, text_preprocess: Preprocess, image_preprocess: Preprocess) -> None:
+        self.text_preprocess = text_preprocess
+        self.image_preprocess = image_preprocess
+
+    def __call__(self, batch: list[tuple[Any, Any]]) -> tuple[dict[str, dict[str, torch.Tensor]], torch.Tensor]:
+        texts = [t for t, _ in batch]
+        images = [i for _, i in batch]
+        inputs = {"text": self.text_preprocess(texts), "image": self.image_preprocess(images)}
+        return inputs, torch.arange(len(batch))
+
+
+def pair_loader(
+    left: Sequence[Any],
+    right: Sequence[Any],
+    collate: PairCollate,
+    batch_sampler: Sampler[list[int]],
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader over pairs with ``batch_sampler`` (workers persist across epochs).
+
+    Example:
+        >>> from finetuner.data.samplers import PairBatchSampler
+        >>> f = lambda xs: {'n': torch.tensor([len(x) for x in xs])}
+        >>> len(pair_loader(['a', 'b'], ['x', 'y'], PairCollate(f, f), PairBatchSampler(['a', 'b'], ['x', 'y'], 2)))
+        1
+    """
+    return DataLoader(
+        PairDataset(left, right),
+        batch_sampler=batch_sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+    )

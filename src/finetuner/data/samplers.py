@@ -1,19 +1,29 @@
 """Batch samplers: class-balanced (``num_items_per_class`` per class) and plain random.
 
-Both yield the same, seeded list of global batches on every process and have a fixed ``len`` for every epoch, so
-the distributed engine can shard them into equal per-rank counts (no DDP hang from uneven lengths).
+Both draw the same, seeded list of *global* batches on every process (``batch_size`` is the global batch) and
+yield this process's share of each (``rank``/``world_size``): every rank gets exactly ``len(sampler)`` batches
+in every epoch, so DDP never waits on a rank that ran out (the hang of sentence-transformers #3348).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections import deque
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler
 
 from finetuner.errors import ConfigError, DataError
+
+
+def _share(batch: list[int], rank: int, world_size: int) -> list[int]:
+    """This rank's contiguous slice of a global batch (sizes differ by at most one)."""
+    if world_size == 1:
+        return batch
+    bounds = np.linspace(0, len(batch), world_size + 1).round().astype(int)
+    return batch[bounds[rank] : bounds[rank + 1]]
 
 
 class ClassSampler(Sampler[list[int]]):
@@ -30,6 +40,7 @@ class ClassSampler(Sampler[list[int]]):
         batch_size: items per batch.
         num_items_per_class: items of one class that appear together in a batch.
         seed: the epoch ``e`` uses the random stream ``(seed, e)``.
+        rank, world_size: this process and the process count; each rank yields its slice of every batch.
 
     Example:
         >>> s = ClassSampler([0, 0, 1, 1, 2, 2, 3, 3], batch_size=4, num_items_per_class=2, seed=0)
@@ -38,7 +49,13 @@ class ClassSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, labels: Sequence[int], batch_size: int, num_items_per_class: int = 4, seed: int = 0
+        self,
+        labels: Sequence[int],
+        batch_size: int,
+        num_items_per_class: int = 4,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         labels = np.asarray(labels)
         if batch_size < 2:
@@ -71,6 +88,9 @@ class ClassSampler(Sampler[list[int]]):
         self.classes_per_batch = min(batch_size // k, len(self.classes))
         self.seed = seed
         self.epoch = 0
+        self.rank, self.world_size = rank, world_size
+        if batch_size < 2 * world_size:
+            raise ConfigError(f"batch_size {batch_size} is too small for {world_size} processes (need 2 each)")
         groups = sum(math.ceil(len(c) / k) for c in self.classes)
         self._len = max(1, math.ceil(groups / self.classes_per_batch))
 
@@ -109,7 +129,7 @@ class ClassSampler(Sampler[list[int]]):
                     refill(c)
                 batch.extend(int(i) for i in pools[c].pop())
                 remaining[c] = len(pools[c])
-            yield batch
+            yield _share(batch, self.rank, self.world_size)
 
 
 class RandomBatchSampler(Sampler[list[int]]):
@@ -123,13 +143,14 @@ class RandomBatchSampler(Sampler[list[int]]):
         (2, [4, 4])
     """
 
-    def __init__(self, num_items: int, batch_size: int, seed: int = 0) -> None:
+    def __init__(self, num_items: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive; received {batch_size}")
         self.num_items = num_items
         self.batch_size = min(batch_size, num_items)
         self.seed = seed
         self.epoch = 0
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the random stream of ``epoch``."""
@@ -141,4 +162,75 @@ class RandomBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
         for b in range(len(self)):
-            yield [int(i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
+            batch = [int(i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
+            yield _share(batch, self.rank, self.world_size)
+
+
+class PairBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of pairs in which no left item and no right item occurs twice.
+
+    For in-batch-negative losses (CLIP): a caption or image repeated within a batch would be a false negative.
+    A pair that clashes with the batch being filled waits for the next one. Every epoch has
+    ``max(1, len // batch_size)`` full batches (the remainder is seen in other epochs, as the order changes).
+
+    Args:
+        left_keys, right_keys: hashable identities of each pair's members (the text; the image's uri or bytes hash).
+        batch_size: pairs per global batch.
+        seed, rank, world_size: as for :class:`ClassSampler`.
+
+    Example:
+        >>> s = PairBatchSampler(['a', 'b', 'a', 'c'], ['1', '2', '3', '4'], batch_size=2, seed=0)
+        >>> all(len({['a', 'b', 'a', 'c'][i] for i in b}) == len(b) for b in s)
+        True
+    """
+
+    def __init__(
+        self,
+        left_keys: Sequence[object],
+        right_keys: Sequence[object],
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size < 2:
+            raise ConfigError(f"batch_size must be at least 2 for in-batch negatives; received {batch_size}")
+        if len(left_keys) != len(right_keys):
+            raise ValueError("left_keys and right_keys differ in length")
+        if len(left_keys) < 2:
+            raise DataError(f"in-batch negatives need at least 2 pairs; the data has {len(left_keys)}")
+        self.left = list(left_keys)
+        self.right = list(right_keys)
+        self.batch_size = min(batch_size, len(self.left))
+        if self.batch_size < 2 * world_size:
+            raise ConfigError(f"batch_size {self.batch_size} is too small for {world_size} processes (need 2 each)")
+        self.seed = seed
+        self.epoch = 0
+        self.rank, self.world_size = rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the random stream of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return max(1, len(self.left) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        queue = deque(int(i) for i in np.random.default_rng([self.seed, self.epoch]).permutation(len(self.left)))
+        for _ in range(len(self)):
+            batch: list[int] = []
+            used_left: set[object] = set()
+            used_right: set[object] = set()
+            deferred: list[int] = []
+            while queue and len(batch) < self.batch_size:
+                i = queue.popleft()
+                if self.left[i] in used_left or self.right[i] in used_right:
+                    deferred.append(i)  # clashes with this batch: first in line for the next one
+                    continue
+                batch.append(i)
+                used_left.add(self.left[i])
+                used_right.add(self.right[i])
+            queue.extendleft(reversed(deferred))
+            if len(batch) < 2:  # only duplicates are left (the same on every rank, so counts stay equal)
+                return
+            yield _share(batch, self.rank, self.world_size)

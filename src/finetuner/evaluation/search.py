@@ -69,12 +69,16 @@ def _ids(ids: Any, n: int, name: str) -> torch.Tensor:
     return out.to(torch.int64)
 
 
-def _scores(q: torch.Tensor, x: torch.Tensor, kind: str, x_sq: torch.Tensor | None) -> torch.Tensor:
+def _scores(
+    q: torch.Tensor, x: torch.Tensor, kind: str, x_sq: torch.Tensor | None, buffer: torch.Tensor
+) -> torch.Tensor:
     """Larger-is-better ranking scores of one query chunk against one index chunk; shape (nq_chunk, ni_chunk).
 
-    Euclidean ranks by ``2 q.x - |x|^2`` (the squared distance minus the query's constant ``|q|^2``).
+    Written into ``buffer`` (reused across chunks: no fresh allocation, no page faults per block). Euclidean
+    ranks by ``2 q.x - |x|^2`` (the squared distance minus the query's constant ``|q|^2``).
     """
-    sims = q @ x.T  # (nq_chunk, ni_chunk)
+    sims = buffer[: q.shape[0] * x.shape[0]].view(q.shape[0], x.shape[0])  # (nq_chunk, ni_chunk)
+    torch.mm(q, x.T, out=sims)
     if kind in SMALLER_IS_BETTER:
         sims.mul_(2).sub_(x_sq)  # (nq_chunk, ni_chunk) - (ni_chunk,)
     return sims
@@ -141,9 +145,7 @@ def top_k(
     index = _as_matrix(index, "index")
     n_queries, n_index = queries.shape[0], index.shape[0]
     if queries.shape[1] != index.shape[1]:
-        raise DataError(
-            f"queries and index must have the same dimension, got {queries.shape[1]} and {index.shape[1]}"
-        )
+        raise DataError(f"queries and index must have the same dimension, got {queries.shape[1]} and {index.shape[1]}")
     if (query_ids is None) != (index_ids is None):
         raise ConfigError("give both query_ids and index_ids to exclude self-matches, or neither")
     if device is None:
@@ -156,6 +158,8 @@ def top_k(
         i_ids = _ids(index_ids, n_index, "index_ids").to(device)  # (n_index,)
 
     width = min(k, n_index)
+    # (query_chunk_size * index_chunk_size,): the one block of scores, reused for every pair of chunks
+    buffer = torch.empty(min(query_chunk_size, n_queries) * min(index_chunk_size, n_index), dtype=dtype, device=device)
     best = torch.full((n_queries, width), -torch.inf, dtype=dtype, device=device)  # (n_queries, width)
     best_idx = torch.full((n_queries, width), -1, dtype=torch.int64, device=device)  # (n_queries, width)
     for q_start, q_stop in _ranges(n_queries, query_chunk_size):
@@ -171,7 +175,7 @@ def top_k(
                 x = torch.nn.functional.normalize(x, dim=1)
             elif kind in SMALLER_IS_BETTER:
                 x_sq = (x * x).sum(dim=1)  # (ni_chunk,)
-            sims = _scores(q, x, kind, x_sq)  # (nq_chunk, ni_chunk)
+            sims = _scores(q, x, kind, x_sq, buffer)  # (nq_chunk, ni_chunk)
             if exclude:
                 same = q_ids[q_start:q_stop, None] == i_ids[None, i_start:i_stop]  # (nq_chunk, ni_chunk)
                 sims.masked_fill_(same, -torch.inf)

@@ -92,7 +92,7 @@ def _construct(cls: type, options: dict[str, Any], kind: str) -> Any:
             p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")
         ]
         raise ConfigError(
-            f"{kind} {cls.__name__} does not take options {sorted(options)}: {exc}. "
+            f"{kind} {cls.__name__} cannot be built with options {sorted(options)}: {exc}. "
             f"Its options are: {', '.join(params)}"
         ) from exc
 

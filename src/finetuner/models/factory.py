@@ -10,12 +10,24 @@ from torch import nn
 
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.models.base import EmbeddingModel
+from finetuner.models.clip import (
+    CLIPTextTower,
+    CLIPVisionTower,
+    TwoTowerModel,
+    build_hf_clip,
+    build_two_tower,
+    lock_towers,
+)
 from finetuner.models.io import METADATA_FILE, load_model, register_loader
 from finetuner.models.registry import BUILDERS, MODELS, get_spec, register_builder
 from finetuner.models.text import TextEncoder, from_pretrained_text
 
 register_builder("text", from_pretrained_text)
 register_loader("text", TextEncoder.load)
+register_builder("clip", build_hf_clip)
+register_builder("two-tower", build_two_tower)
+register_loader(CLIPTextTower.kind, CLIPTextTower.load)
+register_loader(CLIPVisionTower.kind, CLIPVisionTower.load)
 
 _VISION_TYPES = {
     "resnet",
@@ -76,8 +88,14 @@ def detect_family(name_or_path: str) -> str:
     return "text"
 
 
-def _freeze(model: Any, freeze: bool | int) -> None:
-    """``freeze=True`` trains only the projection head; an int N keeps the last N backbone layers trainable."""
+def _freeze(model: Any, freeze: bool | int | dict[str, bool | int]) -> None:
+    """``freeze=True`` trains only the projection head; an int N keeps the last N backbone layers trainable.
+    A two-tower model takes one setting for both towers or ``{'text': ..., 'vision': ...}``."""
+    if isinstance(model, TwoTowerModel):
+        lock_towers(model, freeze if isinstance(freeze, dict) else {"text": freeze, "vision": freeze})
+        return
+    if isinstance(freeze, dict):
+        raise ConfigError("freeze={'text': ..., 'vision': ...} is for two-tower models; give True, False or N")
     if freeze is False or freeze is None:
         return
     backbone = getattr(model, "backbone", None)
@@ -111,7 +129,7 @@ def build_model(
     model: str | nn.Module,
     *,
     output_dim: int | None = None,
-    freeze: bool | int = False,
+    freeze: bool | int | dict[str, bool | int] = False,
     model_options: dict[str, Any] | None = None,
 ) -> Any:
     """Build a pretrained (untuned) embedding model.
@@ -120,7 +138,8 @@ def build_model(
         model: an alias from :func:`finetuner.list_models`, a Hugging Face hub id, a local folder (Hugging Face,
             sentence-transformers or a saved finetuner model), or a ``torch.nn.Module``.
         output_dim: add a linear projection head to this size.
-        freeze: ``True`` trains only the head; an int N trains the last N backbone layers (plus the head).
+        freeze: ``True`` trains only the head; an int N trains the last N backbone layers (plus the head); for a
+            two-tower model also ``{'text': ..., 'vision': ...}`` (a tower without a head is then locked whole).
         model_options: passed to the builder (``pooling``, ``max_length``, ``tokenizer`` for a raw module, ...).
 
     Example:
@@ -137,9 +156,7 @@ def build_model(
     elif isinstance(model, dict):
         builder = BUILDERS.get("two-tower")
         if builder is None:
-            raise ConfigError(
-                "two-tower models ({'text': ..., 'vision': ...}) are not available in this build"
-            )
+            raise ConfigError("two-tower models ({'text': ..., 'vision': ...}) are not available in this build")
         built = builder(model, output_dim=output_dim, **options)
     elif isinstance(model, (str, Path)):
         built = _from_name(str(model), output_dim, options)
@@ -158,8 +175,7 @@ def _from_name(name: str, output_dim: int | None, options: dict[str, Any]) -> An
         loaded = load_model(local)
         if output_dim is not None and getattr(loaded, "output_dim", output_dim) != output_dim:
             raise ConfigError(
-                f"{name} is a saved model with output_dim {loaded.output_dim}; it cannot take output_dim="
-                f"{output_dim}"
+                f"{name} is a saved model with output_dim {loaded.output_dim}; it cannot take output_dim={output_dim}"
             )
         return loaded
     if local.is_dir():
@@ -182,9 +198,7 @@ def _from_name(name: str, output_dim: int | None, options: dict[str, Any]) -> An
 def _wrap_module(module: nn.Module, output_dim: int | None, options: dict[str, Any]) -> Any:
     if isinstance(module, EmbeddingModel) or hasattr(module, "encode_text"):
         if output_dim is not None:
-            raise ConfigError(
-                "output_dim cannot be added to a finetuner model instance; build it with the head"
-            )
+            raise ConfigError("output_dim cannot be added to a finetuner model instance; build it with the head")
         return module
     config = getattr(module, "config", None)
     if config is not None and hasattr(config, "hidden_size") and "tokenizer" in options:

@@ -123,3 +123,10 @@ for _name, _src, _desc, _opts in _TEXT:
             _name, _src, "text", "text-to-text", _desc, _opts, _minilm_path if "MiniLM-L6" in _src else None
         )
     )
+
+for _name, _src, _desc in (
+    ("clip-base-en", "openai/clip-vit-base-patch32", "OpenAI CLIP ViT-B/32 (text and vision towers)"),
+    ("clip-large-en", "openai/clip-vit-large-patch14", "OpenAI CLIP ViT-L/14"),
+    ("clip-large-en-336", "openai/clip-vit-large-patch14-336", "OpenAI CLIP ViT-L/14 at 336 px"),
+):
+    register_model(ModelSpec(_name, _src, "clip", "text-to-image", _desc))

@@ -26,7 +26,56 @@ _ST_POOLING_KEYS = {
 }
 
 
-class TextEncoder(EmbeddingModel):
+class Pretokenized:
+    """Tokenise a data set once before training, then only pad per batch (``collate_tokens``).
+
+    Mixed into text models that have ``tokenizer``, ``max_length`` and ``_input_names``: re-tokenising every
+    epoch is wasted work, and padding a batch of id lists is cheaper than tokenising its strings.
+
+    Example:
+        >>> rows = [{'input_ids': [2, 7, 3], 'attention_mask': [1, 1, 1]},
+        ...         {'input_ids': [2, 3], 'attention_mask': [1, 1]}]
+        >>> class T(Pretokenized):
+        ...     pad_id = 0
+        >>> T().collate_tokens(rows)['input_ids'].tolist()
+        [[2, 7, 3], [2, 3, 0]]
+    """
+
+    tokenizer: Any
+    max_length: int
+    _input_names: list[str]
+
+    @property
+    def pad_id(self) -> int:
+        """The tokenizer's padding id."""
+        return int(self.tokenizer.pad_token_id or 0)
+
+    def pretokenize(self, items: list[str]) -> list[dict[str, list[int]]]:
+        """Token ids (no padding) of every text, computed once with the fast tokenizer's batch call."""
+        bad = [i for i, t in enumerate(items) if not isinstance(t, str)]
+        if bad:
+            raise DataError(f"text model received a {type(items[bad[0]]).__name__} at position {bad[0]}; str only")
+        encoded = self.tokenizer(list(items), truncation=True, max_length=self.max_length)
+        names = [n for n in self._input_names if n in encoded]
+        return [{n: encoded[n][i] for n in names} for i in range(len(items))]
+
+    def collate_tokens(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        """Right-pad pre-tokenised rows into the keyword tensors ``forward`` takes."""
+        longest = max(len(r["input_ids"]) for r in rows)
+        out: dict[str, torch.Tensor] = {}
+        for name in rows[0]:
+            fill = self.pad_id if name == "input_ids" else 0
+            batch = torch.full((len(rows), longest), fill, dtype=torch.long)  # (batch, seq)
+            for i, r in enumerate(rows):
+                batch[i, : len(r[name])] = torch.as_tensor(r[name], dtype=torch.long)
+            out[name] = batch
+        if "attention_mask" not in out:
+            lengths = torch.tensor([len(r["input_ids"]) for r in rows])
+            out["attention_mask"] = (torch.arange(longest)[None, :] < lengths[:, None]).long()
+        return out
+
+
+class TextEncoder(Pretokenized, EmbeddingModel):
     """A Hugging Face text backbone, token pooling and an optional linear head.
 
     Args:
@@ -75,6 +124,9 @@ class TextEncoder(EmbeddingModel):
         self.normalize = normalize
         hidden = int(backbone.config.hidden_size)
         self.head = ProjectionHead(hidden, output_dim) if output_dim else None
+        pooler = getattr(backbone, "pooler", None)
+        if isinstance(pooler, nn.Module):  # unused by token pooling: frozen, so DDP does not wait for its grads
+            pooler.requires_grad_(False)
         params = inspect.signature(backbone.forward).parameters
         self._input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in params]
 
@@ -138,9 +190,7 @@ class TextEncoder(EmbeddingModel):
         _write_json(d / "1_Pooling" / "config.json", pool_cfg)
         if self.head is not None:
             lin = self.head.linear
-            modules.append(
-                {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
-            )
+            modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
             _write_json(
                 d / "2_Dense" / "config.json",
                 {
@@ -163,9 +213,7 @@ class TextEncoder(EmbeddingModel):
             )
             (d / f"{len(modules) - 1}_Normalize").mkdir(exist_ok=True)
         _write_json(d / "modules.json", modules)
-        _write_json(
-            d / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": False}
-        )
+        _write_json(d / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": False})
 
     @classmethod
     def load(cls, directory: str | Path, metadata: dict[str, Any]) -> TextEncoder:
@@ -251,9 +299,7 @@ def from_pretrained_text(
         backbone,
         tokenizer,
         pooling=pooling or st.get("pooling", "mean"),
-        max_length=max_length
-        or st.get("max_length")
-        or min(getattr(tokenizer, "model_max_length", 512), 512),
+        max_length=max_length or st.get("max_length") or min(getattr(tokenizer, "model_max_length", 512), 512),
         output_dim=output_dim,
         normalize=bool(st.get("normalize", False)) if normalize is None else normalize,
     )

@@ -45,7 +45,7 @@ class TrainingConfig:
     batch_size: int | None = None
     scheduler: str | None = None
     scheduler_options: dict[str, Any] = field(default_factory=dict)
-    freeze: bool | int = False
+    freeze: bool | int | dict[str, bool | int] = False
     output_dim: int | None = None
     device: str = "auto"
     precision: str = "auto"
@@ -56,6 +56,7 @@ class TrainingConfig:
     seed: int | None = None
     max_grad_norm: float | None = None
     gradient_accumulation_steps: int = 1
+    mini_batch_size: int | None = None
     log_every: int = 10
     run_name: str | None = None
     experiment_name: str | None = None
@@ -102,6 +103,10 @@ class TrainingConfig:
         check(
             _is_int(self.gradient_accumulation_steps) and self.gradient_accumulation_steps >= 1,
             f"gradient_accumulation_steps must be an int >= 1; received {self.gradient_accumulation_steps!r}",
+        )
+        check(
+            self.mini_batch_size is None or (_is_int(self.mini_batch_size) and self.mini_batch_size >= 1),
+            f"mini_batch_size (gradient cache) must be an int >= 1 or None; received {self.mini_batch_size!r}",
         )
         check(self.seed is None or _is_int(self.seed), f"seed must be an int or None; received {self.seed!r}")
         for kind, value, valid in (

@@ -13,20 +13,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from finetuner.data.datasets import labelled_loader
 from finetuner.data.readers import CSVOptions, load_data
-from finetuner.data.samplers import ClassSampler, RandomBatchSampler
 from finetuner.data.tasks import LabelledData, PairData, to_task_data
 from finetuner.errors import ConfigError, DataError
-from finetuner.evaluation.model_eval import evaluate_sets, model_embedder, retrieval_sets
-from finetuner.losses import get_loss, get_miner, needs_class_count
+from finetuner.models.clip import TwoTowerModel
 from finetuner.models.factory import build_model
 from finetuner.models.io import save_model
 from finetuner.report import metrics_table
-from finetuner.runs import Run, write_yaml
+from finetuner.runs import Run, new_run_name, runs_root, write_yaml
 from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.config import TrainingConfig
 from finetuner.training.loop import Callback, TrainState, make_accelerator, train
+from finetuner.training.plan import plan_clip, plan_labelled, run_evaluations
 
 logger = logging.getLogger("finetuner")
 
@@ -47,9 +45,14 @@ def _model_name(model: Any) -> str:
     return type(model).__name__
 
 
-def _split(data: LabelledData, val_split: float, seed: int) -> tuple[LabelledData, LabelledData]:
-    """Hold out ``val_split`` of each class (classes keep at least 2 training items)."""
+def _split(data: LabelledData | PairData, val_split: float, seed: int) -> tuple[Any, Any]:
+    """Hold out ``val_split`` of the data: per class for labelled items (each class keeps 2+ training items),
+    at random for pairs."""
     rng = np.random.default_rng(seed)
+    if isinstance(data, PairData):
+        order = rng.permutation(len(data))
+        n_val = min(max(1, round(len(data) * val_split)), len(data) - 2)
+        return _take_pairs(data, sorted(order[n_val:])), _take_pairs(data, sorted(order[:n_val]))
     labels = np.asarray(data.labels)
     train_idx: list[int] = []
     val_idx: list[int] = []
@@ -72,6 +75,17 @@ def _split(data: LabelledData, val_split: float, seed: int) -> tuple[LabelledDat
     return take(train_idx), take(val_idx)
 
 
+def _take_pairs(data: PairData, idx: list[int]) -> PairData:
+    return PairData(
+        [data.left[i] for i in idx],
+        [data.right[i] for i in idx],
+        data.left_modality,
+        data.right_modality,
+        [data.ids[i] for i in idx],
+        [data.labels[i] for i in idx] if data.labels is not None else None,
+    )
+
+
 def _train_view(data: LabelledData | PairData) -> tuple[LabelledData, bool]:
     if isinstance(data, PairData):
         return data.as_labelled(), True
@@ -82,13 +96,9 @@ def _check_labelled(data: LabelledData, name: str) -> None:
     counts = np.bincount(np.asarray(data.labels), minlength=len(data.classes))
     problems = []
     if len(data.classes) < 2:
-        problems.append(
-            f"{name} has a single class ({data.classes[0]!r}); metric learning needs at least 2 classes"
-        )
+        problems.append(f"{name} has a single class ({data.classes[0]!r}); metric learning needs at least 2 classes")
     if not problems and (counts >= 2).sum() == 0:
-        problems.append(
-            f"{name}: every class has a single item, so no item has a positive; give 2+ per class"
-        )
+        problems.append(f"{name}: every class has a single item, so no item has a positive; give 2+ per class")
     if problems:
         raise DataError("\n".join(problems), problems)
     singles = [data.classes[i] for i in np.flatnonzero(counts == 1)]
@@ -123,12 +133,8 @@ def run_fit(
         from finetuner.errors import closest
 
         valid = [*sorted(set(TrainingConfig.__dataclass_fields__) | set(_FIT_ONLY)), "eval_data"]
-        hints = [
-            f"{u!r} (did you mean {closest(u, valid)!r}?)" if closest(u, valid) else repr(u) for u in unknown
-        ]
-        raise ConfigError(
-            f"fit() got unknown option(s) {', '.join(hints)}; valid options: {', '.join(valid)}"
-        )
+        hints = [f"{u!r} (did you mean {closest(u, valid)!r}?)" if closest(u, valid) else repr(u) for u in unknown]
+        raise ConfigError(f"fit() got unknown option(s) {', '.join(hints)}; valid options: {', '.join(valid)}")
     for key in (
         "loss_options",
         "miner_options",
@@ -152,95 +158,80 @@ def run_fit(
     eval_task = None
     if eval_data is not None:
         eval_task = to_task_data(load_data(eval_data, csv_options, name="eval_data"), "eval_data")
-    train_set, is_pairs = _train_view(train_task)
+    is_clip = isinstance(train_task, PairData) and train_task.left_modality != train_task.right_modality
     if config.val_split > 0:
         if eval_task is not None:
             raise ConfigError("give either eval_data or val_split, not both")
-        train_set, held_out = _split(train_set, config.val_split, seed)
-        eval_task = held_out
-    _check_labelled(train_set, "train_data")
+        train_task, eval_task = _split(train_task, config.val_split, seed)
+    if not is_clip:
+        train_set, pairs_as_classes = _train_view(train_task)
+        _check_labelled(train_set, "train_data")
 
-    built = build_model(
-        model, output_dim=config.output_dim, freeze=config.freeze, model_options=model_options
-    )
-    if getattr(built, "modality", train_set.modality) != train_set.modality:
-        raise ConfigError(
-            f"the model encodes {built.modality} but train_data holds {train_set.modality} items; choose a "
-            f"{train_set.modality} model"
-        )
-    loss_fn = get_loss(
-        config.loss, config.loss_options, embedding_size=built.output_dim, num_classes=len(train_set.classes)
-    )
-    miner = get_miner(config.miner, config.miner_options)
+    built = build_model(model, output_dim=config.output_dim, freeze=config.freeze, model_options=model_options)
+    accelerator = make_accelerator(config)
+    if is_clip:
+        plan = plan_clip(built, train_task, eval_task, config, accelerator, seed, eval_batch_size)
+    else:
+        if getattr(built, "modality", train_set.modality) != train_set.modality:
+            raise ConfigError(
+                f"the model encodes {built.modality} but train_data holds {train_set.modality} items; choose a "
+                f"{train_set.modality} model"
+            )
+        plan = plan_labelled(built, train_set, pairs_as_classes, eval_task, config, accelerator, seed, eval_batch_size)
+    batch_size = plan.batch_size
     # check the callbacks (and their data) before training; a val_loss monitor gets the loss on eval data
     callbacks = prepare_callbacks(
-        callbacks, eval_task, loss_fn=loss_fn, preprocess=built.preprocess, batch_size=config.batch_size or 32
-    )
-    accelerator = make_accelerator(config)
-    batch_size = config.batch_size or (64 if accelerator.device.type == "cuda" else 32)
-    batch_size = min(batch_size, len(train_set))
-    sampler_kind = config.sampler
-    if sampler_kind == "auto":
-        sampler_kind = "random" if needs_class_count(config.loss) else "class"
-    if sampler_kind == "class":
-        k = 2 if is_pairs else config.num_items_per_class
-        batch_sampler: Any = ClassSampler(train_set.labels, batch_size, k, seed=seed)
-    else:
-        batch_sampler = RandomBatchSampler(len(train_set), batch_size, seed=seed)
-    loader = labelled_loader(
-        train_set.items,
-        train_set.labels,
-        getattr(built, "training_preprocess", None) or built.preprocess,  # train-time augmentation, if any
-        batch_sampler,
-        num_workers=config.num_workers,
-        pin_memory=accelerator.device.type == "cuda",
+        callbacks,
+        eval_task,
+        loss_fn=plan.loss,
+        embed=plan.embed,
+        batch_size=batch_size,
+        num_items_per_class=config.num_items_per_class,
+        seed=seed,
+        num_processes=accelerator.num_processes,
     )
 
-    run = Run.create(config.run_name, config.experiment_name, {**config.to_dict(), "batch_size": batch_size})
-    handler = logging.FileHandler(run.directory / "logs.txt", encoding="utf-8")
+    run = _open_run(accelerator, config, {**config.to_dict(), "batch_size": batch_size})
+    main = accelerator.is_main_process
+    handler: logging.Handler = (
+        logging.FileHandler(run.directory / "logs.txt", encoding="utf-8") if main else logging.NullHandler()
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    run.set_status("STARTED")
+    if main:
+        run.set_status("STARTED")
     try:
         built.to(accelerator.device)
-        logger.info(
-            "run %s: %d training items, %d classes, batch size %d",
-            run.name,
-            len(train_set),
-            len(train_set.classes),
-            batch_size,
-        )
+        logger.info("run %s: %s", run.name, plan.summary)
         metrics: dict[str, dict[str, float]] = {}
         examples: dict[str, Any] = {}
-        embed = model_embedder(built, eval_batch_size)
-        if eval_task is not None and accelerator.is_main_process:
-            sets = retrieval_sets(eval_task)
-            metrics["before"], examples["before"] = evaluate_sets(sets, embed, limit=limit)
+        if plan.evaluations and main:
+            metrics["before"], examples["before"] = run_evaluations(plan, limit)
             logger.info("before: %s", metrics["before"])
         started = time.perf_counter()
         state: TrainState = train(
             built,
-            loss_fn,
-            loader,
+            plan.loss,
+            plan.loader,
             config,
-            miner=miner,
+            miner=plan.miner,
             callbacks=callbacks,
             accelerator=accelerator,
         )
         model_out = accelerator.unwrap_model(state.model)
         logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
-        if accelerator.is_main_process:
-            if eval_task is not None:
-                metrics["after"], examples["after"] = evaluate_sets(
-                    retrieval_sets(eval_task), embed, limit=limit
-                )
+        if main:
+            if plan.evaluations:
+                metrics["after"], examples["after"] = run_evaluations(plan, limit)
                 logger.info("after: %s", metrics["after"])
             _save_run(run, model_out, metrics, examples, state, to_onnx)
         accelerator.wait_for_everyone()
-        run.set_status("FINISHED")
+        if main:
+            run.set_status("FINISHED")
     except BaseException as exc:
-        run.set_status("FAILED", f"{type(exc).__name__}: {exc}")
+        if main:
+            run.set_status("FAILED", f"{type(exc).__name__}: {exc}")
         logger.exception("run %s failed", run.name)
         raise
     finally:
@@ -251,12 +242,29 @@ def run_fit(
     return run
 
 
+def _open_run(accelerator: Any, config: TrainingConfig, recorded: dict[str, Any]) -> Run:
+    """Rank 0 creates the run folder; other ranks get the same run (its name broadcast from rank 0)."""
+    name = config.run_name or new_run_name()
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        name = broadcast_object_list([name])[0]
+    if accelerator.is_main_process:
+        run = Run.create(name, config.experiment_name, recorded)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        run = Run(runs_root() / (config.experiment_name or "default") / name)
+    return run
+
+
 def _save_run(
     run: Run, model: Any, metrics: dict[str, Any], examples: dict[str, Any], state: TrainState, to_onnx: bool
 ) -> None:
     models_dir = run.directory / "models"
-    save_model(model, models_dir / "model")
-    write_yaml(models_dir / "input-map.yml", {"model": getattr(model, "modality", "text")})
+    towers = model.towers() if isinstance(model, TwoTowerModel) else {"model": model}
+    for name, tower in towers.items():
+        save_model(tower, models_dir / name)
+    write_yaml(models_dir / "input-map.yml", {name: tower.modality for name, tower in towers.items()})
     write_yaml(run.directory / "metrics.yml", metrics)
     write_yaml(run.directory / "example-results.yml", examples)
     write_yaml(
@@ -266,7 +274,8 @@ def _save_run(
     if to_onnx:
         from finetuner.export.onnx import export_onnx
 
-        export_onnx(model, models_dir / "model")
+        for name, tower in towers.items():
+            export_onnx(tower, models_dir / name)
     from finetuner.report_html import write_report_safely
 
     write_report_safely(run.directory)

@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from accelerate.utils import send_to_device
 from torch import nn
 from tqdm.auto import tqdm
 
 from finetuner.errors import FinetunerError
+from finetuner.losses.distributed import average_gradients
+from finetuner.losses.objective import MetricObjective, PairObjective
+from finetuner.training.cached import batch_length, cached_backward
 from finetuner.training.config import TrainingConfig
 
 
@@ -71,19 +75,15 @@ def make_accelerator(config: TrainingConfig) -> Any:
         'cpu'
     """
     from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration
 
     cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
     precision = config.precision
     if precision == "auto":
-        precision = (
-            "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-        )
+        precision = "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     return Accelerator(
         cpu=cpu,
         mixed_precision=precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        dataloader_config=DataLoaderConfiguration(even_batches=True, non_blocking=True),
     )
 
 
@@ -91,14 +91,17 @@ def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module
     """The optimizer named in ``config`` over the trainable model parameters (plus the loss's own, if any)."""
     lr = config.learning_rate_or_default()
     cls = getattr(torch.optim, config.optimizer)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    if not any(p.requires_grad for p in model.parameters()):
         raise FinetunerError("the model has no trainable parameters (everything is frozen)")
     options = dict(config.optimizer_options)
     if config.optimizer in ("Adam", "AdamW") and torch.cuda.is_available() and "fused" not in options:
         options["fused"] = True
-    groups: list[dict[str, Any]] = [{"params": params}]
+    if hasattr(model, "param_groups"):  # e.g. per-tower learning rates of a two-tower model
+        groups: list[dict[str, Any]] = model.param_groups(lr)
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+
     if loss_params and config.loss_optimizer is None:
         groups.append({"params": loss_params, **config.loss_optimizer_options})
     return cls(groups, lr=lr, **options)
@@ -107,6 +110,7 @@ def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module
 def build_loss_optimizer(config: TrainingConfig, loss_fn: nn.Module) -> torch.optim.Optimizer | None:
     """A separate optimizer for the loss's parameters when ``loss_optimizer`` is set (ArcFace's class centres)."""
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+
     if config.loss_optimizer is None or not loss_params:
         return None
     options = dict(config.loss_optimizer_options)
@@ -163,19 +167,22 @@ def train(
         0.12
     """
     accelerator = accelerator or make_accelerator(config)
+    # the loader is not prepared: our batch samplers already yield each rank's share of the global batch
     batch_sampler = loader.batch_sampler
-    loader = accelerator.prepare(loader)  # shards the batches across processes
-    # accelerate steps a prepared scheduler once per process, so plan it in single-process steps
-    total_steps = (
-        len(loader) * accelerator.num_processes * config.epochs // config.gradient_accumulation_steps
-    )
+    total_steps = len(loader) * config.epochs // config.gradient_accumulation_steps
     optimizer = build_optimizer(config, model, loss_fn)
     loss_optimizer = build_loss_optimizer(config, loss_fn)
     scheduler = build_scheduler(config, optimizer, max(1, total_steps))
     model, optimizer = accelerator.prepare(model, optimizer)
-    if scheduler is not None:
-        scheduler = accelerator.prepare_scheduler(scheduler)
     loss_fn = loss_fn.to(accelerator.device)
+    objective = loss_fn if isinstance(loss_fn, PairObjective) else MetricObjective(loss_fn, miner)
+    objective = objective.to(accelerator.device)
+    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
+
+    def loss_scale(loss: torch.Tensor) -> torch.Tensor:  # what accelerator.backward does to a loss
+        loss = loss / config.gradient_accumulation_steps
+        return accelerator.scaler.scale(loss) if accelerator.scaler is not None else loss
+
     forward = forward or (lambda m, inputs: m(**inputs))
     state = TrainState(model, config, accelerator, optimizer, scheduler, steps_per_epoch=len(loader))
     for cb in callbacks:
@@ -194,22 +201,36 @@ def train(
             disable=not accelerator.is_local_main_process,
             dynamic_ncols=True,
         )
-        for seen, (inputs, labels) in enumerate(bar, start=1):
+        for seen, batch in enumerate(bar, start=1):
             state.batch_in_epoch = seen - 1
+            inputs, labels = send_to_device(batch, accelerator.device, non_blocking=True)
             with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    embeddings = forward(model, inputs)  # (batch, dim)
-                embeddings = embeddings.float()
-                tuples = miner(embeddings, labels) if miner is not None else None
-                loss = loss_fn(embeddings, labels, tuples)
-                accelerator.backward(loss)
+                if config.mini_batch_size and batch_length(inputs) > config.mini_batch_size:
+                    loss = cached_backward(
+                        model,
+                        inputs,
+                        labels,
+                        objective,
+                        forward,
+                        config.mini_batch_size,
+                        autocast=accelerator.autocast,
+                        no_sync=accelerator.no_sync,
+                        scale=loss_scale,
+                    )
+                else:
+                    with accelerator.autocast():
+                        embeddings = forward(model, inputs)  # (batch, dim), or a (text, image) pair of them
+                    loss = objective(embeddings, labels)
+                    accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    average_gradients(loss_params)  # DDP only averages the model's own gradients
                 if config.max_grad_norm and accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 if loss_optimizer is not None:
                     loss_optimizer.step()
                     loss_optimizer.zero_grad(set_to_none=True)
-                if scheduler is not None:
+                if scheduler is not None and accelerator.sync_gradients:
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             running += loss.detach()

@@ -8,11 +8,12 @@ from typing import Any
 from finetuner.data.tasks import LabelledData, PairData
 from finetuner.errors import ConfigError, InputTypeError
 from finetuner.evaluation.metrics import METRIC_NAMES
-from finetuner.training.callbacks.checkpoints import BestModelCheckpoint, EarlyStopping, WiSEFTCallback
+from finetuner.training.callbacks.checkpoints import BestModelCheckpoint, EarlyStopping
 from finetuner.training.callbacks.common import LOSS_ALIASES
 from finetuner.training.callbacks.evaluation import EvaluationCallback, ValidationLoss
 from finetuner.training.callbacks.loggers import MLFlowLogger, TensorBoardLogger, TrackerLogger, WandBLogger
 from finetuner.training.loop import Callback
+from finetuner.training.wiseft import WiSEFTCallback
 
 _MONITORS = (BestModelCheckpoint, EarlyStopping)
 
@@ -22,10 +23,11 @@ def prepare_callbacks(
     eval_data: LabelledData | PairData | None,
     *,
     loss_fn: Any = None,
-    preprocess: Any = None,
+    embed: Any = None,
     batch_size: int = 32,
     num_items_per_class: int = 4,
     seed: int = 0,
+    num_processes: int = 1,
 ) -> list[Callback]:
     """Check ``fit``'s callbacks before training and put them in running order.
 
@@ -68,7 +70,13 @@ def prepare_callbacks(
                 f"{owner} monitors 'val_loss', which needs eval_data (or val_split) in fit(); give evaluation "
                 "data, or monitor 'train_loss' or a metric of an EvaluationCallback"
             )
-        out.insert(0, ValidationLoss(eval_data, loss_fn, preprocess, batch_size, num_items_per_class, seed))
+        two_modalities = isinstance(eval_data, PairData) and eval_data.left_modality != eval_data.right_modality
+        if two_modalities and num_processes > 1:
+            raise ConfigError(
+                f"{owner} monitors 'val_loss', which is not measured for CLIP runs on several processes (the CLIP "
+                "loss gathers across processes); monitor a metric of an EvaluationCallback instead"
+            )
+        out.insert(0, ValidationLoss(eval_data, loss_fn, embed, batch_size, num_items_per_class, seed))
         reported.add("val_loss")
     for cb in monitors:
         if cb.monitor not in reported:
@@ -86,6 +94,8 @@ def prepare_callbacks(
 
 def _order(cb: Callback) -> int:
     """Running order: measurements (0), then the rest (10), WiSE-FT (20), loggers (30)."""
+    if isinstance(cb, WiSEFTCallback):
+        return 20  # after BestModelCheckpoint has restored the best weights
     default = 0 if callable(getattr(cb, "metric_names", None)) else 10
     return int(getattr(cb, "_order", default))
 

@@ -1,9 +1,8 @@
-"""Callbacks that act on the weights: keep the best epoch's, stop early, interpolate with the pretrained ones."""
+"""Callbacks that act on the weights: keep the best epoch's, stop early."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import torch
 
@@ -166,46 +165,3 @@ class EarlyStopping(Callback):
             f"EarlyStopping(monitor={self.monitor!r}, mode={self.mode!r}, patience={self.patience}, "
             f"min_delta={self.min_delta})"
         )
-
-
-class WiSEFTCallback(Callback):
-    """WiSE-FT (Wortsman et al., robust fine-tuning): after training, mix the weights with the pretrained ones.
-
-    ``weights = (1 - alpha) * pretrained + alpha * fine_tuned``; ``alpha=0`` keeps the pretrained model, ``alpha=1``
-    the fine-tuned one. It helps zero-shot models such as CLIP keep their generality.
-
-    Args:
-        alpha: the share of the fine-tuned weights, in [0, 1].
-
-    Example:
-        >>> from finetuner.callback import WiSEFTCallback
-        >>> WiSEFTCallback(alpha=0.4).alpha
-        0.4
-    """
-
-    _order = 20  # after BestModelCheckpoint has restored the best weights
-
-    def __init__(self, alpha: float = 0.4) -> None:
-        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 <= alpha <= 1:
-            raise ConfigError(f"WiSEFTCallback(alpha={alpha!r}): alpha must be a number in [0, 1]")
-        self.alpha = float(alpha)
-        self._pretrained: dict[str, Any] | None = None
-
-    def on_train_begin(self, state: TrainState) -> None:
-        self._pretrained = _trainable_snapshot(unwrapped(state))
-
-    def on_train_end(self, state: TrainState) -> None:
-        if self._pretrained is None:
-            return
-        model = unwrapped(state)
-        with torch.no_grad():
-            current = model.state_dict()
-            for k, old in self._pretrained.items():
-                new = current[k]
-                if new.is_floating_point():
-                    new.copy_((1 - self.alpha) * old.to(new.device, new.dtype) + self.alpha * new)
-        logger.info("WiSE-FT: mixed the weights with the pretrained ones (alpha=%.2f)", self.alpha)
-        self._pretrained = None
-
-    def __repr__(self) -> str:
-        return f"WiSEFTCallback(alpha={self.alpha})"

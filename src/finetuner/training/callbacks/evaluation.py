@@ -11,8 +11,7 @@ from finetuner.data.readers import CSVOptions, load_data
 from finetuner.data.samplers import ClassSampler
 from finetuner.data.tasks import LabelledData, PairData, to_task_data
 from finetuner.errors import ConfigError
-from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, model_embedder, retrieval_sets
-from finetuner.models.inference import embed_items
+from finetuner.evaluation.model_eval import Embedder, RetrievalSets, evaluate_sets, model_embedder, retrieval_sets
 from finetuner.training.callbacks.common import on_main_then_share, unwrapped
 from finetuner.training.loop import Callback, TrainState
 
@@ -20,6 +19,7 @@ logger = logging.getLogger("finetuner")
 
 DISTANCES = ("cosine", "euclidean", "sqeuclidean")
 TOWERS = (None, "model", "clip-text", "clip-vision")
+_TOWER_OF = {"text": "clip-text", "image": "clip-vision"}
 
 
 class EvaluationCallback(Callback):
@@ -120,7 +120,7 @@ class EvaluationCallback(Callback):
         assert self._sets is not None  # set by setup()
         metrics, _ = evaluate_sets(
             self._sets,
-            model_embedder(model, self.batch_size),
+            self._embedder(model),
             limit=self.limit,
             distance=self.distance,
             exclude_self=self.exclude_self,
@@ -128,6 +128,25 @@ class EvaluationCallback(Callback):
         )
         prefix = f"{self.caption}_" if self.caption else ""
         return {prefix + k: round(float(v), 6) for k, v in metrics.items()}
+
+    def _embedder(self, model: Any) -> Embedder:
+        """Texts and images go to the tower of their modality (CLIP); the named towers must agree with that."""
+        from finetuner.models.clip import TwoTowerModel
+        from finetuner.training.plan import two_tower_embedder
+
+        assert self._sets is not None  # set by setup()
+        sides = (
+            ("model", self.model, self._sets.query_modality),
+            ("index_model", self.index_model, self._sets.index_modality or self._sets.query_modality),
+        )
+        for arg, tower, modality in sides:
+            if tower not in (None, "model") and tower != _TOWER_OF[modality]:
+                raise ConfigError(
+                    f"EvaluationCallback({arg}={tower!r}) cannot encode {modality} items; use {_TOWER_OF[modality]!r}"
+                )
+        if isinstance(model, TwoTowerModel):
+            return two_tower_embedder(model, self.batch_size)
+        return model_embedder(model, self.batch_size)
 
     def on_epoch_end(self, state: TrainState) -> None:
         metrics = on_main_then_share(state, lambda: self.evaluate(unwrapped(state)))
@@ -148,21 +167,23 @@ class EvaluationCallback(Callback):
 class ValidationLoss(Callback):
     """The training loss measured on the evaluation data at each epoch's end, as ``val_loss``.
 
-    ``fit`` adds it when a callback monitors ``val_loss``. Batches are drawn like training batches (class-balanced,
-    seeded), the same ones every epoch, so the figures compare across epochs.
+    ``fit`` adds it when a callback monitors ``val_loss``. Labelled data is batched like training data
+    (class-balanced, seeded); text-image pairs in fixed chunks. The batches are the same every epoch, so the figures
+    compare across epochs.
 
     Args:
-        data: the evaluation data (labelled items, or same-modality pairs).
-        loss_fn: the run's loss, called as ``loss_fn(embeddings, labels, None)``.
-        preprocess: the model's preprocessing.
-        batch_size: items per batch.
+        data: the evaluation data (labelled items, same-modality pairs, or text-image pairs for CLIP).
+        loss_fn: the run's loss: a metric loss called as ``loss_fn(embeddings, labels, None)``, or for pairs of two
+            modalities a pair objective called as ``loss_fn((text_embeddings, image_embeddings), None)``.
+        embed: ``embed(items, modality) -> (n, dim)`` with the model being trained.
+        batch_size: items (or pairs) per batch.
         num_items_per_class: items of one class per batch.
         seed: the sampler's seed.
 
     Example:
         >>> from finetuner.losses import get_loss
         >>> data = LabelledData(['a', 'b', 'c', 'd'], [0, 0, 1, 1], ['x', 'y'], ['1', '2', '3', '4'], 'text')
-        >>> ValidationLoss(data, get_loss('TripletMarginLoss'), preprocess=None, batch_size=4).batches
+        >>> ValidationLoss(data, get_loss('TripletMarginLoss'), embed=None, batch_size=4).batches
         [[0, 1, 2, 3]]
     """
 
@@ -172,37 +193,48 @@ class ValidationLoss(Callback):
         self,
         data: LabelledData | PairData,
         loss_fn: Any,
-        preprocess: Any,
+        embed: Embedder | None,
         batch_size: int = 32,
         num_items_per_class: int = 4,
         seed: int = 0,
     ) -> None:
-        labelled = data.as_labelled() if isinstance(data, PairData) else data
-        self.items = labelled.items
-        self.labels = labelled.labels
         self.loss_fn = loss_fn
-        self.preprocess = preprocess
+        self.embed = embed
+        self.pairs = isinstance(data, PairData) and data.left_modality != data.right_modality
+        if isinstance(data, PairData) and self.pairs:
+            self.left, self.right = data.left, data.right
+            self.modalities = (data.left_modality, data.right_modality)
+            size = max(2, batch_size)
+            self.batches = [list(range(i, min(i + size, len(data)))) for i in range(0, len(data), size)]
+            return
+        labelled = data.as_labelled() if isinstance(data, PairData) else data
+        self.items, self.labels, self.modality = labelled.items, labelled.labels, labelled.modality
         size = max(2, min(batch_size, len(self.items)))
         sampler = ClassSampler(self.labels, size, min(num_items_per_class, max(1, size // 2)), seed=seed)
         sampler.set_epoch(0)
         self.batches = [list(map(int, b)) for b in sampler]
 
-    def compute(self, model: Any) -> float:
-        """The mean loss of ``model`` over the fixed evaluation batches."""
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    def compute(self) -> float:
+        """The mean loss over the fixed evaluation batches."""
+        if self.embed is None:
+            raise ConfigError("ValidationLoss needs an embed function")
+        device = next((p.device for p in self.loss_fn.parameters()), torch.device("cpu"))
         total = 0.0
         with torch.no_grad():
             for batch in self.batches:
-                emb = embed_items(
-                    model, [self.items[i] for i in batch], batch_size=len(batch), preprocess=self.preprocess
-                )
-                labels = torch.tensor([self.labels[i] for i in batch], dtype=torch.long)
-                loss_fn = self.loss_fn.to(device) if hasattr(self.loss_fn, "to") else self.loss_fn
-                total += float(loss_fn(emb.to(device), labels.to(device), None))
+                if self.pairs:
+                    text = self.embed([self.left[i] for i in batch], self.modalities[0]).to(device)
+                    image = self.embed([self.right[i] for i in batch], self.modalities[1]).to(device)
+                    loss = self.loss_fn((text, image), None)
+                else:
+                    emb = self.embed([self.items[i] for i in batch], self.modality).to(device)  # (batch, dim)
+                    labels = torch.tensor([self.labels[i] for i in batch], dtype=torch.long, device=device)
+                    loss = self.loss_fn(emb, labels, None)
+                total += float(loss)
         return total / max(1, len(self.batches))
 
     def on_epoch_end(self, state: TrainState) -> None:
-        value = round(on_main_then_share(state, lambda: self.compute(unwrapped(state))), 6)
+        value = round(on_main_then_share(state, self.compute), 6)
         state.metrics["val_loss"] = value
         if state.history:
             state.history[-1]["val_loss"] = value

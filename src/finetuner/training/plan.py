@@ -1,0 +1,177 @@
+"""How a run trains and evaluates, by task: labelled items (metric learning) or CLIP pairs (two towers)."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from finetuner.data.datasets import PairCollate, labelled_loader, pair_loader
+from finetuner.data.samplers import ClassSampler, PairBatchSampler, RandomBatchSampler
+from finetuner.data.tasks import LabelledData, PairData
+from finetuner.errors import ConfigError, DataError
+from finetuner.evaluation.model_eval import Embedder, RetrievalSets, evaluate_sets, model_embedder, retrieval_sets
+from finetuner.losses import DEFAULT_LOSS, get_loss, get_miner, needs_class_count
+from finetuner.losses.objective import PairObjective
+from finetuner.models.clip import TwoTowerModel
+from finetuner.training.config import TrainingConfig
+
+
+@dataclass
+class Plan:
+    """Everything the loop and the evaluations need for one run."""
+
+    loader: torch.utils.data.DataLoader
+    loss: nn.Module
+    miner: nn.Module | None
+    batch_size: int
+    summary: str
+    embed: Embedder
+    #: (metric-name prefix, retrieval sets): '' for the main direction, 'image_to_text/' for CLIP's other one
+    evaluations: list[tuple[str, RetrievalSets]] = field(default_factory=list)
+
+
+def _training_inputs(model: Any, items: list[Any]) -> tuple[list[Any], Any]:
+    """The items as the train loader holds them and the collate-time preprocessing: texts are tokenised once
+    up front (``pretokenize``); images keep their source and are decoded (and augmented) per batch."""
+    if hasattr(model, "pretokenize"):
+        return model.pretokenize(items), model.collate_tokens
+    return items, getattr(model, "training_preprocess", None) or model.preprocess
+
+
+def plan_labelled(
+    model: Any,
+    train: LabelledData,
+    pairs_as_classes: bool,
+    evaluation: LabelledData | PairData | None,
+    config: TrainingConfig,
+    accelerator: Any,
+    seed: int,
+    eval_batch_size: int,
+) -> Plan:
+    """Metric learning on labelled items (same-modality pairs come as classes of two)."""
+    loss = get_loss(config.loss, config.loss_options, embedding_size=model.output_dim, num_classes=len(train.classes))
+    if isinstance(loss, PairObjective) or type(loss).__name__ == "CLIPLoss":
+        raise ConfigError("CLIPLoss trains two towers on text-image pairs; for labelled items use a metric loss")
+    miner = get_miner(config.miner, config.miner_options)
+    batch_size = min(config.batch_size or (64 if accelerator.device.type == "cuda" else 32), len(train))
+    shard = {"rank": accelerator.process_index, "world_size": accelerator.num_processes}
+    kind = config.sampler
+    if kind == "auto":
+        kind = "random" if needs_class_count(config.loss) else "class"
+    if kind == "class":
+        k = 2 if pairs_as_classes else config.num_items_per_class
+        sampler: Any = ClassSampler(train.labels, batch_size, k, seed=seed, **shard)
+    else:
+        sampler = RandomBatchSampler(len(train), batch_size, seed=seed, **shard)
+    items, preprocess = _training_inputs(model, train.items)
+    loader = labelled_loader(
+        items,
+        train.labels,
+        preprocess,
+        sampler,
+        config.num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+    )
+    summary = f"{len(train)} {train.modality} items, {len(train.classes)} classes, batch size {batch_size}"
+    evaluations = [("", retrieval_sets(evaluation))] if evaluation is not None else []
+    return Plan(loader, loss, miner, batch_size, summary, model_embedder(model, eval_batch_size), evaluations)
+
+
+def item_key(item: Any) -> object:
+    """An identity for duplicate detection: the text itself, or an image's uri / content hash.
+
+    Example:
+        >>> item_key('a cat'), item_key(b'png-bytes') == item_key(b'png-bytes')
+        ('a cat', True)
+    """
+    if isinstance(item, str):
+        return item
+    uri = getattr(item, "uri", None)
+    if uri:
+        return ("uri", uri)
+    for value in (getattr(item, "blob", None), getattr(item, "tensor", None), item):
+        if isinstance(value, (bytes, bytearray)):
+            return ("bytes", hashlib.blake2b(bytes(value), digest_size=16).hexdigest())
+        if value is not None and hasattr(value, "shape"):
+            array = np.ascontiguousarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+            return ("array", array.shape, hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest())
+    return ("object", id(item))
+
+
+def two_tower_embedder(model: TwoTowerModel, batch_size: int) -> Embedder:
+    """``embed(items, modality)`` that sends texts to the text tower and images to the vision tower."""
+    text, vision = model_embedder(model.text, batch_size), model_embedder(model.vision, batch_size)
+
+    def embed(items: list[Any], modality: str) -> torch.Tensor:
+        return text(items, modality) if modality == "text" else vision(items, modality)
+
+    return embed
+
+
+def plan_clip(
+    model: Any,
+    train: PairData,
+    evaluation: LabelledData | PairData | None,
+    config: TrainingConfig,
+    accelerator: Any,
+    seed: int,
+    eval_batch_size: int,
+) -> Plan:
+    """Contrastive training of two towers on text-image pairs with a duplicate-free batch sampler."""
+    if not isinstance(model, TwoTowerModel):
+        raise ConfigError(
+            "text-image pairs train a two-tower model: a CLIP model ('clip-base-en', 'openai/clip-vit-base-patch32')"
+            " or model={'text': TEXT_MODEL, 'vision': VISION_MODEL}; received a single "
+            f"{getattr(model, 'modality', type(model).__name__)} model"
+        )
+    name = "CLIPLoss" if config.loss == DEFAULT_LOSS else config.loss
+    if str(name).lower() != "cliploss":
+        raise ConfigError(f"two-tower training on text-image pairs takes loss='CLIPLoss'; received {config.loss!r}")
+    loss = get_loss("CLIPLoss", config.loss_options)
+    if config.miner is not None:
+        raise ConfigError("miners apply to labelled metric learning, not to CLIP pairs; drop miner=")
+    batch_size = min(config.batch_size or (64 if accelerator.device.type == "cuda" else 32), len(train))
+    shard = {"rank": accelerator.process_index, "world_size": accelerator.num_processes}
+    sampler = PairBatchSampler(
+        [item_key(t) for t in train.left], [item_key(i) for i in train.right], batch_size, seed=seed, **shard
+    )
+    left, text_preprocess = _training_inputs(model.text, train.left)
+    right, image_preprocess = _training_inputs(model.vision, train.right)
+    collate = PairCollate(text_preprocess, image_preprocess)
+    loader = pair_loader(
+        left, right, collate, sampler, config.num_workers, pin_memory=accelerator.device.type == "cuda"
+    )
+    evaluations: list[tuple[str, RetrievalSets]] = []
+    if evaluation is not None:
+        if not isinstance(evaluation, PairData) or {evaluation.left_modality, evaluation.right_modality} != {
+            "text",
+            "image",
+        }:
+            raise DataError("eval_data for a CLIP run must be text-image pairs, like train_data")
+        evaluations = [
+            ("", retrieval_sets(evaluation, "left-to-right")),
+            ("image_to_text/", retrieval_sets(evaluation, "right-to-left")),
+        ]
+    if config.num_items_per_class != 4:
+        warnings.warn("num_items_per_class does not apply to CLIP pairs; ignored", stacklevel=3)
+    summary = f"{len(train)} text-image pairs, batch size {batch_size}"
+    return Plan(
+        loader, PairObjective(loss), None, batch_size, summary, two_tower_embedder(model, eval_batch_size), evaluations
+    )
+
+
+def run_evaluations(plan: Plan, limit: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """All of a plan's evaluations: the metrics (prefixed by direction) and example retrievals of the main one."""
+    metrics: dict[str, float] = {}
+    examples: list[dict[str, Any]] = []
+    for prefix, sets in plan.evaluations:
+        values, shown = evaluate_sets(sets, plan.embed, limit=limit, num_examples=0 if prefix else 3)
+        metrics.update({f"{prefix}{k}": v for k, v in values.items()})
+        examples = examples or shown
+    return metrics, examples

@@ -1,0 +1,60 @@
+"""`fit` on 2 CPU processes (gloo, the way torchrun starts them) ends with the weights of 1 process."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+from tests.conftest import build_tiny_bert, make_texts
+
+pytestmark = pytest.mark.integration
+
+# SGD, not Adam: Adam rescales the pure-rounding-noise gradient of attention key biases (mathematically zero)
+# into full-size steps, which would differ between any two summation orders
+SETTINGS = dict(
+    epochs=2, batch_size=8, learning_rate=0.5, optimizer="SGD", seed=0, verbose=False, num_items_per_class=2
+)
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, model_dir: str, home: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world), FINETUNER_HOME=home, ACCELERATE_USE_CPU="true",
+    )
+    torch.set_num_threads(1)
+    import finetuner
+
+    finetuner.fit(model_dir, make_texts(6, seed=1), run_name="ddp", device="cpu", **SETTINGS)
+
+
+def _weights(home: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_file(str(home / "runs" / "default" / name / "models" / "model" / "model.safetensors"))
+
+
+def test_two_processes_reach_the_weights_of_one(tmp_path):
+    import finetuner
+
+    model_dir = str(build_tiny_bert(tmp_path / "bert", dropout=0.0))
+    home = tmp_path / "home"
+    mp.start_processes(_rank_main, args=(2, _port(), model_dir, str(home)), nprocs=2, start_method="spawn")
+    os.environ["FINETUNER_HOME"] = str(home)
+    run = finetuner.fit(model_dir, make_texts(6, seed=1), run_name="single", device="cpu", **SETTINGS)
+    assert run.status()["status"] == "FINISHED"
+    assert finetuner.get_run("ddp").status()["status"] == "FINISHED"
+    one, two = _weights(home, "single"), _weights(home, "ddp")
+    start = load_file(str(Path(model_dir) / "model.safetensors"))
+    moved = [k for k in one if not torch.equal(one[k], start[k])]
+    assert moved, "training changed no weight"
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=2e-5, rtol=1e-4, msg=key)
