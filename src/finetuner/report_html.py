@@ -44,6 +44,7 @@ h2 { font-size:16px; margin:0 0 12px; }
 table { border-collapse:collapse; width:100%; }
 th, td { text-align:left; padding:5px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
 th { font-weight:600; color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.03em; }
+th.num { text-align:right; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; font-family:ui-monospace,"DejaVu Sans Mono",monospace; }
 .up { color:var(--up); font-weight:600; } .down { color:var(--down); font-weight:600; }
 .cards { display:flex; gap:14px; flex-wrap:wrap; margin-bottom:16px; }
@@ -158,7 +159,8 @@ def _metrics_section(metrics: dict[str, dict[str, float]], limit: Any) -> str:
     k = f" (k = {_e(limit)})" if limit is not None else ""
     return (
         f"<section><h2>Retrieval metrics on the evaluation data{k}</h2><div class='cards'>{''.join(cards)}</div>"
-        "<table><thead><tr><th>metric</th><th>before</th><th>after</th><th>change</th></tr></thead>"
+        "<table><thead><tr><th>metric</th><th class='num'>before</th><th class='num'>after</th>"
+        "<th class='num'>change</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></section>"
     )
 

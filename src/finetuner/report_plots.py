@@ -100,13 +100,14 @@ def metric_curves(history: Sequence[dict[str, Any]], names: Sequence[str]) -> by
     curves = [c for c in curves if c[1]]
     if not curves or not plotting_available():
         return None
-    fig = _figure()
+    fig = _figure(5.4, 4.2)
+    fig.subplots_adjust(bottom=0.32)  # room for the legend below the axes
     ax = fig.add_subplot()
     for (name, xs, ys), color in zip(curves, COLORS):
         ax.plot(xs, ys, marker="o", markersize=4, linewidth=2, color=color, label=name)
     _style(ax, "Retrieval metrics per epoch", "epoch", "value")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=7, frameon=False, ncols=2)
+    ax.legend(fontsize=7, frameon=False, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     return _png(fig)
 
 
