@@ -55,6 +55,11 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def _bounded(name: str) -> bool:
+    """Metrics in [0, 1] (all but ``dcg_at_k``), which share one axis."""
+    return not name.endswith("dcg_at_k") or name.endswith("ndcg_at_k")
+
+
 def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
     xs, ys = [], []
     for i, record in enumerate(history):
@@ -96,7 +101,7 @@ def metric_curves(history: Sequence[dict[str, Any]], names: Sequence[str]) -> by
         >>> metric_curves([{'epoch': 1, 'loss': 0.5}], ['precision_at_k']) is None
         True
     """
-    curves = [(name, *_series(history, name)) for name in names if not name.endswith("dcg_at_k") or "ndcg" in name]
+    curves = [(name, *_series(history, name)) for name in names if _bounded(name)]
     curves = [c for c in curves if c[1]]
     if not curves or not plotting_available():
         return None
@@ -112,7 +117,10 @@ def metric_curves(history: Sequence[dict[str, Any]], names: Sequence[str]) -> by
 
 
 def before_after_bars(metrics: dict[str, dict[str, float]]) -> bytes | None:
-    """Horizontal bars of every metric before and after tuning (``dcg_at_k`` is unbounded, so it is left out).
+    """Horizontal bars of the metrics before and after tuning.
+
+    ``dcg_at_k`` is unbounded, so it is left out; so are the second direction's metrics of CLIP runs
+    (``image_to_text/...``), which the table shows.
 
     Example:
         >>> png = before_after_bars({'before': {'hit_at_k': 0.5}, 'after': {'hit_at_k': 0.8}})
@@ -120,7 +128,7 @@ def before_after_bars(metrics: dict[str, dict[str, float]]) -> bytes | None:
         True
     """
     before, after = metrics.get("before") or {}, metrics.get("after") or {}
-    names = [n for n in (after or before) if n != "dcg_at_k" and (n in before or n in after)]
+    names = [n for n in (after or before) if _bounded(n) and "/" not in n]
     if not names or not plotting_available():
         return None
     fig = _figure(5.4, 0.42 * len(names) + 1.2, left=0.24)
