@@ -1,4 +1,4 @@
-"""CLIP with the ecosystem pieces: per-epoch evaluation and val_loss on pairs, both towers to ONNX, report thumbnails."""
+"""CLIP with the ecosystem pieces: per-epoch evaluation and val_loss on pairs, both towers in ONNX, thumbnails."""
 
 from __future__ import annotations
 
@@ -26,8 +26,18 @@ def test_clip_run_with_callbacks_onnx_and_report(clip_data, tmp_path):
     model_dir, train, evals = clip_data
     evaluation = EvaluationCallback(evals, model="clip-text", index_model="clip-vision", limit=5)
     best = BestModelCheckpoint()  # val_loss: the CLIP loss on the evaluation pairs
-    run = finetuner.fit(model_dir, train, evals, epochs=2, batch_size=9, learning_rate=3e-3, seed=0, verbose=False,
-                        to_onnx=True, callbacks=[best, evaluation])
+    run = finetuner.fit(
+        model_dir,
+        train,
+        evals,
+        epochs=2,
+        batch_size=9,
+        learning_rate=3e-3,
+        seed=0,
+        verbose=False,
+        to_onnx=True,
+        callbacks=[best, evaluation],
+    )
     history = yaml.safe_load((run.directory / "metadata.yml").read_text())["history"]
     assert [sorted(set(h) & {"val_loss", "reciprocal_rank"}) for h in history] == [["reciprocal_rank", "val_loss"]] * 2
     assert best.best_epoch in (1, 2)
@@ -49,5 +59,11 @@ def test_clip_run_with_callbacks_onnx_and_report(clip_data, tmp_path):
 def test_evaluation_callback_rejects_a_tower_of_the_wrong_modality(clip_data):
     model_dir, train, evals = clip_data
     with pytest.raises(ConfigError, match="cannot encode text items"):
-        finetuner.fit(model_dir, train, epochs=1, batch_size=9, verbose=False,
-                      callbacks=[EvaluationCallback(evals, model="clip-vision")])
+        finetuner.fit(
+            model_dir,
+            train,
+            epochs=1,
+            batch_size=9,
+            verbose=False,
+            callbacks=[EvaluationCallback(evals, model="clip-vision")],
+        )

@@ -63,7 +63,8 @@ def test_tensorboard_logger_in_fit(tiny_bert, tmp_path):
 def test_wandb_logger_offline(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path))  # nothing written outside the test's folder
     _drive(WandBLogger(wandb_args={"project": "finetuner-test", "mode": "offline", "dir": str(tmp_path)}))
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))

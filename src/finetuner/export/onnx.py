@@ -39,7 +39,12 @@ _TEXT_SAMPLES = (
 
 
 class OnnxExportError(FinetunerError, RuntimeError):
-    """The ONNX graph could not be written, or its output differs from PyTorch's (cosine below the threshold)."""
+    """The ONNX graph could not be written, or its output differs from PyTorch's (cosine below the threshold).
+
+    Example:
+        >>> issubclass(OnnxExportError, FinetunerError)
+        True
+    """
 
 
 def check_onnx_available() -> None:
@@ -282,7 +287,12 @@ class OnnxEmbeddingModel:
         return torch.from_numpy(self.session.run([OUTPUT_NAME], feeds)[0])  # (batch, dim)
 
     def encode_items(self, items: Sequence[Any], batch_size: int = 32) -> np.ndarray:
-        """Embed raw items in batches; a float32 array of shape ``(len(items), dim)``."""
+        """Embed raw items in batches; a float32 array of shape ``(len(items), dim)``.
+
+        Example:
+            >>> onnx_model.encode_items(['a pencil skirt', 'a shirt']).shape  # doctest: +SKIP
+            (2, 384)
+        """
         chunks = [
             self(**self.preprocess(list(items[i : i + batch_size]))).numpy() for i in range(0, len(items), batch_size)
         ]

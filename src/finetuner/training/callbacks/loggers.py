@@ -82,6 +82,9 @@ class TrackerLogger(Callback):
     def on_train_begin(self, state: TrainState) -> None:
         if not self._is_main(state):
             return
+        from accelerate import PartialState
+
+        PartialState()  # accelerate's trackers log through its logger, which needs the state (the loop made it)
         self.tracker = self.make_tracker(state)
         if hasattr(self.tracker, "start"):
             self.tracker.start()  # accelerate >= 1.2 starts trackers explicitly
