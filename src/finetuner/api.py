@@ -103,6 +103,11 @@ def _encode_inputs(model: Any, data: Any) -> tuple[list[Any], DocumentArray | No
     modality = getattr(model, "modality", "text")
     if isinstance(data, (str, Document)):
         raise InputTypeError("encode takes a list of items or a DocumentArray; wrap a single item in a list")
+    if modality == "image" and hasattr(data, "shape") and getattr(data, "ndim", 4) in (2, 3):
+        raise InputTypeError(
+            f"encode takes a batch of images; received one array of shape {tuple(data.shape)}. Wrap a single image "
+            "in a list, or stack images as (n, H, W, C) or (n, C, H, W)"
+        )
     if isinstance(data, DocumentArray) or (isinstance(data, list) and data and isinstance(data[0], Document)):
         docs = data if isinstance(data, DocumentArray) else DocumentArray(data)
         return [model_input(d, modality) for d in docs], docs

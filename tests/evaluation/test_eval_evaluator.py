@@ -17,6 +17,15 @@ from finetuner.evaluation import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: one thread is fastest, and immune to waiting on descheduled threads on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def clustered(n_labels: int, per_label: int, dim: int = 16, noise: float = 0.05, seed: int = 0):
     """Tight clusters around orthogonal centres: nearest neighbours always share the label."""
     rng = np.random.default_rng(seed)
@@ -60,9 +69,9 @@ def test_queries_as_subset_of_index_exclude_themselves_by_id() -> None:
     relevance = labels[indices[rows]] == labels[rows, None]
     assert m == pytest.approx(compute_metrics(relevance, np.full(len(rows), 7), k=6))
     # the whole index as queries with ids is the self-search
-    assert evaluate_embeddings(
-        emb, labels, emb, labels, query_ids=ids, index_ids=ids, limit=6
-    ) == pytest.approx(evaluate_embeddings(emb, labels, limit=6))
+    assert evaluate_embeddings(emb, labels, emb, labels, query_ids=ids, index_ids=ids, limit=6) == pytest.approx(
+        evaluate_embeddings(emb, labels, limit=6)
+    )
     # without ids nothing is excluded: each query finds itself first
     assert evaluate_embeddings(emb[rows], labels[rows], emb, labels, limit=6)["reciprocal_rank"] == 1.0
 
@@ -74,9 +83,7 @@ def test_torch_inputs_and_hashable_labels() -> None:
     expected = evaluate_embeddings(emb, labels, limit=3)
     assert evaluate_embeddings(torch.as_tensor(emb), as_strings, limit=3) == expected
     assert evaluate_embeddings(emb, as_tuples, limit=3, distance="euclidean") == pytest.approx(expected)
-    assert evaluate_embeddings(emb, torch.as_tensor(labels), limit=3, distance="dot") == pytest.approx(
-        expected
-    )
+    assert evaluate_embeddings(emb, torch.as_tensor(labels), limit=3, distance="dot") == pytest.approx(expected)
 
 
 def test_encode_labels_shares_codes_across_groups() -> None:

@@ -95,9 +95,7 @@ def test_vectorised_shapes_and_empty_lists() -> None:
     assert float(M.precision_at_k([1, 0], k=20)) == 0.5
     for name in METRIC_NAMES:
         fn = getattr(M, name)
-        args = (
-            (np.zeros((3, 0)), [1, 1, 1]) if name in ("recall_at_k", "f1_score_at_k") else (np.zeros((3, 0)),)
-        )
+        args = (np.zeros((3, 0)), [1, 1, 1]) if name in ("recall_at_k", "f1_score_at_k") else (np.zeros((3, 0)),)
         np.testing.assert_array_equal(fn(*args, k=5), np.zeros(3))
 
 
@@ -157,7 +155,5 @@ def test_each_metric_equals_docarray_per_query_and_at_smaller_k(monkeypatch: pyt
             args = (num_relevant,) if name in ("recall_at_k", "f1_score_at_k") else ()
             ours = getattr(M, name)(rel, *args, k=k)  # (100,)
             # every metric sees the top k only: docarray on the list cut at k
-            ref = [
-                getattr(evaluation, name)(list(r[:k]), max_rel=int(m), k=k) for r, m in zip(rel, num_relevant)
-            ]
+            ref = [getattr(evaluation, name)(list(r[:k]), max_rel=int(m), k=k) for r, m in zip(rel, num_relevant)]
             np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12, err_msg=name)

@@ -12,7 +12,16 @@ from finetuner.errors import ConfigError, DataError
 from finetuner.evaluation.search import top_k
 
 SIMILARITIES = ("cosine", "inner_product", "dot")
-ALL_DISTANCES = (*SIMILARITIES, "euclidean", "sqeuclidean")
+ALL_DISTANCES = ("cosine", "inner_product", "euclidean", "sqeuclidean")  # 'dot' is inner_product's alias
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: one thread is fastest, and immune to waiting on descheduled threads on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def brute_force(q: torch.Tensor, x: torch.Tensor, k: int, distance: str, mask: torch.Tensor | None = None):
@@ -31,20 +40,18 @@ def brute_force(q: torch.Tensor, x: torch.Tensor, k: int, distance: str, mask: t
 
 @pytest.fixture
 def data() -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries (37, 8) and index (101, 8); float64 keeps distinct scores distinct whatever the summation order."""
     gen = torch.Generator().manual_seed(0)
-    # float64 keeps distinct scores distinct whatever the order of the floating-point sums
-    return torch.randn(37, 8, generator=gen, dtype=torch.float64), torch.randn(
-        101, 8, generator=gen, dtype=torch.float64
-    )
+    queries = torch.randn(37, 8, generator=gen, dtype=torch.float64)
+    index = torch.randn(101, 8, generator=gen, dtype=torch.float64)
+    return queries, index
 
 
 @pytest.mark.parametrize("distance", ALL_DISTANCES)
 @pytest.mark.parametrize(("query_chunk", "index_chunk"), [(1, 7), (5, 3), (16, 50), (37, 101), (64, 1000)])
 def test_chunked_equals_brute_force_separate_sets(data, distance, query_chunk, index_chunk) -> None:
     q, x = data
-    scores, indices = top_k(
-        q, x, 6, distance=distance, query_chunk_size=query_chunk, index_chunk_size=index_chunk
-    )
+    scores, indices = top_k(q, x, 6, distance=distance, query_chunk_size=query_chunk, index_chunk_size=index_chunk)
     ref_scores, ref_indices = brute_force(q, x, 6, distance)
     assert scores.shape == indices.shape == (37, 6)
     torch.testing.assert_close(scores, ref_scores)
@@ -77,9 +84,7 @@ def test_exclusion_by_ids_with_repeated_ids(data) -> None:
     query_ids = np.arange(37) % 5  # several queries share an id
     index_ids = np.arange(101) % 7
     mask = torch.as_tensor(query_ids[:, None] == index_ids[None, :])  # (37, 101)
-    scores, indices = top_k(
-        q, x, 9, query_ids=query_ids, index_ids=index_ids, query_chunk_size=4, index_chunk_size=11
-    )
+    scores, indices = top_k(q, x, 9, query_ids=query_ids, index_ids=index_ids, query_chunk_size=4, index_chunk_size=11)
     ref_scores, ref_indices = brute_force(q, x, 9, "cosine", mask=mask)
     torch.testing.assert_close(scores, ref_scores)
     assert torch.equal(indices, ref_indices)
@@ -109,9 +114,10 @@ def test_accepts_numpy_and_lists_and_sorts_best_first() -> None:
     assert torch.all(scores[:, 1:] >= scores[:, :-1])  # distances ascending
     expected = np.sort(np.linalg.norm(q[:, None] - x[None], axis=-1), axis=1)[:, :4]
     np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5)
-    scores, _ = top_k([[1, 0], [0, 1]], [[2, 0], [0, 3], [1, 1]], 3, distance="dot")
-    assert scores.dtype == torch.float32  # integers compute in float32
-    assert scores.tolist() == [[2.0, 1.0, 0.0], [3.0, 1.0, 0.0]]  # similarities descending
+    for alias in ("dot", "inner_product"):
+        scores, _ = top_k([[1, 0], [0, 1]], [[2, 0], [0, 3], [1, 1]], 3, distance=alias)
+        assert scores.dtype == torch.float32  # integers compute in float32
+        assert scores.tolist() == [[2.0, 1.0, 0.0], [3.0, 1.0, 0.0]]  # similarities descending
 
 
 def test_input_errors() -> None:
@@ -131,15 +137,17 @@ def test_input_errors() -> None:
 class LargestAllocation(TorchDispatchMode):
     """Record the largest tensor any torch op allocates (views and in-place results share input storage)."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # no torch.compile here: skip wrapping in dynamo.disable (saves a 2 s import)
+
     def __init__(self) -> None:
         super().__init__()
         self.max_numel = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = {
-            t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if torch.is_tensor(t)
-        }
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if torch.is_tensor(t)}
         for t in tree_flatten(out)[0]:
             if torch.is_tensor(t) and t.untyped_storage().data_ptr() not in inputs:
                 self.max_numel = max(self.max_numel, t.numel())

@@ -133,3 +133,17 @@ def test_fit_with_mini_batches_reaches_the_same_weights(model_dir):
     plain, cached = tuned(), tuned(mini_batch_size=4)
     for key in plain:
         torch.testing.assert_close(cached[key], plain[key], atol=1e-5, rtol=1e-4, msg=key)
+
+
+def test_gradient_checkpointing_and_compile_options_train_the_same(model_dir):
+    import finetuner
+
+    def tuned(**extra):
+        model = build_model(model_dir)
+        finetuner.fit(model, make_texts(4), epochs=1, batch_size=16, learning_rate=0.5, optimizer="SGD", seed=0,
+                      verbose=False, **extra)
+        return model.state_dict()
+
+    plain, checkpointed = tuned(), tuned(gradient_checkpointing=True)
+    for key in plain:
+        torch.testing.assert_close(checkpointed[key], plain[key], atol=1e-5, rtol=1e-4, msg=key)

@@ -29,13 +29,19 @@ def _port() -> int:
 
 def _rank_main(rank: int, world: int, port: int, model_dir: str, home: str) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world), FINETUNER_HOME=home, ACCELERATE_USE_CPU="true",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        FINETUNER_HOME=home,
+        ACCELERATE_USE_CPU="true",
     )
     torch.set_num_threads(1)
     import finetuner
 
-    finetuner.fit(model_dir, make_texts(6, seed=1), run_name="ddp", device="cpu", **SETTINGS)
+    finetuner.fit(model_dir, make_texts(6, seed=1), make_texts(5, seed=2), run_name="ddp", device="cpu", **SETTINGS)
 
 
 def _weights(home: Path, name: str) -> dict[str, torch.Tensor]:
@@ -49,9 +55,16 @@ def test_two_processes_reach_the_weights_of_one(tmp_path):
     home = tmp_path / "home"
     mp.start_processes(_rank_main, args=(2, _port(), model_dir, str(home)), nprocs=2, start_method="spawn")
     os.environ["FINETUNER_HOME"] = str(home)
-    run = finetuner.fit(model_dir, make_texts(6, seed=1), run_name="single", device="cpu", **SETTINGS)
+    run = finetuner.fit(
+        model_dir, make_texts(6, seed=1), make_texts(5, seed=2), run_name="single", device="cpu", **SETTINGS
+    )
     assert run.status()["status"] == "FINISHED"
     assert finetuner.get_run("ddp").status()["status"] == "FINISHED"
+    # evaluation was split across the two ranks and gathered: the same figures as one process
+    ddp_metrics = finetuner.get_run("ddp").metrics()
+    for stage in ("before", "after"):
+        for name, value in run.metrics()[stage].items():
+            assert ddp_metrics[stage][name] == pytest.approx(value, abs=1e-4), (stage, name)
     one, two = _weights(home, "single"), _weights(home, "ddp")
     start = load_file(str(Path(model_dir) / "model.safetensors"))
     moved = [k for k in one if not torch.equal(one[k], start[k])]

@@ -11,6 +11,7 @@ import torch
 
 from finetuner.data.tasks import LabelledData, PairData
 from finetuner.evaluation.evaluator import evaluate_embeddings, retrieve
+from finetuner.losses.distributed import gather_no_grad, world
 from finetuner.models.inference import embed_items
 
 Embedder = Callable[[list[Any], str], torch.Tensor]
@@ -54,6 +55,9 @@ def retrieval_sets(data: LabelledData | PairData, direction: str = "left-to-righ
 def model_embedder(model: Any, batch_size: int = 64, num_workers: int = 0) -> Embedder:
     """An ``embed(items, modality)`` function for a single-modality model (the modality must match).
 
+    Under a process group every rank embeds a share of the items and the shares are gathered once, so
+    evaluation is split across the ranks.
+
     Example:
         >>> embed = model_embedder(model)  # doctest: +SKIP
         >>> embed(['a skirt'], 'text').shape  # doctest: +SKIP
@@ -61,9 +65,21 @@ def model_embedder(model: Any, batch_size: int = 64, num_workers: int = 0) -> Em
     """
 
     def embed(items: list[Any], modality: str) -> torch.Tensor:
-        return embed_items(model, items, batch_size=batch_size, num_workers=num_workers, progress=False)
+        rank, size = world()
+        if size == 1:
+            return embed_items(model, items, batch_size=batch_size, num_workers=num_workers, progress=False)
+        # distributed: each rank embeds a contiguous share, and every rank receives all of them in order
+        bounds = np.linspace(0, len(items), size + 1).round().astype(int)
+        share = list(items[bounds[rank] : bounds[rank + 1]])
+        local = embed_items(model, share, batch_size=batch_size, num_workers=num_workers, progress=False)
+        return gather_no_grad(local.to(model_device(model))).cpu()  # (len(items), dim)
 
     return embed
+
+
+def model_device(model: Any) -> torch.device:
+    """Where the model's parameters are (the collective runs there: CUDA for NCCL, CPU for gloo)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def evaluate_sets(

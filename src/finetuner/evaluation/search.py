@@ -44,7 +44,9 @@ def _as_matrix(x: Any, name: str) -> torch.Tensor | np.ndarray:
     return x
 
 
-def _chunk(x: torch.Tensor | np.ndarray, start: int, stop: int, device: torch.device, dtype: torch.dtype):
+def _chunk(
+    x: torch.Tensor | np.ndarray, start: int, stop: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """Rows ``start:stop`` of ``x`` as a tensor on ``device`` with ``dtype``; shape (stop - start, dim)."""
     return torch.as_tensor(x[start:stop]).to(device=device, dtype=dtype)
 

@@ -51,6 +51,11 @@ def embed_items(
     """
     preprocess = preprocess or model.preprocess
     forward = forward or model
+    order = None
+    if len(items) > batch_size and all(isinstance(x, str) for x in items):
+        # longest texts first, so each batch pads to similar lengths (results are put back in input order)
+        order = sorted(range(len(items)), key=lambda i: -len(items[i]))
+        items = [items[i] for i in order]
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     loader = DataLoader(
@@ -69,4 +74,7 @@ def embed_items(
         model.train(was_training)
     if not chunks:
         return torch.empty(0, getattr(model, "output_dim", 0))
-    return torch.cat(chunks)  # (n, dim)
+    out = torch.cat(chunks)  # (n, dim)
+    if order is not None:
+        out = out[torch.argsort(torch.tensor(order))]
+    return out

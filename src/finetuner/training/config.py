@@ -57,6 +57,8 @@ class TrainingConfig:
     max_grad_norm: float | None = None
     gradient_accumulation_steps: int = 1
     mini_batch_size: int | None = None
+    gradient_checkpointing: bool = False
+    compile: bool = False
     log_every: int = 10
     run_name: str | None = None
     experiment_name: str | None = None

@@ -206,7 +206,7 @@ def run_fit(
         logger.info("run %s: %s", run.name, plan.summary)
         metrics: dict[str, dict[str, float]] = {}
         examples: dict[str, Any] = {}
-        if plan.evaluations and main:
+        if plan.evaluations:  # every rank embeds a share; all ranks compute the same figures
             metrics["before"], examples["before"] = run_evaluations(plan, limit)
             logger.info("before: %s", metrics["before"])
         started = time.perf_counter()
@@ -221,10 +221,10 @@ def run_fit(
         )
         model_out = accelerator.unwrap_model(state.model)
         logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
+        if plan.evaluations:
+            metrics["after"], examples["after"] = run_evaluations(plan, limit)
+            logger.info("after: %s", metrics["after"])
         if main:
-            if plan.evaluations:
-                metrics["after"], examples["after"] = run_evaluations(plan, limit)
-                logger.info("after: %s", metrics["after"])
             _save_run(run, model_out, metrics, examples, state, to_onnx)
         accelerator.wait_for_everyone()
         if main:

@@ -87,6 +87,25 @@ def make_accelerator(config: TrainingConfig) -> Any:
     )
 
 
+def enable_gradient_checkpointing(model: nn.Module) -> int:
+    """Turn on activation recomputation in every Hugging Face backbone inside ``model``; returns how many.
+
+    Example:
+        >>> enable_gradient_checkpointing(torch.nn.Linear(2, 2))
+        Traceback (most recent call last):
+        ...
+        finetuner.errors.FinetunerError: gradient_checkpointing=True, but Linear holds no Hugging Face model
+    """
+    found = 0
+    for module in model.modules():
+        if hasattr(module, "gradient_checkpointing_enable") and getattr(module, "supports_gradient_checkpointing", 0):
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            found += 1
+    if not found:
+        raise FinetunerError(f"gradient_checkpointing=True, but {type(model).__name__} holds no Hugging Face model")
+    return found
+
+
 def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module) -> torch.optim.Optimizer:
     """The optimizer named in ``config`` over the trainable model parameters (plus the loss's own, if any)."""
     lr = config.learning_rate_or_default()
@@ -173,6 +192,10 @@ def train(
     optimizer = build_optimizer(config, model, loss_fn)
     loss_optimizer = build_loss_optimizer(config, loss_fn)
     scheduler = build_scheduler(config, optimizer, max(1, total_steps))
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if config.compile:
+        model.compile(dynamic=True)  # in place: parameter names (and saved weights) stay as they are
     model, optimizer = accelerator.prepare(model, optimizer)
     loss_fn = loss_fn.to(accelerator.device)
     objective = loss_fn if isinstance(loss_fn, PairObjective) else MetricObjective(loss_fn, miner)
