@@ -1,18 +1,15 @@
-"""What the monitoring callbacks share: reading a monitored value, its direction, and main-process results."""
+"""What the monitoring callbacks share: reading a monitored value and its direction, the bare model."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from finetuner.errors import ConfigError
 from finetuner.training.loop import TrainState
 
 logger = logging.getLogger("finetuner")
-
-T = TypeVar("T")
 
 MODES = ("auto", "min", "max")
 #: names the loop itself provides (``train_loss`` is Finetuner's name for the epoch's training loss)
@@ -83,26 +80,6 @@ def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0
     if best is None:
         return True
     return value < best - min_delta if mode == "min" else value > best + min_delta
-
-
-def on_main_then_share(state: TrainState, compute: Callable[[], T]) -> T:
-    """Run ``compute`` on the main process only and give its result to every process (one object broadcast).
-
-    Every process then takes the same decision (early stop, best epoch), so no rank waits on a stopped one.
-
-    Example:
-        >>> from finetuner.training.config import TrainingConfig
-        >>> on_main_then_share(TrainState(model=None, config=TrainingConfig()), lambda: 42)
-        42
-    """
-    accelerator = state.accelerator
-    if accelerator is None or accelerator.num_processes == 1:
-        return compute()
-    from accelerate.utils import broadcast_object_list
-
-    box: list[Any] = [compute() if accelerator.is_main_process else None]
-    broadcast_object_list(box, from_process=0)
-    return box[0]
 
 
 def unwrapped(state: TrainState) -> Any:

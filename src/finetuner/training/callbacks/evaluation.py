@@ -12,7 +12,7 @@ from finetuner.data.samplers import ClassSampler
 from finetuner.data.tasks import LabelledData, PairData, to_task_data
 from finetuner.errors import ConfigError
 from finetuner.evaluation.model_eval import Embedder, RetrievalSets, evaluate_sets, model_embedder, retrieval_sets
-from finetuner.training.callbacks.common import on_main_then_share, unwrapped
+from finetuner.training.callbacks.common import unwrapped
 from finetuner.training.loop import Callback, TrainState
 
 logger = logging.getLogger("finetuner")
@@ -149,7 +149,9 @@ class EvaluationCallback(Callback):
         return model_embedder(model, self.batch_size)
 
     def on_epoch_end(self, state: TrainState) -> None:
-        metrics = on_main_then_share(state, lambda: self.evaluate(unwrapped(state)))
+        # every process runs this: under a process group the embedder splits the items across the ranks and
+        # gathers them, so all ranks compute the same figures (and take the same early-stopping decision)
+        metrics = self.evaluate(unwrapped(state))
         state.metrics.update(metrics)
         if state.history:
             state.history[-1].update(metrics)
@@ -234,7 +236,7 @@ class ValidationLoss(Callback):
         return total / max(1, len(self.batches))
 
     def on_epoch_end(self, state: TrainState) -> None:
-        value = round(on_main_then_share(state, self.compute), 6)
+        value = round(self.compute(), 6)  # on every process, like EvaluationCallback
         state.metrics["val_loss"] = value
         if state.history:
             state.history[-1]["val_loss"] = value
