@@ -137,8 +137,13 @@ def test_callback_problems_are_reported_before_training():
         EvaluationCallback(evals, distance="manhattan")
     with pytest.raises(finetuner.DataError):
         prepare_callbacks([EvaluationCallback([])], None)
-    with pytest.raises(FinetunerError, match="not available"):
-        TrainingCheckpoint()
+    try:  # the checkpoint/resume work provides the real one; until it is merged, a placeholder says so
+        from finetuner.training.checkpoint import TrainingCheckpoint as Real
+    except ImportError:
+        with pytest.raises(FinetunerError, match="not available"):
+            TrainingCheckpoint()
+    else:
+        assert TrainingCheckpoint is Real
 
 
 def test_running_order_puts_measurements_first_and_loggers_last():
