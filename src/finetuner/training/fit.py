@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,28 @@ import numpy as np
 import torch
 
 from finetuner.data.datasets import labelled_loader
-from finetuner.data.readers import CSVOptions, load_data
+from finetuner.data.readers import CSVOptions
 from finetuner.data.samplers import ClassSampler, RandomBatchSampler
-from finetuner.data.tasks import LabelledData, PairData, to_task_data
-from finetuner.errors import ConfigError, DataError
+from finetuner.data.tasks import LabelledData, PairData
+from finetuner.errors import ConfigError
 from finetuner.evaluation.model_eval import evaluate_sets, model_embedder, retrieval_sets
 from finetuner.losses import get_loss, get_miner, needs_class_count
 from finetuner.models.factory import build_model
 from finetuner.models.io import save_model
 from finetuner.report import metrics_table
 from finetuner.runs import Run, write_yaml
+from finetuner.training.checkpoint import TrainingInterrupted, deferred_interrupts
 from finetuner.training.config import TrainingConfig
 from finetuner.training.loop import Callback, TrainState, make_accelerator, train
+from finetuner.training.resume import (
+    check_fingerprint,
+    checkpoint_callbacks,
+    finish_checkpoints,
+    resolve_resume,
+    resume_hint,
+    run_fingerprint,
+)
+from finetuner.validation import validate_fit
 
 logger = logging.getLogger("finetuner")
 
@@ -77,27 +86,6 @@ def _train_view(data: LabelledData | PairData) -> tuple[LabelledData, bool]:
     return data, False
 
 
-def _check_labelled(data: LabelledData, name: str) -> None:
-    counts = np.bincount(np.asarray(data.labels), minlength=len(data.classes))
-    problems = []
-    if len(data.classes) < 2:
-        problems.append(
-            f"{name} has a single class ({data.classes[0]!r}); metric learning needs at least 2 classes"
-        )
-    if not problems and (counts >= 2).sum() == 0:
-        problems.append(
-            f"{name}: every class has a single item, so no item has a positive; give 2+ per class"
-        )
-    if problems:
-        raise DataError("\n".join(problems), problems)
-    singles = [data.classes[i] for i in np.flatnonzero(counts == 1)]
-    if singles:
-        warnings.warn(
-            f"{name}: {len(singles)} class(es) have a single item (e.g. {singles[0]!r}); they act as negatives only",
-            stacklevel=3,
-        )
-
-
 def run_fit(
     model: Any,
     train_data: Any,
@@ -110,9 +98,14 @@ def run_fit(
     verbose: bool = True,
     eval_batch_size: int = 64,
     limit: int = 20,
+    resume_from: str | Path | None = None,
     **settings: Any,
 ) -> Run:
     """Everything ``finetuner.fit`` does (see there); the settings are :class:`TrainingConfig`'s fields.
+
+    Every option and every data item is checked before a model is loaded (:mod:`finetuner.validation`); all
+    problems come in one error. ``resume_from`` (a run name, run folder or checkpoint folder) continues a run
+    that was killed or interrupted from its last checkpoint, given the same arguments.
 
     Example:
         >>> run = run_fit('all-MiniLM-L6-v2', [('a', 'x'), ('b', 'x'), ('c', 'y'), ('d', 'y')])  # doctest: +SKIP
@@ -121,7 +114,7 @@ def run_fit(
     if unknown:
         from finetuner.errors import closest
 
-        valid = [*sorted(set(TrainingConfig.__dataclass_fields__) | set(_FIT_ONLY)), "eval_data"]
+        valid = [*sorted(set(TrainingConfig.__dataclass_fields__) | set(_FIT_ONLY)), "eval_data", "resume_from"]
         hints = [
             f"{u!r} (did you mean {closest(u, valid)!r}?)" if closest(u, valid) else repr(u) for u in unknown
         ]
@@ -138,22 +131,27 @@ def run_fit(
         if settings.get(key) is None:
             settings.pop(key, None)
     config = TrainingConfig(model=_model_name(model), **settings)
-    config.validate()
+    checkpoint, resumed_run, resume_problems = resolve_resume(resume_from)
+    # options and data first: every problem surfaces, all at once, before a model is loaded
+    fit_only = {"eval_batch_size": eval_batch_size, "limit": limit, "to_onnx": to_onnx, "verbose": verbose}
+    checked = validate_fit(
+        model,
+        train_data,
+        eval_data,
+        config,
+        callbacks=callbacks,
+        csv_options=csv_options,
+        model_options=model_options,
+        fit_only=fit_only,
+        extra_problems=resume_problems,
+    )
     seed = config.seed if config.seed is not None else 0
     _seed_everything(seed)
-
-    # data first: every data problem surfaces before a model is loaded
-    train_task = to_task_data(load_data(train_data, csv_options, name="train_data"), "train_data")
-    eval_task = None
-    if eval_data is not None:
-        eval_task = to_task_data(load_data(eval_data, csv_options, name="eval_data"), "eval_data")
+    train_task, eval_task = checked.train, checked.eval
     train_set, is_pairs = _train_view(train_task)
     if config.val_split > 0:
-        if eval_task is not None:
-            raise ConfigError("give either eval_data or val_split, not both")
         train_set, held_out = _split(train_set, config.val_split, seed)
         eval_task = held_out
-    _check_labelled(train_set, "train_data")
 
     built = build_model(
         model, output_dim=config.output_dim, freeze=config.freeze, model_options=model_options
@@ -187,7 +185,14 @@ def run_fit(
         pin_memory=accelerator.device.type == "cuda",
     )
 
-    run = Run.create(config.run_name, config.experiment_name, {**config.to_dict(), "batch_size": batch_size})
+    fingerprint = run_fingerprint(config, batch_size, train_set.items, train_set.labels)
+    if checkpoint is not None:
+        check_fingerprint(checkpoint, fingerprint)
+    if resumed_run is not None:
+        run = Run(resumed_run)
+    else:
+        run = Run.create(config.run_name, config.experiment_name, {**config.to_dict(), "batch_size": batch_size})
+    callbacks = checkpoint_callbacks(list(callbacks or []), run, fingerprint, checkpoint)
     handler = logging.FileHandler(run.directory / "logs.txt", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
@@ -205,20 +210,26 @@ def run_fit(
         metrics: dict[str, dict[str, float]] = {}
         examples: dict[str, Any] = {}
         embed = model_embedder(built, eval_batch_size)
-        if eval_task is not None and accelerator.is_main_process:
+        if checkpoint is not None and run.metrics().get("before"):  # measured before the run was interrupted
+            metrics["before"] = run.metrics()["before"]
+            examples["before"] = run.example_results().get("before", [])
+        elif eval_task is not None and accelerator.is_main_process:
             sets = retrieval_sets(eval_task)
             metrics["before"], examples["before"] = evaluate_sets(sets, embed, limit=limit)
             logger.info("before: %s", metrics["before"])
+            write_yaml(run.directory / "metrics.yml", metrics)
+            write_yaml(run.directory / "example-results.yml", examples)
         started = time.perf_counter()
-        state: TrainState = train(
-            built,
-            loss_fn,
-            loader,
-            config,
-            miner=miner,
-            callbacks=list(callbacks or []),
-            accelerator=accelerator,
-        )
+        with deferred_interrupts():  # the first Ctrl-C saves a checkpoint after the current step
+            state: TrainState = train(
+                built,
+                loss_fn,
+                loader,
+                config,
+                miner=miner,
+                callbacks=callbacks,
+                accelerator=accelerator,
+            )
         model_out = accelerator.unwrap_model(state.model)
         logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
         if accelerator.is_main_process:
@@ -230,9 +241,13 @@ def run_fit(
             _save_run(run, model_out, metrics, examples, state, to_onnx)
         accelerator.wait_for_everyone()
         run.set_status("FINISHED")
+        finish_checkpoints(callbacks)
     except BaseException as exc:
-        run.set_status("FAILED", f"{type(exc).__name__}: {exc}")
-        logger.exception("run %s failed", run.name)
+        hint = resume_hint(run, exc)
+        run.set_status("FAILED", f"{type(exc).__name__}: {exc}" + (f"\n{hint}" if hint else ""))
+        logger.exception("run %s failed%s", run.name, f"; {hint}" if hint else "")
+        if hint and hasattr(exc, "add_note") and not isinstance(exc, TrainingInterrupted):
+            exc.add_note(hint)
         raise
     finally:
         logger.removeHandler(handler)
