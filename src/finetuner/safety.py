@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import stat
+import warnings
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -105,7 +106,9 @@ def load_torch_file(path: str | Path, *, map_location: Any = "cpu") -> Any:
     if not path.is_file():
         raise ArtifactError(f"{path} is missing; the checkpoint is incomplete")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(

@@ -288,8 +288,9 @@ def check_data(
     try:
         task = to_task_data(docs, name)
     except FinetunerError as exc:
+        known = set(report.messages())
         for message in getattr(exc, "problems", None) or [str(exc)]:
-            if not (mixed_pairs and "mixes pair kinds" in message):
+            if message not in known and not (mixed_pairs and "mixes pair kinds" in message):
                 report.add("type" if isinstance(exc, TypeError) else "data", message)
         return None
     if len(report.problems) > before:
