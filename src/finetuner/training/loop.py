@@ -230,9 +230,10 @@ def train(
                 embeddings = embeddings.float()
                 tuples = miner(embeddings, labels) if miner is not None else None
                 loss = loss_fn(embeddings, labels, tuples)
-                if not torch.isfinite(loss.detach()):  # checked before the update: the weights stay good
+                value = loss.detach()
+                if not torch.isfinite(value):  # checked before the update: the weights stay good
                     raise NonFiniteLossError(
-                        f"the loss became {float(loss)} at epoch {epoch + 1}, batch {seen} (step {state.step + 1}); "
+                        f"the loss became {float(value)} at epoch {epoch + 1}, batch {seen} (step {state.step + 1}); "
                         "training stopped before this step changed the weights. Lower the learning_rate, set "
                         "max_grad_norm, or check the data for NaN/inf values; resume from the last checkpoint "
                         "with fit(..., resume_from=<run name>)"
