@@ -173,3 +173,20 @@ def test_loss_instance_is_recorded_by_name(tiny_bert):
     run = finetuner.fit(tiny_bert, TRAIN, loss=TripletMarginLoss(margin=0.1), run_name="instance", **SETTINGS)
     assert run.config["loss"] == "<TripletMarginLoss instance>"
     assert Path(run.save_artifact(Path(run.directory).parent / "out")).is_dir()
+
+
+def test_cli_resumes_a_run(tiny_bert, tmp_path, capsys):
+    import csv
+
+    from finetuner.cli import main
+
+    data = tmp_path / "train.csv"
+    with open(data, "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *TRAIN])
+    common = ["fit", "--model", tiny_bert, "--train-data", str(data), "--epochs", "2", "--batch-size", "8"]
+    common += ["--seed", "3", "--output", str(tmp_path / "out")]
+    assert main([*common, "--run-name", "cli-kept", "--save-every-n-steps", "2"]) == 0
+    assert main([*common, "--resume-from", "no-such-run"]) == 2
+    assert "resume_from='no-such-run': no run named" in capsys.readouterr().err
+    checkpoint = finetuner.get_run("cli-kept").directory / "checkpoints" / "epoch-0002"
+    assert main([*common, "--resume-from", str(checkpoint)]) == 0
