@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from finetuner.models.inference import embed_items
 from finetuner.models.io import load_model
 from finetuner.models.registry import MODELS
 from finetuner.runs import Run, get_run, read_yaml
+from finetuner.safety import check_model_dir, find_artifact_root, is_plain_name, safe_extract_zip
 
 logger = logging.getLogger("finetuner")
 
@@ -65,7 +67,8 @@ def get_model(
     """Load a tuned model from an artifact folder (what ``Run.save_artifact`` returned) or a run name.
 
     Args:
-        artifact: the artifact folder, a model folder inside it, or a run name.
+        artifact: the artifact folder, a model folder inside it, a ``.zip`` of either (extracted safely to a
+            temporary folder), or a run name. Weights are read from safetensors only; nothing is unpickled.
         select_model: which model of a multi-model artifact (``'clip-text'`` or ``'clip-vision'`` for CLIP).
         device: where to put the model (``'cpu'``, ``'cuda'``; default CPU).
         is_onnx: load the ONNX export and run it with onnxruntime.
@@ -75,6 +78,10 @@ def get_model(
         >>> finetuner.encode(model, ['a pencil skirt']).shape  # doctest: +SKIP
         (1, 384)
     """
+    if str(artifact).lower().endswith(".zip") and Path(artifact).expanduser().is_file():
+        with tempfile.TemporaryDirectory(prefix="finetuner-artifact-") as tmp:  # extracted safely, then removed
+            root = find_artifact_root(safe_extract_zip(Path(artifact).expanduser(), tmp))
+            return get_model(root, select_model=select_model, device=device, is_onnx=is_onnx)
     root = _artifact_dir(artifact)
     input_map = read_yaml(root / "models" / "input-map.yml")
     if input_map is None:
@@ -86,6 +93,8 @@ def get_model(
                 f"{root} holds {len(names)} models ({', '.join(names)}); choose one with select_model=..."
             )
         name = select_model or names[0]
+        if not is_plain_name(name):
+            raise ArtifactError(f"{root}: model name {name!r} in models/input-map.yml is not a plain folder name")
         if name not in input_map:
             raise ArtifactError(f"{root} has no model {name!r}; it holds: {', '.join(names)}")
         model_dir = root / "models" / name
@@ -93,6 +102,7 @@ def get_model(
         from finetuner.export.onnx import load_onnx_model
 
         return load_onnx_model(model_dir)
+    check_model_dir(model_dir)  # refuses pickle-only weights and custom code before any loader runs
     model = load_model(model_dir)
     model.to(torch.device(device) if device else torch.device("cpu"))
     model.eval()

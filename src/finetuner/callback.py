@@ -30,7 +30,7 @@ from finetuner.training.callbacks import (
 )
 from finetuner.training.loop import Callback, TrainState
 
-try:  # provided by the checkpoint/resume work (saves the training state for resuming)
+try:  # the checkpoint/resume module (saves the training state for resume_from); a placeholder in builds without it
     from finetuner.training.checkpoint import TrainingCheckpoint  # type: ignore[import-not-found]
 except ImportError:
 

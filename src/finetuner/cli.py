@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--experiment-name")
     fit.add_argument("--model-options", type=_json)
     fit.add_argument("--to-onnx", action="store_true")
+    fit.add_argument("--resume-from", help="continue a killed or interrupted run: its name or checkpoint folder")
+    fit.add_argument("--save-every-n-steps", type=int, help="also checkpoint every N steps (always: each epoch)")
     _add_csv_options(fit)
 
     enc = sub.add_parser("encode", help="embed items with a tuned (or pretrained) model into a .npy file")
@@ -159,9 +161,13 @@ def _run(args: argparse.Namespace) -> int:
         keys = (  # noqa: SIM905 - one readable string of fit's option names
             "epochs learning_rate batch_size loss loss_options miner miner_options optimizer optimizer_options "
             "scheduler scheduler_options output_dim freeze device precision num_workers num_items_per_class "
-            "sampler val_split seed run_name experiment_name model_options to_onnx"
+            "sampler val_split seed run_name experiment_name model_options to_onnx resume_from"
         ).split()
         options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+        if args.save_every_n_steps is not None:
+            from finetuner.training import TrainingCheckpoint
+
+            options["callbacks"] = [TrainingCheckpoint(save_every_n_steps=args.save_every_n_steps)]
         run = finetuner.fit(
             args.model, args.train_data, args.eval_data, csv_options=_csv_options(args), **options
         )
@@ -225,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FinetunerError as exc:
         print(f"finetuner: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # the first Ctrl-C during fit saved a checkpoint; say how to resume
+        print(f"finetuner: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

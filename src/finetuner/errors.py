@@ -43,6 +43,22 @@ class ArtifactError(FinetunerError, ValueError):
     """A saved artifact that is missing, incomplete or unsafe to load."""
 
 
+class ValidationError(DataError, ConfigError):
+    """The check before training found problems of several kinds (data and options); ``.problems`` lists all.
+
+    It is a :class:`DataError` and a :class:`ConfigError`, so code catching either sees it.
+
+    Example:
+        >>> err = ValidationError("2 problems", ["train_data is empty", "epochs must be >= 1"])
+        >>> isinstance(err, DataError) and isinstance(err, ConfigError), len(err.problems)
+        (True, 2)
+    """
+
+
+class ValidationTypeError(ValidationError, InputTypeError):
+    """A :class:`ValidationError` whose problems include an argument of the wrong type (also a ``TypeError``)."""
+
+
 def closest(name: str, valid: Iterable[str]) -> str | None:
     """The valid name closest to ``name``, or None when nothing is close.
 

@@ -108,7 +108,7 @@ def test_export_that_differs_from_pytorch_is_refused(tiny_bert, tmp_path):
     assert not (tmp_path / "bad" / "model.onnx").exists()
 
 
-def test_missing_onnx_file_and_missing_package_errors(tmp_path, monkeypatch):
+def test_missing_onnx_file_and_missing_package_errors(tiny_bert, tmp_path, monkeypatch):
     with pytest.raises(ArtifactError, match="finetuner export"):
         load_onnx_model(tmp_path)
     import builtins
@@ -122,7 +122,7 @@ def test_missing_onnx_file_and_missing_package_errors(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
     with pytest.raises(ConfigError, match=r"finetuner\[onnx\]"):
-        finetuner.fit("unused-model", make_texts(2), to_onnx=True)
+        finetuner.fit(tiny_bert, make_texts(2), to_onnx=True)  # raised before the model is loaded
 
 
 @pytest.mark.integration

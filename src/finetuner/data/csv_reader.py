@@ -36,6 +36,7 @@ from finetuner.data.rows import (
     PAIR_NAMES,
     SCORE_NAMES,
     Row,
+    RowProblems,
     documents_from_rows,
     plan_columns,
 )
@@ -111,18 +112,21 @@ def read_csv(path: str | Path, options: CSVOptions | None = None, *, name: str =
     layout = plan_columns(width, names, options, what=what)
     shape = f"the header on line {first[0]}" if has_header else f"line {first[0]}"
     seen = [0]
+    problems = RowProblems()
 
     def rows() -> Iterator[Row]:
         if not has_header:
             seen[0] += 1
             yield f"{what} line {first[0]}", first[1]
         for line, cells in records:
-            if len(cells) != width:
-                raise DataError(_ragged(what, line, cells, width, shape, fmt["delimiter"]))
             seen[0] += 1
+            if len(cells) != width:  # reported with the other bad rows; the reading goes on
+                problems.add(DataError(_ragged(what, line, cells, width, shape, fmt["delimiter"])))
+                continue
             yield f"{what} line {line}", cells
 
-    docs = documents_from_rows(rows(), layout, options, base_dir=path.parent)
+    docs = documents_from_rows(rows(), layout, options, base_dir=path.parent, problems=problems)
+    problems.raise_if_any()
     if seen[0] == 0:
         raise DataError(
             f"{what}: the file has a header ({', '.join(first[1])}) but no data rows; add rows, or pass "

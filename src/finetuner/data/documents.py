@@ -8,7 +8,7 @@ objects are accepted wherever these are (see :mod:`finetuner.data.readers`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, SupportsIndex, overload
 
 import numpy as np
@@ -72,6 +72,11 @@ class Document:
         self.blob: bytes | None = blob
         self.tensor: Any = tensor
         self.uri: str | None = uri
+        if tags is not None and not isinstance(tags, Mapping):
+            raise InputTypeError(
+                f"Document tags must be a dict, e.g. tags={{'finetuner_label': 'skirt'}}; received "
+                f"{type(tags).__name__} {_short(tags)}"
+            )
         self.tags: dict[str, Any] = dict(tags) if tags else {}
         self.chunks: DocumentArray = DocumentArray(chunks) if chunks else DocumentArray()
         self.modality: str | None = modality

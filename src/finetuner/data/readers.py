@@ -42,7 +42,7 @@ from finetuner.data.docarray_interop import (
 from finetuner.data.documents import Document, DocumentArray
 from finetuner.data.items import item_fields
 from finetuner.data.options import CSVOptions
-from finetuner.data.rows import Layout, Row, documents_from_rows, plan_columns, row_document, sample
+from finetuner.data.rows import Layout, RowProblems, documents_from_rows, plan_columns, row_document, sample
 from finetuner.errors import DataError, InputTypeError
 
 __all__ = ["CSVOptions", "load_data"]
@@ -174,32 +174,27 @@ def _from_list(data: Sequence[Any], options: CSVOptions | None, name: str) -> Do
         return DocumentArray(x if isinstance(x, Document) else from_docarray_document(x) for _, x in indexed)
     if kind == "dict":
         return _from_dicts(indexed, options, name)
+    blob = bool(options and options.convert_to_blob)
+    problems = RowProblems()  # every bad item is reported, in one error
+    docs = DocumentArray()
     if kind == "item":
-        return DocumentArray(
-            Document(
-                **item_fields(
-                    x,
-                    where=where,
-                    base_dir=Path.cwd(),
-                    convert_to_blob=bool(options and options.convert_to_blob),
-                )[0]
-            )
-            for where, (x,) in sample(((f"{name} item {i}", (x,)) for i, x in indexed), options)
-        )
+        for where, (x,) in sample(((f"{name} item {i}", (x,)) for i, x in indexed), options):
+            try:
+                docs.append(Document(**item_fields(x, where=where, base_dir=Path.cwd(), convert_to_blob=blob)[0]))
+            except DataError as exc:
+                problems.add(exc)
+        problems.raise_if_any()
+        return docs
     layouts: dict[int, Layout] = {}
-
-    def rows() -> Iterator[Row]:
-        for i, cells in indexed:
-            where = f"{name} item {i}"
+    for where, cells in sample(((f"{name} item {i}", cells) for i, cells in indexed), options):
+        try:
             if len(cells) not in layouts:
                 layouts[len(cells)] = _tuple_layout(len(cells), options, where=where)
-            yield where, cells
-
-    blob = bool(options and options.convert_to_blob)
-    return DocumentArray(
-        row_document(where, cells, layouts[len(cells)], base_dir=Path.cwd(), convert_to_blob=blob)
-        for where, cells in sample(rows(), options)
-    )
+            docs.append(row_document(where, cells, layouts[len(cells)], base_dir=Path.cwd(), convert_to_blob=blob))
+        except DataError as exc:
+            problems.add(exc)
+    problems.raise_if_any()
+    return docs
 
 
 def _tuple_layout(width: int, options: CSVOptions | None, *, where: str) -> Layout:

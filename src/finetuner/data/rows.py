@@ -249,10 +249,65 @@ def _score(value: Any, *, where: str) -> float:
         raise DataError(f"{where}: a pair's score must be a number, e.g. 0.8; received {value!r}.") from None
 
 
+#: how many row problems are kept (a file where every row is bad does not fill the memory; the rest are counted)
+MAX_PROBLEMS = 10_000
+
+
+class RowProblems:
+    """Problems of individual rows, collected so that one error reports all of them.
+
+    Example:
+        >>> found = RowProblems()
+        >>> found.add(DataError("line 3: empty field"))
+        >>> found.add(DataError("line 7: empty label"))
+        >>> found.raise_if_any()
+        Traceback (most recent call last):
+        ...
+        finetuner.errors.DataError: 2 rows have problems:
+          line 3: empty field
+          line 7: empty label
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.dropped = 0
+
+    def add(self, error: DataError) -> None:
+        """Record the problems of one row."""
+        for message in error.problems:
+            if len(self.problems) < MAX_PROBLEMS:
+                self.problems.append(message)
+            else:
+                self.dropped += 1
+
+    def raise_if_any(self) -> None:
+        """Raise one :class:`DataError` listing every problem (the first 25 in the message, all in ``.problems``)."""
+        if not self.problems:
+            return
+        total = len(self.problems) + self.dropped
+        if total == 1:
+            raise DataError(self.problems[0])
+        shown = self.problems[:25]
+        more = f"\n  ... and {total - len(shown)} more (all in this error's .problems)" if total > len(shown) else ""
+        raise DataError(f"{total} rows have problems:\n  " + "\n  ".join(shown) + more, list(self.problems))
+
+
 def documents_from_rows(
-    rows: Iterable[Row], layout: Layout, options: CSVOptions | None, *, base_dir: Path
+    rows: Iterable[Row],
+    layout: Layout,
+    options: CSVOptions | None,
+    *,
+    base_dir: Path,
+    problems: RowProblems | None = None,
 ) -> DocumentArray:
-    """Sample the rows and turn each into a Document.
+    """Sample the rows and turn each into a Document; every bad row is reported, in one error.
+
+    Args:
+        rows: ``(where, cells)`` rows.
+        layout: the columns' roles.
+        options: sampling and reading options.
+        base_dir: where relative image paths resolve.
+        problems: collect the rows' problems here instead of raising (the caller raises).
 
     Example:
         >>> rows = [('item 0', ('pencil skirt', 'skirt')), ('item 1', ('striped shirt', 'shirt'))]
@@ -260,7 +315,21 @@ def documents_from_rows(
         2
     """
     blob = bool(options and options.convert_to_blob)
-    return DocumentArray(
-        row_document(where, cells, layout, base_dir=base_dir, convert_to_blob=blob)
-        for where, cells in sample(rows, options)
-    )
+    found = problems if problems is not None else RowProblems()
+    docs = DocumentArray()
+    iterator = iter(sample(rows, options))
+    while True:
+        try:
+            where, cells = next(iterator)
+        except StopIteration:
+            break
+        except DataError as exc:  # the rows themselves cannot be read further (e.g. a broken CSV quote)
+            found.add(exc)
+            break
+        try:
+            docs.append(row_document(where, cells, layout, base_dir=base_dir, convert_to_blob=blob))
+        except DataError as exc:
+            found.add(exc)
+    if problems is None:
+        found.raise_if_any()
+    return docs

@@ -27,7 +27,7 @@ def _share(batch: list[int], rank: int, world_size: int) -> list[int]:
 
 
 class ClassSampler(Sampler[list[int]]):
-    """Batches of ``batch_size`` items made of groups of ``num_items_per_class`` items of one class.
+    """Batches of up to ``batch_size`` items made of groups of ``num_items_per_class`` items of one class.
 
     Every batch holds at least two classes (never a single-class batch, whose metric-learning gradient is zero).
     An epoch has ``ceil(groups / classes_per_batch)`` batches, so each item is seen about once per epoch; a class
@@ -83,7 +83,10 @@ class ClassSampler(Sampler[list[int]]):
                 "their batches carry fewer items of that class",
                 stacklevel=2,
             )
-        self.batch_size = batch_size
+        # deliberately not called ``batch_size``: accelerate's BatchSamplerShard assumes batches of exactly
+        # ``batch_size`` when the sampler has that attribute, and mis-shards shorter ones (unequal counts per
+        # rank hang DDP); without it, whole batches are dealt out round-robin, equally to every rank
+        self.max_batch_size = batch_size
         self.num_items_per_class = k
         self.classes_per_batch = min(batch_size // k, len(self.classes))
         self.seed = seed

@@ -138,12 +138,15 @@ def _labelled(docs: DocumentArray, name: str) -> LabelledData:
     labels: list[int] = []
     for i, doc in enumerate(docs):
         where = f"{name} item {i} (id {doc.id!r})"
+        if not isinstance(doc.tags, dict):
+            problems.append(f"{where}: tags must be a dict; received {type(doc.tags).__name__}")
+            continue
         if LABEL_TAG not in doc.tags:
             problems.append(f"{where}: no tags['{LABEL_TAG}']; every item of labelled data needs a label")
             continue
         label = doc.tags[LABEL_TAG]
-        if not isinstance(label, Hashable) or label is None:
-            problems.append(f"{where}: label {label!r} is not a usable label (use a str or int)")
+        if not _usable_label(label):
+            problems.append(f"{where}: label {label!r:.60} is not a usable label (use a str or int)")
             continue
         labels.append(codes.setdefault(label, len(codes)))
         if doc_modality(doc) == "unknown":
@@ -155,6 +158,17 @@ def _labelled(docs: DocumentArray, name: str) -> LabelledData:
     modality = (modalities - {"unknown"}).pop()
     items = [model_input(d, modality) for d in docs]
     return LabelledData(items, labels, list(codes), [d.id for d in docs], modality)
+
+
+def _usable_label(label: Any) -> bool:
+    """Hashable (a tuple holding a list is not), not None and not NaN (NaN != NaN would make a class per item)."""
+    if label is None or (isinstance(label, float) and label != label):
+        return False
+    try:
+        hash(label)
+    except TypeError:
+        return False
+    return True
 
 
 def _pairs(docs: DocumentArray, name: str) -> PairData:

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from finetuner.errors import ArtifactError
+from finetuner.fileio import atomic_directory
 from finetuner.models.base import EmbeddingModel
 
 METADATA_FILE = "metadata.yml"
@@ -34,16 +35,19 @@ def register_loader(kind: str, loader: Callable[[Path, dict[str, Any]], Any]) ->
 def save_model(model: EmbeddingModel, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Save ``model`` into ``directory`` with a ``metadata.yml`` describing how to rebuild it.
 
+    The folder is written under a temporary name and renamed into place (``metadata.yml`` last), so a crash
+    never leaves a half-written model under ``directory``; an existing ``directory`` is replaced whole.
+
     Example:
         >>> save_model(model, 'out/model')  # doctest: +SKIP
         PosixPath('out/model')
     """
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    model.save(d)
-    meta = dict(model.metadata()) if hasattr(model, "metadata") else {"kind": model.kind}
-    meta.update(extra or {})
-    (d / METADATA_FILE).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    with atomic_directory(d) as staging:
+        model.save(staging)
+        meta = dict(model.metadata()) if hasattr(model, "metadata") else {"kind": model.kind}
+        meta.update(extra or {})
+        (staging / METADATA_FILE).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
     return d
 
 

@@ -135,8 +135,14 @@ class TrainingConfig:
             raise ConfigError(f"{len(problems)} invalid setting(s):\n  " + "\n  ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict (YAML-safe) of the settings."""
-        return dataclasses.asdict(self)
+        """A plain dict (YAML-safe) of the settings; objects (a loss or miner instance) appear by class name.
+
+        Example:
+            >>> import torch
+            >>> TrainingConfig(loss=torch.nn.MSELoss()).to_dict()['loss']
+            '<MSELoss instance>'
+        """
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 def _is_int(value: Any) -> bool:
@@ -145,3 +151,13 @@ def _is_int(value: Any) -> bool:
 
 def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return f"<{type(value).__name__} instance>"

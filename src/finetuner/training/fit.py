@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,18 +12,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from finetuner.data.readers import CSVOptions, load_data
-from finetuner.data.tasks import LabelledData, PairData, to_task_data
-from finetuner.errors import ConfigError, DataError
+from finetuner.data.readers import CSVOptions
+from finetuner.data.tasks import LabelledData, PairData
+from finetuner.errors import ConfigError
 from finetuner.models.clip import TwoTowerModel
 from finetuner.models.factory import build_model
 from finetuner.models.io import save_model
 from finetuner.report import metrics_table
 from finetuner.runs import Run, new_run_name, runs_root, write_yaml
-from finetuner.training.callbacks import prepare_callbacks
+from finetuner.training.callbacks import bind_callbacks, prepare_callbacks
+from finetuner.training.checkpoint import TrainingInterrupted, deferred_interrupts
 from finetuner.training.config import TrainingConfig
 from finetuner.training.loop import Callback, TrainState, make_accelerator, train
-from finetuner.training.plan import plan_clip, plan_labelled, run_evaluations
+from finetuner.training.plan import item_key, plan_clip, plan_labelled, run_evaluations
+from finetuner.training.resume import (
+    check_fingerprint,
+    checkpoint_callbacks,
+    finish_checkpoints,
+    resolve_resume,
+    resume_hint,
+    run_fingerprint,
+)
+from finetuner.validation import validate_fit
 
 logger = logging.getLogger("finetuner")
 
@@ -92,23 +101,6 @@ def _train_view(data: LabelledData | PairData) -> tuple[LabelledData, bool]:
     return data, False
 
 
-def _check_labelled(data: LabelledData, name: str) -> None:
-    counts = np.bincount(np.asarray(data.labels), minlength=len(data.classes))
-    problems = []
-    if len(data.classes) < 2:
-        problems.append(f"{name} has a single class ({data.classes[0]!r}); metric learning needs at least 2 classes")
-    if not problems and (counts >= 2).sum() == 0:
-        problems.append(f"{name}: every class has a single item, so no item has a positive; give 2+ per class")
-    if problems:
-        raise DataError("\n".join(problems), problems)
-    singles = [data.classes[i] for i in np.flatnonzero(counts == 1)]
-    if singles:
-        warnings.warn(
-            f"{name}: {len(singles)} class(es) have a single item (e.g. {singles[0]!r}); they act as negatives only",
-            stacklevel=3,
-        )
-
-
 def run_fit(
     model: Any,
     train_data: Any,
@@ -121,9 +113,14 @@ def run_fit(
     verbose: bool = True,
     eval_batch_size: int = 64,
     limit: int = 20,
+    resume_from: str | Path | None = None,
     **settings: Any,
 ) -> Run:
     """Everything ``finetuner.fit`` does (see there); the settings are :class:`TrainingConfig`'s fields.
+
+    Every option and every data item is checked before a model is loaded (:mod:`finetuner.validation`); all
+    problems come in one error. ``resume_from`` (a run name, run folder or checkpoint folder) continues a run
+    that was killed or interrupted from its last checkpoint, given the same arguments.
 
     Example:
         >>> run = run_fit('all-MiniLM-L6-v2', [('a', 'x'), ('b', 'x'), ('c', 'y'), ('d', 'y')])  # doctest: +SKIP
@@ -132,7 +129,7 @@ def run_fit(
     if unknown:
         from finetuner.errors import closest
 
-        valid = [*sorted(set(TrainingConfig.__dataclass_fields__) | set(_FIT_ONLY)), "eval_data"]
+        valid = [*sorted(set(TrainingConfig.__dataclass_fields__) | set(_FIT_ONLY)), "eval_data", "resume_from"]
         hints = [f"{u!r} (did you mean {closest(u, valid)!r}?)" if closest(u, valid) else repr(u) for u in unknown]
         raise ConfigError(f"fit() got unknown option(s) {', '.join(hints)}; valid options: {', '.join(valid)}")
     for key in (
@@ -145,27 +142,34 @@ def run_fit(
         if settings.get(key) is None:
             settings.pop(key, None)
     config = TrainingConfig(model=_model_name(model), **settings)
-    config.validate()
+    checkpoint, resumed_run, resume_problems = resolve_resume(resume_from)
+    # options and data first: every problem surfaces, all at once, before a model is loaded
+    fit_only = {"eval_batch_size": eval_batch_size, "limit": limit, "to_onnx": to_onnx, "verbose": verbose}
+    checked = validate_fit(
+        model,
+        train_data,
+        eval_data,
+        config,
+        callbacks=callbacks,
+        csv_options=csv_options,
+        model_options=model_options,
+        fit_only=fit_only,
+        extra_problems=resume_problems,
+    )
     if to_onnx:
         from finetuner.export.onnx import check_onnx_available
 
         check_onnx_available()  # before training, not after it
     seed = config.seed if config.seed is not None else 0
     _seed_everything(seed)
-
-    # data first: every data problem surfaces before a model is loaded
-    train_task = to_task_data(load_data(train_data, csv_options, name="train_data"), "train_data")
-    eval_task = None
-    if eval_data is not None:
-        eval_task = to_task_data(load_data(eval_data, csv_options, name="eval_data"), "eval_data")
+    train_task, eval_task = checked.train, checked.eval
     is_clip = isinstance(train_task, PairData) and train_task.left_modality != train_task.right_modality
     if config.val_split > 0:
-        if eval_task is not None:
-            raise ConfigError("give either eval_data or val_split, not both")
         train_task, eval_task = _split(train_task, config.val_split, seed)
     if not is_clip:
         train_set, pairs_as_classes = _train_view(train_task)
-        _check_labelled(train_set, "train_data")
+    # the callbacks' own data and monitored names are checked before a model is loaded
+    callbacks = prepare_callbacks(callbacks, eval_task)
 
     built = build_model(model, output_dim=config.output_dim, freeze=config.freeze, model_options=model_options)
     accelerator = make_accelerator(config)
@@ -179,19 +183,17 @@ def run_fit(
             )
         plan = plan_labelled(built, train_set, pairs_as_classes, eval_task, config, accelerator, seed, eval_batch_size)
     batch_size = plan.batch_size
-    # check the callbacks (and their data) before training; a val_loss monitor gets the loss on eval data
-    callbacks = prepare_callbacks(
-        callbacks,
-        eval_task,
-        loss_fn=plan.loss,
-        embed=plan.embed,
-        batch_size=batch_size,
-        num_items_per_class=config.num_items_per_class,
-        seed=seed,
-        num_processes=accelerator.num_processes,
-    )
+    bind_callbacks(callbacks, plan.loss, plan.embed, batch_size, config.num_items_per_class, seed)
+    if is_clip:
+        keys = [repr((item_key(a), item_key(b))) for a, b in zip(train_task.left, train_task.right)]
+        fingerprint = run_fingerprint(config, batch_size, keys, list(range(len(keys))))
+    else:
+        fingerprint = run_fingerprint(config, batch_size, train_set.items, train_set.labels)
+    if checkpoint is not None:
+        check_fingerprint(checkpoint, fingerprint)
 
-    run = _open_run(accelerator, config, {**config.to_dict(), "batch_size": batch_size})
+    run = _open_run(accelerator, config, {**config.to_dict(), "batch_size": batch_size}, resumed_run)
+    callbacks = checkpoint_callbacks(list(callbacks or []), run, fingerprint, checkpoint)
     main = accelerator.is_main_process
     handler: logging.Handler = (
         logging.FileHandler(run.directory / "logs.txt", encoding="utf-8") if main else logging.NullHandler()
@@ -206,19 +208,26 @@ def run_fit(
         logger.info("run %s: %s", run.name, plan.summary)
         metrics: dict[str, dict[str, float]] = {}
         examples: dict[str, Any] = {}
-        if plan.evaluations:  # every rank embeds a share; all ranks compute the same figures
+        if checkpoint is not None and run.metrics().get("before"):  # measured before the run was interrupted
+            metrics["before"] = run.metrics()["before"]
+            examples["before"] = run.example_results().get("before", [])
+        elif plan.evaluations:  # every rank embeds a share; all ranks compute the same figures
             metrics["before"], examples["before"] = run_evaluations(plan, limit)
             logger.info("before: %s", metrics["before"])
+            if main:
+                write_yaml(run.directory / "metrics.yml", metrics)
+                write_yaml(run.directory / "example-results.yml", examples)
         started = time.perf_counter()
-        state: TrainState = train(
-            built,
-            plan.loss,
-            plan.loader,
-            config,
-            miner=plan.miner,
-            callbacks=callbacks,
-            accelerator=accelerator,
-        )
+        with deferred_interrupts():  # the first Ctrl-C saves a checkpoint after the current step
+            state: TrainState = train(
+                built,
+                plan.loss,
+                plan.loader,
+                config,
+                miner=plan.miner,
+                callbacks=callbacks,
+                accelerator=accelerator,
+            )
         model_out = accelerator.unwrap_model(state.model)
         logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
         if plan.evaluations:
@@ -229,10 +238,14 @@ def run_fit(
         accelerator.wait_for_everyone()
         if main:
             run.set_status("FINISHED")
+        finish_checkpoints(callbacks)
     except BaseException as exc:
+        hint = resume_hint(run, exc)
         if main:
-            run.set_status("FAILED", f"{type(exc).__name__}: {exc}")
-        logger.exception("run %s failed", run.name)
+            run.set_status("FAILED", f"{type(exc).__name__}: {exc}" + (f"\n{hint}" if hint else ""))
+        logger.exception("run %s failed%s", run.name, f"; {hint}" if hint else "")
+        if hint and hasattr(exc, "add_note") and not isinstance(exc, TrainingInterrupted):
+            exc.add_note(hint)
         raise
     finally:
         logger.removeHandler(handler)
@@ -242,8 +255,10 @@ def run_fit(
     return run
 
 
-def _open_run(accelerator: Any, config: TrainingConfig, recorded: dict[str, Any]) -> Run:
-    """Rank 0 creates the run folder; other ranks get the same run (its name broadcast from rank 0)."""
+def _open_run(accelerator: Any, config: TrainingConfig, recorded: dict[str, Any], resumed: Path | None) -> Run:
+    """Rank 0 creates the run folder (or reopens a resumed one); other ranks get the same run."""
+    if resumed is not None:
+        return Run(resumed)
     name = config.run_name or new_run_name()
     if accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list

@@ -20,7 +20,18 @@ from finetuner.training.config import TrainingConfig
 
 
 class NonFiniteLossError(FinetunerError, RuntimeError):
-    """The loss became NaN or infinite; training stopped (the last good weights are kept)."""
+    """The loss became NaN or infinite; training stopped before that step changed the weights."""
+
+
+def step_seed(seed: int, step: int, process_index: int = 0) -> int:
+    """The torch seed of one training step: the randomness of step ``n`` (dropout, miners) depends only on
+    ``(seed, n, process)``, so a run resumed from a checkpoint takes exactly the steps the uninterrupted run took.
+
+    Example:
+        >>> step_seed(0, 5) == step_seed(0, 5) != step_seed(0, 6)
+        True
+    """
+    return (seed * 1_000_003 + step * 7919 + process_index) % (2**63 - 1)
 
 
 @dataclass
@@ -40,6 +51,12 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     stop: bool = False
+    loss_fn: Any = None
+    loss_optimizer: Any = None
+    #: batches of the current epoch already done before a resume (the loop skips them, once)
+    skip_batches: int = 0
+    #: sum of the losses of the current epoch so far (a tensor while training; a float set by a resume)
+    epoch_loss_sum: Any = None
 
 
 class Callback:
@@ -208,24 +225,35 @@ def train(
 
     forward = forward or (lambda m, inputs: m(**inputs))
     state = TrainState(model, config, accelerator, optimizer, scheduler, steps_per_epoch=len(loader))
+    state.loss_fn, state.loss_optimizer = loss_fn, loss_optimizer
+    seed = config.seed if config.seed is not None else 0
     for cb in callbacks:
-        cb.on_train_begin(state)
+        cb.on_train_begin(state)  # a resume callback restores weights, optimizer and counters here
     for epoch in range(state.epoch, config.epochs):
         state.epoch = epoch
         if hasattr(batch_sampler, "set_epoch"):
             batch_sampler.set_epoch(epoch)
+        if hasattr(loader, "set_epoch"):  # accelerate's loader would otherwise count epochs from 0 itself
+            loader.set_epoch(epoch)
         model.train()
         for cb in callbacks:
             cb.on_epoch_begin(state)
+        skip, state.skip_batches = state.skip_batches, 0
         running = torch.zeros((), device=accelerator.device)
+        if skip:
+            running += float(state.epoch_loss_sum or 0.0)
+        state.epoch_loss_sum = running
         bar = tqdm(
-            loader,
+            accelerator.skip_first_batches(loader, skip) if skip else loader,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             disable=not accelerator.is_local_main_process,
             dynamic_ncols=True,
+            total=len(loader),
+            initial=skip,
         )
-        for seen, batch in enumerate(bar, start=1):
+        for seen, batch in enumerate(bar, start=skip + 1):
             state.batch_in_epoch = seen - 1
+            torch.manual_seed(step_seed(seed, state.step, accelerator.process_index))
             inputs, labels = send_to_device(batch, accelerator.device, non_blocking=True)
             with accelerator.accumulate(model):
                 if config.mini_batch_size and batch_length(inputs) > config.mini_batch_size:
@@ -245,6 +273,14 @@ def train(
                         embeddings = forward(model, inputs)  # (batch, dim), or a (text, image) pair of them
                     loss = objective(embeddings, labels)
                     accelerator.backward(loss)
+                value = loss.detach()
+                if not torch.isfinite(value):  # checked before the update: the weights stay good
+                    raise NonFiniteLossError(
+                        f"the loss became {float(value)} at epoch {epoch + 1}, batch {seen} (step {state.step + 1}); "
+                        "training stopped before this step changed the weights. Lower the learning_rate, set "
+                        "max_grad_norm, or check the data for NaN/inf values; resume from the last checkpoint "
+                        "with fit(..., resume_from=<run name>)"
+                    )
                 if accelerator.sync_gradients:
                     average_gradients(loss_params)  # DDP only averages the model's own gradients
                 if config.max_grad_norm and accelerator.sync_gradients:
@@ -260,11 +296,6 @@ def train(
             state.step += 1
             if seen % config.log_every == 0 or seen == len(loader):
                 value = float(running) / seen
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(
-                        f"the loss became {value} at epoch {epoch + 1}, step {state.batch_in_epoch + 1}; lower the "
-                        "learning_rate, set max_grad_norm, or check the data for NaN/inf values"
-                    )
                 state.last_loss = value
                 bar.set_postfix(loss=f"{value:.4f}")
             for cb in callbacks:

@@ -21,18 +21,12 @@ _MONITORS = (BestModelCheckpoint, EarlyStopping)
 def prepare_callbacks(
     callbacks: Sequence[Any] | None,
     eval_data: LabelledData | PairData | None,
-    *,
-    loss_fn: Any = None,
-    embed: Any = None,
-    batch_size: int = 32,
-    num_items_per_class: int = 4,
-    seed: int = 0,
-    num_processes: int = 1,
 ) -> list[Callback]:
     """Check ``fit``'s callbacks before training and put them in running order.
 
     Evaluation data of every :class:`EvaluationCallback` is read and checked; a ``val_loss`` monitor gets a
-    :class:`ValidationLoss` on ``eval_data`` (a :class:`~finetuner.errors.ConfigError` without it); every monitored
+    :class:`ValidationLoss` on ``eval_data`` (a :class:`~finetuner.errors.ConfigError` without it; it is given the
+    run's loss and embedder by :func:`bind_callbacks` once the model is built); every monitored
     name must be something some callback reports (a callback of your own that puts figures in ``state.metrics``
     declares their names with a ``metric_names()`` method). Order: measurements first, then the callbacks acting on them
     (best checkpoint, early stop), then WiSE-FT, then loggers; otherwise the user's order.
@@ -71,12 +65,12 @@ def prepare_callbacks(
                 "data, or monitor 'train_loss' or a metric of an EvaluationCallback"
             )
         two_modalities = isinstance(eval_data, PairData) and eval_data.left_modality != eval_data.right_modality
-        if two_modalities and num_processes > 1:
+        if two_modalities and _world_size() > 1:
             raise ConfigError(
                 f"{owner} monitors 'val_loss', which is not measured for CLIP runs on several processes (the CLIP "
                 "loss gathers across processes); monitor a metric of an EvaluationCallback instead"
             )
-        out.insert(0, ValidationLoss(eval_data, loss_fn, embed, batch_size, num_items_per_class, seed))
+        out.insert(0, ValidationLoss(eval_data))
         reported.add("val_loss")
     for cb in monitors:
         if cb.monitor not in reported:
@@ -90,6 +84,30 @@ def prepare_callbacks(
                 f"reported: {', '.join(sorted(reported))}{hint}"
             )
     return sorted(out, key=_order)
+
+
+def bind_callbacks(
+    callbacks: Sequence[Callback],
+    loss_fn: Any,
+    embed: Any,
+    batch_size: int,
+    num_items_per_class: int = 4,
+    seed: int = 0,
+) -> None:
+    """Give the callbacks that measure the run what they need once the model is built (the loss, the embedder).
+
+    Example:
+        >>> bind_callbacks([EarlyStopping('train_loss')], loss_fn=None, embed=None, batch_size=32)
+    """
+    for cb in callbacks:
+        if isinstance(cb, ValidationLoss):
+            cb.bind(loss_fn, embed, batch_size, num_items_per_class, seed)
+
+
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _order(cb: Callback) -> int:
@@ -111,5 +129,6 @@ __all__ = [
     "ValidationLoss",
     "WandBLogger",
     "WiSEFTCallback",
+    "bind_callbacks",
     "prepare_callbacks",
 ]

@@ -175,51 +175,51 @@ class ValidationLoss(Callback):
 
     Args:
         data: the evaluation data (labelled items, same-modality pairs, or text-image pairs for CLIP).
-        loss_fn: the run's loss: a metric loss called as ``loss_fn(embeddings, labels, None)``, or for pairs of two
-            modalities a pair objective called as ``loss_fn((text_embeddings, image_embeddings), None)``.
-        embed: ``embed(items, modality) -> (n, dim)`` with the model being trained.
-        batch_size: items (or pairs) per batch.
-        num_items_per_class: items of one class per batch.
-        seed: the sampler's seed.
+
+    :meth:`bind` then gives it the run's loss (a metric loss called as ``loss_fn(embeddings, labels, None)``, or
+    for pairs of two modalities a pair objective called as ``loss_fn((text_embeddings, image_embeddings), None)``),
+    the embedder ``embed(items, modality) -> (n, dim)`` of the model being trained, and the batch settings.
 
     Example:
         >>> from finetuner.losses import get_loss
         >>> data = LabelledData(['a', 'b', 'c', 'd'], [0, 0, 1, 1], ['x', 'y'], ['1', '2', '3', '4'], 'text')
-        >>> ValidationLoss(data, get_loss('TripletMarginLoss'), embed=None, batch_size=4).batches
+        >>> ValidationLoss(data).bind(get_loss('TripletMarginLoss'), embed=None, batch_size=4).batches
         [[0, 1, 2, 3]]
     """
 
     _order = 0
 
-    def __init__(
-        self,
-        data: LabelledData | PairData,
-        loss_fn: Any,
-        embed: Embedder | None,
-        batch_size: int = 32,
-        num_items_per_class: int = 4,
-        seed: int = 0,
-    ) -> None:
-        self.loss_fn = loss_fn
-        self.embed = embed
+    def __init__(self, data: LabelledData | PairData) -> None:
+        self.data = data
         self.pairs = isinstance(data, PairData) and data.left_modality != data.right_modality
+        self.loss_fn: Any = None
+        self.embed: Embedder | None = None
+        self.batches: list[list[int]] = []
+
+    def bind(
+        self, loss_fn: Any, embed: Embedder | None, batch_size: int = 32, num_items_per_class: int = 4, seed: int = 0
+    ) -> ValidationLoss:
+        """Set the run's loss and embedder and draw the fixed evaluation batches; returns self."""
+        self.loss_fn, self.embed = loss_fn, embed
+        data = self.data
         if isinstance(data, PairData) and self.pairs:
             self.left, self.right = data.left, data.right
             self.modalities = (data.left_modality, data.right_modality)
             size = max(2, batch_size)
             self.batches = [list(range(i, min(i + size, len(data)))) for i in range(0, len(data), size)]
-            return
+            return self
         labelled = data.as_labelled() if isinstance(data, PairData) else data
         self.items, self.labels, self.modality = labelled.items, labelled.labels, labelled.modality
         size = max(2, min(batch_size, len(self.items)))
         sampler = ClassSampler(self.labels, size, min(num_items_per_class, max(1, size // 2)), seed=seed)
         sampler.set_epoch(0)
         self.batches = [list(map(int, b)) for b in sampler]
+        return self
 
     def compute(self) -> float:
         """The mean loss over the fixed evaluation batches."""
-        if self.embed is None:
-            raise ConfigError("ValidationLoss needs an embed function")
+        if self.embed is None or self.loss_fn is None:
+            raise ConfigError("ValidationLoss measures nothing before bind(loss_fn, embed, ...) (fit calls it)")
         device = next((p.device for p in self.loss_fn.parameters()), torch.device("cpu"))
         total = 0.0
         with torch.no_grad():

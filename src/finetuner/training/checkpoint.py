@@ -1,0 +1,322 @@
+"""Resumable checkpoints: ``TrainingCheckpoint`` writes them, ``fit(..., resume_from=...)`` continues from them.
+
+A checkpoint is a folder ``<run>/checkpoints/<name>/`` written under a temporary name and renamed into place
+(a crash mid-write leaves no checkpoint that loads), holding:
+
+- ``model.safetensors`` (and ``loss.safetensors`` when the loss has weights, e.g. ArcFace's class centres);
+- ``optimizer.pt``: optimizer, loss optimizer and scheduler state dicts (tensors and plain values only, read back
+  with ``torch.load(weights_only=True)``, so loading runs no code);
+- ``rng.pt``: the torch, numpy and Python random states;
+- ``checkpoint.yml`` (written last): epoch, batches done in it, global step, the epoch's loss sum, history, and a
+  fingerprint of the settings and data, which a resume must match.
+
+Each training step is seeded from ``(seed, step)`` (see :func:`~finetuner.training.loop.step_seed`) and the class
+sampler is deterministic per ``(seed, epoch)``, so a run resumed after being killed (even with SIGKILL) takes the
+same steps and reaches the same weights as a run that was never interrupted (when preprocessing has no random
+augmentation; with augmentation it is equivalent but not bit-identical).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import random
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from finetuner.errors import ArtifactError, ConfigError
+from finetuner.fileio import atomic_directory
+from finetuner.runs import read_yaml, write_yaml
+from finetuner.safety import load_torch_file
+from finetuner.training.loop import Callback, TrainState
+
+logger = logging.getLogger("finetuner")
+
+CHECKPOINT_FILE = "checkpoint.yml"
+LATEST_FILE = "latest.yml"
+FORMAT = 1
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C after saving a resumable checkpoint (the message says how to resume)."""
+
+
+class _InterruptFlag:
+    """Set by the SIGINT handler of :func:`deferred_interrupts`; read after every training step."""
+
+    requested = False
+
+
+INTERRUPT = _InterruptFlag()
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[_InterruptFlag]:
+    """Turn the first Ctrl-C into a request to stop after the current step (a second one stops at once).
+
+    Only in the main thread (signal handlers cannot be set elsewhere); elsewhere Ctrl-C acts as usual.
+
+    Example:
+        >>> with deferred_interrupts() as flag:
+        ...     flag.requested
+        False
+    """
+    INTERRUPT.requested = False
+    if threading.current_thread() is not threading.main_thread():
+        yield INTERRUPT
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if INTERRUPT.requested:  # the second Ctrl-C: stop now
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        INTERRUPT.requested = True
+        logger.warning("Ctrl-C: saving a checkpoint after the current step; press Ctrl-C again to stop at once")
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield INTERRUPT
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        INTERRUPT.requested = False
+
+
+def rng_states() -> dict[str, Any]:
+    """The torch (CPU and CUDA), numpy and Python random states, as tensors and plain values.
+
+    Example:
+        >>> sorted(rng_states())
+        ['cuda', 'numpy', 'python', 'torch']
+    """
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what :func:`rng_states` returned.
+
+    Example:
+        >>> s = rng_states(); a = torch.rand(1); set_rng_states(s); bool(torch.rand(1) == a)
+        True
+    """
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def save_checkpoint(
+    state: TrainState, directory: Path, name: str, *, batches_done: int, epoch: int, extra: dict[str, Any]
+) -> Path:
+    """Write a checkpoint of ``state`` to ``directory/name`` atomically and point ``latest.yml`` at it."""
+    from safetensors.torch import save_file, save_model
+
+    model = state.accelerator.unwrap_model(state.model) if state.accelerator is not None else state.model
+    with atomic_directory(directory / name) as staging:
+        save_model(model, str(staging / "model.safetensors"), force_contiguous=True)
+        loss_state = state.loss_fn.state_dict() if isinstance(state.loss_fn, torch.nn.Module) else {}
+        if loss_state:
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in loss_state.items()}, str(staging / "loss.safetensors")
+            )
+        torch.save(
+            {
+                "optimizer": state.optimizer.state_dict() if state.optimizer is not None else None,
+                "loss_optimizer": state.loss_optimizer.state_dict() if state.loss_optimizer is not None else None,
+                "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
+            },
+            staging / "optimizer.pt",
+        )
+        torch.save(rng_states(), staging / "rng.pt")
+        loss_sum = state.epoch_loss_sum
+        write_yaml(
+            staging / CHECKPOINT_FILE,
+            {
+                "format": FORMAT,
+                "epoch": int(epoch),
+                "batches_done": int(batches_done),
+                "step": int(state.step),
+                "steps_per_epoch": int(state.steps_per_epoch),
+                "num_processes": int(state.accelerator.num_processes) if state.accelerator is not None else 1,
+                "epoch_loss_sum": float(loss_sum) if loss_sum is not None and batches_done else 0.0,
+                "last_loss": float(state.last_loss),
+                "history": [dict(h) for h in state.history],
+                "created": _dt.datetime.now().isoformat(timespec="seconds"),
+                **extra,
+            },
+        )
+    write_yaml(directory / LATEST_FILE, {"checkpoint": name})
+    return directory / name
+
+
+def is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a complete checkpoint folder (its ``checkpoint.yml`` is written last)."""
+    return (path / CHECKPOINT_FILE).is_file() and (path / "model.safetensors").is_file()
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint in a ``checkpoints`` folder (``latest.yml``, else the highest step)."""
+    pointer = read_yaml(directory / LATEST_FILE) if (directory / LATEST_FILE).is_file() else None
+    if isinstance(pointer, dict) and isinstance(pointer.get("checkpoint"), str):
+        candidate = directory / Path(pointer["checkpoint"]).name
+        if is_checkpoint(candidate):
+            return candidate
+    found = [p for p in directory.glob("*") if p.is_dir() and not p.name.startswith(".") and is_checkpoint(p)]
+    if not found:
+        return None
+    return max(found, key=lambda p: int((read_yaml(p / CHECKPOINT_FILE) or {}).get("step", -1)))
+
+
+class TrainingCheckpoint(Callback):
+    """Save a resumable checkpoint at the end of every epoch (and every ``save_every_n_steps`` steps).
+
+    Finetuner's callback of the same name; resume with ``finetuner.fit(<same arguments>, resume_from=<run name
+    or checkpoint folder>)``. The first Ctrl-C during ``fit`` stops after the current step, saves a checkpoint
+    and says how to resume.
+
+    Args:
+        last_k_epochs: how many epoch-end checkpoints to keep (older ones are deleted; step checkpoints are
+            deleted once a newer checkpoint exists).
+        save_every_n_steps: also save every this many optimizer steps (None: only at epoch ends).
+        directory: where to write (default: the run's ``checkpoints`` folder, set by ``fit``).
+
+    Example:
+        >>> import finetuner
+        >>> from finetuner.training import TrainingCheckpoint
+        >>> checkpoints = TrainingCheckpoint(save_every_n_steps=500)
+        >>> run = finetuner.fit('bert-base-en', train, callbacks=[checkpoints])  # doctest: +SKIP
+        >>> # killed? continue where it stopped:
+        >>> run = finetuner.fit('bert-base-en', train, resume_from=run.name)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, last_k_epochs: int = 1, save_every_n_steps: int | None = None, directory: str | Path | None = None
+    ) -> None:
+        if isinstance(last_k_epochs, bool) or not isinstance(last_k_epochs, int) or last_k_epochs < 0:
+            raise ConfigError(f"last_k_epochs must be an int >= 0; received {last_k_epochs!r}")
+        if save_every_n_steps is not None and (
+            isinstance(save_every_n_steps, bool) or not isinstance(save_every_n_steps, int) or save_every_n_steps < 1
+        ):
+            raise ConfigError(f"save_every_n_steps must be an int >= 1 or None; received {save_every_n_steps!r}")
+        self.last_k_epochs = last_k_epochs
+        self.save_every_n_steps = save_every_n_steps
+        self.directory = Path(directory) if directory is not None else None
+        #: settings and data fingerprint recorded in each checkpoint (set by ``fit``)
+        self.fingerprint: dict[str, Any] = {}
+        #: the run name a resume hint mentions (set by ``fit``)
+        self.run_name: str | None = None
+        self.last_saved: Path | None = None
+        self.automatic = False
+
+    def on_train_begin(self, state: TrainState) -> None:
+        if self.directory is None:
+            raise ConfigError("TrainingCheckpoint(directory=...) is needed outside fit (fit uses <run>/checkpoints)")
+
+    def _save(self, state: TrainState, name: str, *, epoch: int, batches_done: int) -> None:
+        acc = state.accelerator
+        if acc is None or acc.is_main_process:
+            assert self.directory is not None
+            self.last_saved = save_checkpoint(
+                state,
+                self.directory,
+                name,
+                batches_done=batches_done,
+                epoch=epoch,
+                extra={"fingerprint": self.fingerprint},
+            )
+            self._prune()
+            logger.info("checkpoint saved: %s", self.last_saved)
+        if acc is not None:
+            acc.wait_for_everyone()
+
+    def _prune(self) -> None:
+        assert self.directory is not None and self.last_saved is not None
+        epochs = sorted(p for p in self.directory.glob("epoch-*") if p.is_dir())
+        keep = set(epochs[len(epochs) - self.last_k_epochs :] if self.last_k_epochs else [])
+        for path in self.directory.iterdir():
+            if path == self.last_saved or path in keep or not path.is_dir() or path.name.startswith("."):
+                continue
+            if path.name.startswith(("step-", "epoch-", "interrupt-")):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def on_batch_end(self, state: TrainState) -> None:
+        done = state.batch_in_epoch + 1
+        synced = state.accelerator is None or state.accelerator.sync_gradients  # never mid gradient accumulation
+        if INTERRUPT.requested and synced:
+            self._save(state, f"interrupt-{state.step:08d}", epoch=state.epoch, batches_done=done)
+            raise TrainingInterrupted(
+                f"training interrupted at epoch {state.epoch + 1}, batch {done}/{state.steps_per_epoch} (step "
+                f"{state.step}); checkpoint saved at {self.last_saved}. Resume with finetuner.fit(<the same "
+                f"arguments>, resume_from={self.run_name or str(self.last_saved)!r})"
+            )
+        n = self.save_every_n_steps
+        if n and state.step % n == 0 and synced and done < state.steps_per_epoch:
+            self._save(state, f"step-{state.step:08d}", epoch=state.epoch, batches_done=done)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.last_k_epochs:
+            self._save(state, f"epoch-{state.epoch + 1:04d}", epoch=state.epoch + 1, batches_done=0)
+
+
+class ResumeFromCheckpoint(Callback):
+    """Restore a checkpoint into the training state at ``on_train_begin`` (``fit`` puts it first)."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.checkpoint = Path(checkpoint)
+        self.meta: dict[str, Any] = read_yaml(self.checkpoint / CHECKPOINT_FILE) or {}
+
+    def on_train_begin(self, state: TrainState) -> None:
+        from safetensors.torch import load_file, load_model
+
+        meta, ckpt = self.meta, self.checkpoint
+        acc = state.accelerator
+        processes = acc.num_processes if acc is not None else 1
+        if meta.get("steps_per_epoch") != state.steps_per_epoch or meta.get("num_processes", 1) != processes:
+            raise ConfigError(
+                f"checkpoint {ckpt} was taken with {meta.get('steps_per_epoch')} batches per epoch on "
+                f"{meta.get('num_processes', 1)} process(es); this run has {state.steps_per_epoch} on {processes}. "
+                "Resume with the same data, batch_size and number of processes."
+            )
+        model = acc.unwrap_model(state.model) if acc is not None else state.model
+        try:
+            load_model(model, str(ckpt / "model.safetensors"), strict=True, device=str(next(model.parameters()).device))
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise ArtifactError(f"checkpoint {ckpt} does not fit this model: {str(exc).splitlines()[0]}") from None
+        if (ckpt / "loss.safetensors").is_file() and isinstance(state.loss_fn, torch.nn.Module):
+            state.loss_fn.load_state_dict(load_file(str(ckpt / "loss.safetensors"), device="cpu"))
+        saved = load_torch_file(ckpt / "optimizer.pt")
+        for key, target in (
+            ("optimizer", state.optimizer),
+            ("loss_optimizer", state.loss_optimizer),
+            ("scheduler", state.scheduler),
+        ):
+            if saved.get(key) is not None and target is not None:
+                target.load_state_dict(saved[key])
+        if (ckpt / "rng.pt").is_file():
+            set_rng_states(load_torch_file(ckpt / "rng.pt"))
+        state.epoch = int(meta["epoch"])
+        state.step = int(meta["step"])
+        state.skip_batches = int(meta["batches_done"])
+        state.epoch_loss_sum = float(meta.get("epoch_loss_sum", 0.0))
+        state.last_loss = float(meta.get("last_loss", float("nan")))
+        state.history = [dict(h) for h in meta.get("history", [])]
+        logger.info(
+            "resumed from %s: epoch %d, batch %d, step %d", ckpt, state.epoch + 1, state.skip_batches, state.step
+        )

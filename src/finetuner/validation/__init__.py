@@ -1,0 +1,105 @@
+"""The check before training: one pass over the options and the data that reports every problem at once.
+
+``fit`` calls :func:`validate_fit` before it loads a model, so a run never fails on item 90,000 after an hour of
+training: a bad item, a misspelt loss or an unavailable device is reported up front, each problem naming what was
+received, what is valid and how to fix it. All problems come in one error (``error.problems`` lists them):
+
+- only data problems: :class:`~finetuner.errors.DataError`;
+- only option problems: :class:`~finetuner.errors.ConfigError` (wrong types only:
+  :class:`~finetuner.errors.InputTypeError`);
+- several kinds: :class:`~finetuner.errors.ValidationError`, which is both a ``DataError`` and a ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from finetuner.data.tasks import LabelledData, PairData
+from finetuner.training.config import TrainingConfig
+from finetuner.validation.data import check_data
+from finetuner.validation.options import check_options
+from finetuner.validation.report import ValidationReport
+
+
+@dataclass
+class CheckedData:
+    """What the check produced: the task data of train and eval, and the report (warnings included)."""
+
+    train: LabelledData | PairData
+    eval: LabelledData | PairData | None
+    report: ValidationReport = field(default_factory=ValidationReport)
+
+
+def validate_fit(
+    model: Any,
+    train_data: Any,
+    eval_data: Any,
+    config: TrainingConfig,
+    *,
+    callbacks: Any = None,
+    csv_options: Any = None,
+    model_options: Any = None,
+    fit_only: dict[str, Any] | None = None,
+    extra_problems: list[tuple[str, str]] | None = None,
+) -> CheckedData:
+    """Check every option and every item of ``train_data`` and ``eval_data``; raise once with all problems.
+
+    Args:
+        model: what ``fit`` got as ``model``.
+        train_data, eval_data: the data in any accepted form (``eval_data`` may be None).
+        config: the run's settings.
+        callbacks, csv_options, model_options: ``fit``'s arguments of these names.
+        fit_only: other ``fit`` arguments to check (``eval_batch_size``, ``limit``, ``to_onnx``, ``verbose``).
+        extra_problems: ``(kind, message)`` problems found by the caller (e.g. an unusable ``resume_from``).
+
+    Raises:
+        DataError, ConfigError, InputTypeError, ValidationError: see the module docstring.
+
+    Example:
+        >>> validate_fit('bert-base-en', [('a', 'x'), ('b', 'x')], None, TrainingConfig(epochs=0, device='cpu'))
+        Traceback (most recent call last):
+        ...
+        finetuner.errors.ValidationError: 2 problems found before training (nothing was trained; ...):
+          - epochs must be an int >= 1; received 0
+          - train_data has a single class ('x'); metric learning needs at least 2 classes ...
+    """
+    report = ValidationReport()
+    check_options(
+        report,
+        config,
+        model=model,
+        callbacks=callbacks,
+        csv_options=csv_options,
+        model_options=model_options,
+        eval_given=eval_data is not None,
+        fit_only=fit_only,
+    )
+    for kind, message in extra_problems or []:
+        report.add(kind, message)
+    options_ok = csv_options is None or not any("csv_options" in m for m in report.messages())
+    train = check_data(report, train_data, "train_data", csv_options if options_ok else None, train=True)
+    evals = None
+    if eval_data is not None:
+        evals = check_data(report, eval_data, "eval_data", csv_options if options_ok else None, train=False)
+    if train is not None and evals is not None:
+        train_mods = _modalities(train)
+        eval_mods = _modalities(evals)
+        if train_mods != eval_mods:
+            report.add(
+                "data",
+                f"eval_data holds {'/'.join(eval_mods)} items but train_data holds {'/'.join(train_mods)} items; "
+                "evaluate on data of the same kind",
+            )
+    report.raise_if_problems()
+    assert train is not None  # no problems means train data was built
+    return CheckedData(train, evals, report)
+
+
+def _modalities(data: LabelledData | PairData) -> tuple[str, ...]:
+    if isinstance(data, LabelledData):
+        return (data.modality,)
+    return tuple(sorted({data.left_modality, data.right_modality}))
+
+
+__all__ = ["CheckedData", "ValidationReport", "validate_fit"]

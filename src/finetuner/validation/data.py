@@ -1,0 +1,302 @@
+"""Checks of training and evaluation data: every bad item named (index, id, uri, CSV line), all at once.
+
+What is checked, item by item: content present and usable (non-empty ``str`` text; an image ``uri`` that names an
+existing local file, a ``data:`` URI or an ``http(s)`` URL; a non-empty ``blob``; a numeric 2-D or 3-D
+``tensor`` without NaN or inf), labels present and hashable, pairs of two chunks, CLIP roots of exactly one text
+and one image chunk, finite pair scores. Then for the whole set: at least two classes, no class with a single
+item in training data (it has no positive), no mix of modalities. Image files are checked for existence one by
+one (cheap); their headers are decoded with Pillow (without reading the pixels) for up to
+:data:`HEADER_CHECKS` images spread evenly over the set, so a large set is not read twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import os
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetuner.data.documents import LABEL_TAG, SCORE_TAG, Document, DocumentArray
+from finetuner.data.readers import load_data
+from finetuner.data.tasks import LabelledData, PairData, doc_modality, to_task_data
+from finetuner.errors import FinetunerError
+from finetuner.validation.report import ValidationReport
+
+#: how many image headers are decoded per data set (spread evenly); every local file is checked for existence
+HEADER_CHECKS = 2000
+#: how many single-item classes are named one by one before they are summarised
+NAMED_SINGLETONS = 50
+
+
+def _where(name: str, i: int, doc: Document, chunk: int | None = None) -> str:
+    where = f"{name} item {i} (id {doc.id!r}"
+    if doc.uri:
+        where += f", uri {doc.uri[:80]!r}"
+    where += ")"
+    return where if chunk is None else f"{where} chunk {chunk}"
+
+
+def _local_path(uri: str) -> Path | None:
+    """The local file a uri names, or None for a remote URL or a data URI."""
+    scheme = urllib.parse.urlparse(uri).scheme.lower()
+    if scheme == "file":
+        return Path(urllib.request.url2pathname(urllib.parse.urlparse(uri).path))
+    if scheme in ("", *"abcdefghijklmnopqrstuvwxyz"):  # no scheme, or a Windows drive letter
+        return Path(os.path.expanduser(uri))
+    return None
+
+
+class _ImageChecks:
+    """Collects image sources to header-check after the pass; checks existence right away."""
+
+    def __init__(self) -> None:
+        self.sources: list[tuple[str, Any]] = []
+
+    def check(self, report: ValidationReport, where: str, doc: Document) -> None:
+        if doc.tensor is not None:
+            _check_tensor(report, where, doc.tensor)
+        elif doc.blob is not None:
+            if not isinstance(doc.blob, (bytes, bytearray, memoryview)) or len(doc.blob) == 0:
+                report.add("data", f"{where}: empty or non-bytes blob; give the encoded image bytes")
+            else:
+                self.sources.append((where, bytes(doc.blob)))
+        elif isinstance(doc.uri, str) and doc.uri.strip():
+            self._check_uri(report, where, doc.uri.strip())
+        else:
+            report.add("data", f"{where}: an image item needs a uri, blob or tensor; it has none")
+
+    def _check_uri(self, report: ValidationReport, where: str, uri: str) -> None:
+        scheme = urllib.parse.urlparse(uri).scheme.lower()
+        if scheme in ("http", "https"):
+            return  # remote: fetched (with a timeout) when used; not downloaded twice
+        if scheme == "data":
+            self.sources.append((where, uri))
+            return
+        path = _local_path(uri)
+        if path is None:
+            report.add(
+                "data",
+                f"{where}: unsupported uri scheme {scheme!r}; use a local path, file://, http(s):// or a data: URI",
+            )
+        elif not path.is_file():
+            what = "is a folder, not an image file" if path.is_dir() else "does not exist"
+            report.add("data", f"{where}: image file {str(path)!r} {what}; fix the path or remove the item")
+        else:
+            self.sources.append((where, path))
+
+    def decode_headers(self, report: ValidationReport) -> None:
+        """Open up to HEADER_CHECKS of the collected sources with Pillow (header only, no pixel decoding)."""
+        n = len(self.sources)
+        if n == 0:
+            return
+        picks = range(n) if n <= HEADER_CHECKS else np.linspace(0, n - 1, HEADER_CHECKS).astype(int)
+        for i in dict.fromkeys(int(p) for p in picks):
+            where, source = self.sources[i]
+            problem = _header_problem(source)
+            if problem:
+                report.add("data", f"{where}: {problem}")
+
+
+def _header_problem(source: Any) -> str | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if isinstance(source, str):  # a data URI
+            header, _, payload = source.partition(",")
+            raw = (
+                base64.b64decode(payload, validate=True)
+                if ";base64" in header
+                else urllib.parse.unquote_to_bytes(payload)
+            )
+            source = raw
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        with Image.open(stream) as img:
+            width, height = img.size
+        if width < 1 or height < 1:
+            return f"the image has size {width}x{height}"
+    except (UnidentifiedImageError, binascii.Error, ValueError) as exc:
+        return f"does not decode as an image ({type(exc).__name__}: {str(exc)[:100]}); fix or remove it"
+    except OSError as exc:
+        return f"cannot be read as an image ({exc.strerror or exc}); fix or remove it"
+    except Exception as exc:  # Pillow raises many kinds on corrupt headers
+        return f"does not decode as an image ({type(exc).__name__}: {str(exc)[:100]}); fix or remove it"
+    return None
+
+
+def _check_tensor(report: ValidationReport, where: str, tensor: Any) -> None:
+    try:
+        array = tensor.detach().cpu().numpy() if type(tensor).__module__.startswith("torch") else np.asarray(tensor)
+    except Exception as exc:
+        report.add("data", f"{where}: the tensor cannot be read as an array ({type(exc).__name__}: {exc})")
+        return
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        report.add("data", f"{where}: the tensor holds {array.dtype} values; an image tensor holds numbers")
+    elif array.ndim not in (2, 3) or array.size == 0:
+        report.add(
+            "data", f"{where}: an image tensor must be (H, W) or (H, W, C) / (C, H, W); received shape {array.shape}"
+        )
+    elif np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating):
+        bad = ~np.isfinite(array)
+        if bad.any():
+            kind = "NaN" if np.isnan(array).any() else "inf"
+            report.add("data", f"{where}: the tensor has {int(bad.sum())} {kind}/non-finite value(s); clean the image")
+
+
+def _check_text(report: ValidationReport, where: str, text: Any) -> None:
+    if not isinstance(text, str):
+        report.add("data", f"{where}: text must be a str; received {type(text).__name__}")
+    elif not text.strip():
+        report.add("data", f"{where}: empty text ({text!r}); give the item some text or remove it")
+
+
+def _check_content(report: ValidationReport, images: _ImageChecks, where: str, doc: Document) -> str:
+    modality = doc_modality(doc)
+    if modality == "text":
+        _check_text(report, where, doc.text)
+    elif modality == "image":
+        images.check(report, where, doc)
+    return modality  # 'unknown' (no content) is reported by to_task_data
+
+
+def _check_label(report: ValidationReport, where: str, doc: Document) -> None:
+    if not isinstance(doc.tags, dict):
+        report.add("type", f"{where}: tags must be a dict; received {type(doc.tags).__name__}")
+        return
+    if LABEL_TAG not in doc.tags:
+        return  # reported by to_task_data
+    label = doc.tags[LABEL_TAG]
+    if isinstance(label, float) and math.isnan(label):
+        report.add("data", f"{where}: the label is NaN (a missing value); give the item a label or remove it")
+        return
+    try:
+        hash(label)
+    except TypeError:
+        if isinstance(label, Hashable):  # a tuple holding a list: to_task_data cannot see it
+            report.add("data", f"{where}: label {label!r:.60} is not hashable; use a str or int")
+
+
+def _check_pairs(report: ValidationReport, name: str, docs: DocumentArray, images: _ImageChecks) -> bool:
+    """Pair roots: two chunks each, one kind of pair throughout (CLIP: one text and one image chunk)."""
+    kinds: list[tuple[int, str]] = []
+    for i, root in enumerate(docs):
+        where = _where(name, i, root)
+        if not isinstance(root.tags, dict):
+            report.add("type", f"{where}: tags must be a dict; received {type(root.tags).__name__}")
+        elif SCORE_TAG in root.tags:
+            score = root.tags[SCORE_TAG]
+            if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+                report.add("data", f"{where}: tags['{SCORE_TAG}'] must be a finite number; received {score!r:.40}")
+        if len(root.chunks) != 2:
+            continue  # reported by to_task_data
+        mods = [_check_content(report, images, f"{where} chunk {c}", chunk) for c, chunk in enumerate(root.chunks)]
+        if "unknown" not in mods:
+            kinds.append((i, "+".join(sorted(mods))))
+    counts = Counter(kind for _, kind in kinds)
+    if len(counts) <= 1:
+        return False
+    main = "image+text" if "image+text" in counts else counts.most_common(1)[0][0]
+    for i, kind in kinds:
+        if kind != main:
+            want = "exactly one text and one image chunk (a CLIP pair)" if main == "image+text" else f"a {main} pair"
+            got = kind.replace("+", " and ")
+            report.add("data", f"{_where(name, i, docs[i])}: has {got} chunks, but the data set holds {want}")
+    return True
+
+
+def _check_classes(report: ValidationReport, name: str, data: LabelledData, train: bool) -> None:
+    counts = np.bincount(np.asarray(data.labels, dtype=np.int64), minlength=len(data.classes))
+    if len(data.classes) < 2:
+        message = (
+            f"{name} has a single class ({data.classes[0]!r}); metric learning needs at least 2 classes (items with "
+            "the same label are positives, other labels negatives)"
+        )
+        if train:
+            report.add("data", message)
+        else:
+            report.warn(message + "; every item is relevant to every query")
+        return
+    singles = np.flatnonzero(counts == 1)
+    if len(singles) == 0:
+        return
+    first_item = {}
+    for i, code in enumerate(data.labels):
+        first_item.setdefault(code, i)
+    if not train:
+        report.warn(
+            f"{name}: {len(singles)} class(es) have a single item (e.g. {data.classes[singles[0]]!r}); as queries they "
+            "have no relevant item and score 0"
+        )
+        return
+    for code in singles[:NAMED_SINGLETONS]:
+        i = first_item[int(code)]
+        report.add(
+            "data",
+            f"{name} item {i} (id {data.ids[i]!r}): the only item of class {data.classes[code]!r}, so it has no "
+            "positive; add a second item of that class or remove it",
+        )
+    if len(singles) > NAMED_SINGLETONS:
+        report.add("data", f"{name}: {len(singles) - NAMED_SINGLETONS} more class(es) have a single item (no positive)")
+
+
+def check_data(
+    report: ValidationReport, data: Any, name: str, csv_options: Any = None, *, train: bool = True
+) -> LabelledData | PairData | None:
+    """Read ``data`` (any accepted form), add every problem to ``report``; the task data when it can be built.
+
+    Args:
+        report: where problems and warnings go.
+        data: the data in any form :func:`~finetuner.data.load_data` accepts.
+        name: how to name it in messages (``'train_data'``, ``'eval_data'``).
+        csv_options: how to read row-shaped data.
+        train: training data (single-item classes are problems) or evaluation data (they are warnings).
+
+    Example:
+        >>> report = ValidationReport()
+        >>> _ = check_data(report, [('a skirt', 'skirt'), ('', 'skirt'), ('a shirt', 'shirt')], 'train_data')
+        >>> print('\\n'.join(report.messages()))
+        train_data item 1, column 1: empty field (''); every item needs text or an image source. ...
+    """
+    try:
+        docs = load_data(data, csv_options, name=name)
+    except FinetunerError as exc:
+        report.add_error(exc)
+        return None
+    if len(docs) == 0:
+        report.add("data", f"{name} is empty: give at least two classes with two items each (or two pairs)")
+        return None
+    images = _ImageChecks()
+    before = len(report.problems)
+    pair_roots = [len(d.chunks) > 0 and d.content is None and d.uri is None for d in docs]
+    mixed_pairs = False
+    if all(pair_roots):
+        mixed_pairs = _check_pairs(report, name, docs, images)
+    elif not any(pair_roots):
+        for i, doc in enumerate(docs):
+            where = _where(name, i, doc)
+            _check_content(report, images, where, doc)
+            _check_label(report, where, doc)
+    images.decode_headers(report)
+    try:
+        task = to_task_data(docs, name)
+    except FinetunerError as exc:
+        known = set(report.messages())
+        for message in getattr(exc, "problems", None) or [str(exc)]:
+            if message not in known and not (mixed_pairs and "mixes pair kinds" in message):
+                report.add("type" if isinstance(exc, TypeError) else "data", message)
+        return None
+    if len(report.problems) > before:
+        return None
+    if isinstance(task, LabelledData):
+        _check_classes(report, name, task, train)
+    elif len(task) < 2 and train:
+        report.add("data", f"{name} holds a single pair; in-batch negatives need at least 2 pairs")
+    return task

@@ -1,0 +1,267 @@
+"""Checks of ``fit``'s options: names, numbers, types and the device, every problem at once."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from finetuner.errors import ConfigError, closest, unknown_name
+from finetuner.safety import is_plain_name
+from finetuner.training.config import TrainingConfig
+from finetuner.validation.report import ValidationReport
+
+_DICT_OPTIONS = (
+    "loss_options",
+    "miner_options",
+    "optimizer_options",
+    "scheduler_options",
+    "loss_optimizer_options",
+)
+_HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+
+
+def accepted_options(cls: type) -> set[str] | None:
+    """The keyword options a class's constructor accepts, following ``**kwargs`` up the bases (None: any).
+
+    Example:
+        >>> 'margin' in accepted_options(__import__('pytorch_metric_learning.losses').losses.TripletMarginLoss)
+        True
+    """
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass in (nn.Module, object):
+            return names
+        if "__init__" not in vars(klass):
+            continue
+        try:
+            params = inspect.signature(klass.__init__).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
+def _check_keys(
+    report: ValidationReport, what: str, cls: type, options: dict[str, Any], skip: Sequence[str] = ()
+) -> None:
+    valid = accepted_options(cls)
+    if valid is None:
+        return
+    valid -= {"params", *skip}
+    for key in options:
+        if key not in valid:
+            hint = closest(str(key), valid)
+            did = f" (did you mean {hint!r}?)" if hint else ""
+            report.add(
+                "config",
+                f"{what} {cls.__name__} has no option {key!r}{did}; its options are: {', '.join(sorted(valid))}",
+            )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_device(report: ValidationReport, device: Any, precision: Any) -> None:
+    if not isinstance(device, str):
+        return  # TrainingConfig.problems reports the type
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            built = torch.version.cuda or "none (a CPU-only build)"
+            report.add(
+                "config",
+                f"device={device!r} but no CUDA device is available (torch.cuda.is_available() is False; torch's "
+                f"CUDA version: {built}). Use device='cpu', or device='auto' to take a GPU when there is one.",
+            )
+        elif device.startswith("cuda:"):
+            index = device[5:]
+            count = torch.cuda.device_count()
+            if not index.isdigit() or int(index) >= count:
+                report.add(
+                    "config",
+                    f"device={device!r} names no GPU: this machine has {count} CUDA device(s), cuda:0 to "
+                    f"cuda:{count - 1}.",
+                )
+    elif device == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        report.add("config", "device='mps' but Apple's MPS backend is not available here; use 'cpu' or 'auto'.")
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if precision == "fp16" and on_cpu:
+        report.add("config", "precision='fp16' needs a CUDA GPU; on the CPU use precision='no' or 'bf16'.")
+
+
+def _check_model(report: ValidationReport, model: Any, model_options: Any) -> None:
+    if model_options is not None and not isinstance(model_options, dict):
+        report.add("type", f"model_options must be a dict or None; received {type(model_options).__name__}")
+    if isinstance(model, (nn.Module, dict)):
+        return
+    if not isinstance(model, (str, os.PathLike)):
+        report.add(
+            "type",
+            f"model must be a model name, a Hugging Face hub id, a local folder or a torch.nn.Module; received "
+            f"{type(model).__name__}",
+        )
+        return
+    from finetuner.models.registry import MODELS
+
+    name = os.fspath(model)
+    path = Path(name).expanduser()
+    if not name.strip():
+        report.add("config", "model is an empty string; give a model name (see finetuner.list_models())")
+    elif path.exists():
+        if not path.is_dir():
+            report.add("config", f"model {name!r} is a file; give a model folder, a hub id or a model name")
+    elif name.startswith((".", "/", "~", "\\")) or isinstance(model, os.PathLike) or os.sep + os.sep in name:
+        report.add(
+            "config", f"model {name!r} looks like a local folder but there is no such folder ({path.absolute()})"
+        )
+    elif "/" not in name and ":" not in name and name.lower() not in {k.lower() for k in MODELS}:
+        err = unknown_name("model", name, MODELS)
+        report.add("config", f"{err} (or give a Hugging Face hub id like 'org/name', or a local folder)")
+
+
+def _check_loss_and_miner(report: ValidationReport, config: TrainingConfig) -> None:
+    from finetuner.losses import _lookup, _own_losses, _pml_classes
+
+    if isinstance(config.loss, str):
+        table = {**_pml_classes("losses", "BaseMetricLossFunction"), **_own_losses()}
+        try:
+            cls = _lookup(config.loss, "loss", table)
+        except ConfigError as exc:
+            report.add("config", str(exc))
+        else:
+            if isinstance(config.loss_options, dict):
+                _check_keys(report, "loss", cls, config.loss_options)
+    elif not isinstance(config.loss, nn.Module):
+        report.add("type", f"loss must be a loss name or a torch.nn.Module; received {type(config.loss).__name__}")
+    elif config.loss_options:
+        report.add("config", "loss_options only apply to a loss given by name; configure the loss instance instead")
+    if config.miner is None:
+        if config.miner_options:
+            report.add("config", "miner_options given without a miner; pass miner='...' too")
+    elif isinstance(config.miner, str):
+        try:
+            cls = _lookup(config.miner, "miner", _pml_classes("miners", "BaseMiner"))
+        except ConfigError as exc:
+            report.add("config", str(exc))
+        else:
+            if isinstance(config.miner_options, dict):
+                _check_keys(report, "miner", cls, config.miner_options)
+    elif not isinstance(config.miner, nn.Module):
+        report.add(
+            "type", f"miner must be a miner name, a torch.nn.Module or None; received {type(config.miner).__name__}"
+        )
+
+
+def _check_optimizer_and_scheduler(report: ValidationReport, config: TrainingConfig) -> None:
+    from finetuner.training.config import OPTIMIZERS
+
+    for name, options, what in (
+        (config.optimizer, config.optimizer_options, "optimizer"),
+        (config.loss_optimizer, config.loss_optimizer_options, "loss_optimizer"),
+    ):
+        if isinstance(name, str) and name in OPTIMIZERS and isinstance(options, dict):
+            _check_keys(report, what, getattr(torch.optim, name), options, skip=("lr",) if what == "optimizer" else ())
+            if what == "optimizer" and "lr" in options:
+                report.add("config", "set the learning rate with learning_rate=..., not optimizer_options={'lr': ...}")
+    options = config.scheduler_options if isinstance(config.scheduler_options, dict) else {}
+    warmup, ratio = options.get("num_warmup_steps"), options.get("warmup_ratio")
+    if warmup is not None and not (_is_int(warmup) and warmup >= 0):
+        report.add("config", f"scheduler_options['num_warmup_steps'] must be an int >= 0; received {warmup!r}")
+    if ratio is not None and not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and 0 <= ratio < 1):
+        report.add("config", f"scheduler_options['warmup_ratio'] must be a number in [0, 1); received {ratio!r}")
+    if options and config.scheduler is None:
+        report.add("config", "scheduler_options given without a scheduler; pass scheduler='linear' (or another) too")
+
+
+def _check_callbacks(report: ValidationReport, callbacks: Any) -> None:
+    if callbacks is None:
+        return
+    if not isinstance(callbacks, (list, tuple)):
+        report.add("type", f"callbacks must be a list of callbacks; received {type(callbacks).__name__}")
+        return
+    for i, cb in enumerate(callbacks):
+        if isinstance(cb, type):
+            report.add("type", f"callbacks[{i}] is the class {cb.__name__}, not an instance; write {cb.__name__}(...)")
+        elif not all(callable(getattr(cb, hook, None)) for hook in _HOOKS):
+            report.add(
+                "type",
+                f"callbacks[{i}] is a {type(cb).__name__}, not a callback; subclass finetuner.training.Callback "
+                f"(hooks: {', '.join(_HOOKS)})",
+            )
+
+
+def check_options(
+    report: ValidationReport,
+    config: TrainingConfig,
+    *,
+    model: Any,
+    callbacks: Any = None,
+    csv_options: Any = None,
+    model_options: Any = None,
+    eval_given: bool = False,
+    fit_only: dict[str, Any] | None = None,
+) -> None:
+    """Add every problem of ``fit``'s options to ``report`` (nothing is built or loaded).
+
+    Example:
+        >>> report = ValidationReport()
+        >>> check_options(report, TrainingConfig(epochs=0, loss='TripletMarginLos', device='cpu'), model='bert-base-en')
+        >>> [m.split(';')[0] for m in report.messages()]
+        ['epochs must be an int >= 1', "unknown loss 'TripletMarginLos'"]
+    """
+    from finetuner.data.options import CSVOptions
+
+    for message in config.problems():
+        report.add("config", message)
+    for key in _DICT_OPTIONS:
+        value = getattr(config, key)
+        if not isinstance(value, dict):
+            report.add("type", f"{key} must be a dict (or None); received {type(value).__name__} {value!r:.60}")
+        elif any(not isinstance(k, str) for k in value):
+            report.add("type", f"{key} keys must be option names (str); received {sorted(map(repr, value))}")
+    _check_model(report, model, model_options)
+    _check_loss_and_miner(report, config)
+    _check_optimizer_and_scheduler(report, config)
+    _check_device(report, config.device, config.precision)
+    _check_callbacks(report, callbacks)
+    if csv_options is not None and not isinstance(csv_options, CSVOptions):
+        report.add("type", f"csv_options must be a finetuner.CSVOptions; received {type(csv_options).__name__}")
+    for key in ("run_name", "experiment_name"):
+        value = getattr(config, key)
+        if value is not None and not is_plain_name(value):
+            report.add("config", f"{key} must be a plain folder name (no '/', '\\\\', ':' or '..'); received {value!r}")
+    if not (_is_int(config.log_every) and config.log_every >= 1):
+        report.add("config", f"log_every must be an int >= 1; received {config.log_every!r}")
+    norm = config.max_grad_norm
+    if norm is not None and not (
+        isinstance(norm, (int, float)) and not isinstance(norm, bool) and 0 < norm < float("inf")
+    ):
+        report.add("config", f"max_grad_norm must be a positive number or None; received {norm!r}")
+    def _freeze_ok(value: Any) -> bool:
+        return isinstance(value, bool) or (_is_int(value) and value >= 0)
+
+    freeze = config.freeze
+    if isinstance(freeze, dict):
+        if set(freeze) - {"text", "vision"} or not all(_freeze_ok(v) for v in freeze.values()):
+            report.add(
+                "config",
+                "freeze per tower takes {'text': ..., 'vision': ...} with True, False or a layer count >= 0; "
+                f"received {freeze!r}",
+            )
+    elif not _freeze_ok(freeze):
+        report.add("config", f"freeze must be True, False or a layer count >= 0; received {freeze!r}")
+    if eval_given and isinstance(config.val_split, (int, float)) and config.val_split > 0:
+        report.add("config", "give either eval_data or val_split, not both")
+    for key, value in (fit_only or {}).items():
+        if key in ("eval_batch_size", "limit") and not (_is_int(value) and value >= 1):
+            report.add("config", f"{key} must be an int >= 1; received {value!r}")
+        elif key in ("to_onnx", "verbose") and not isinstance(value, bool):
+            report.add("type", f"{key} must be True or False; received {value!r}")
