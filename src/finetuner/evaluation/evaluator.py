@@ -145,9 +145,7 @@ def retrieve(
         >>> indices.tolist()
         [[1], [0], [1]]
     """
-    index, _, q_ids, i_ids = _search_setup(
-        query_embeddings, index_embeddings, query_ids, index_ids, exclude_self
-    )
+    index, _, q_ids, i_ids = _search_setup(query_embeddings, index_embeddings, query_ids, index_ids, exclude_self)
     scores, indices = top_k(
         query_embeddings,
         index,

@@ -43,9 +43,7 @@ def _top(relevance: ArrayLike, k: int | None) -> np.ndarray:
         raise ConfigError(f"k must be an integer >= 1 or None, got {k!r}")
     rel = np.asarray(relevance)
     if rel.ndim not in (1, 2):
-        raise DataError(
-            f"relevance must have shape (n_retrieved,) or (n_queries, n_retrieved), got shape {rel.shape}"
-        )
+        raise DataError(f"relevance must have shape (n_retrieved,) or (n_queries, n_retrieved), got shape {rel.shape}")
     if rel.dtype == object or not (np.issubdtype(rel.dtype, np.number) or rel.dtype == bool):
         raise DataError(f"relevance must hold numbers or booleans, got dtype {rel.dtype}")
     rel = np.atleast_2d(rel).astype(np.float64, copy=False)  # (n_queries, n_retrieved)
