@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 import finetuner
 from finetuner import Document, DocumentArray
 from finetuner.errors import ArtifactError, ConfigError, DataError
+from finetuner.losses.contrastive import CLIPLoss
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +130,25 @@ def test_clip_errors_are_clear(clip_setup, tiny_bert):
     bad = DocumentArray([Document(chunks=[Document(content="a red bar", modality="text")])])
     with pytest.raises(DataError, match="2 chunks"):
         finetuner.fit(model_dir, bad, epochs=1, verbose=False)
+
+
+def test_tower_locking_and_per_tower_learning_rates(clip_setup):
+    from finetuner.models import build_model
+    from finetuner.training.config import TrainingConfig
+    from finetuner.training.loop import build_optimizer
+
+    model_dir, _, _ = clip_setup
+    model = build_model(model_dir, freeze={"vision": True, "text": 1},
+                        model_options={"learning_rates": {"text": 1e-4, "vision": 1e-6}})
+    assert not any(p.requires_grad for p in model.vision.parameters())  # a tower without a head: locked whole
+    text_trainable = {n.split(".")[4] for n, p in model.text.named_parameters()
+                      if p.requires_grad and ".layers." in n}
+    assert text_trainable == {"1"}  # only the last of the 2 text layers
+    assert not model.text.backbone.text_model.embeddings.token_embedding.weight.requires_grad
+    optimizer = build_optimizer(TrainingConfig(learning_rate=1e-3), model, CLIPLoss())
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-4, 1e-3]  # text tower, then the loss's temperature
+    unlocked = build_model(model_dir, model_options={"learning_rates": {"text": 1e-4, "vision": 1e-6}})
+    lrs = [g["lr"] for g in build_optimizer(TrainingConfig(), unlocked, CLIPLoss()).param_groups]
+    assert lrs == [1e-4, 1e-6, 1e-5]
+    with pytest.raises(ConfigError, match="'text' and 'vision'"):
+        build_model(model_dir, freeze={"image": True})
