@@ -271,6 +271,10 @@ class TrainingCheckpoint(Callback):
             self._save(state, f"step-{state.step:08d}", epoch=state.epoch, batches_done=done)
 
     def on_epoch_end(self, state: TrainState) -> None:
+        if self.automatic and state.epoch + 1 >= state.config.epochs:
+            # fit's own safety net skips the last epoch: the run saves its model right after, and removes these
+            # checkpoints when it succeeds (a TrainingCheckpoint the user adds saves every epoch)
+            return
         if self.last_k_epochs:
             self._save(state, f"epoch-{state.epoch + 1:04d}", epoch=state.epoch + 1, batches_done=0)
 

@@ -127,8 +127,8 @@ def checkpoint_callbacks(
 ) -> list[Callback]:
     """The callbacks with a resume first (when resuming) and a TrainingCheckpoint bound to the run's folder.
 
-    When the user gave no TrainingCheckpoint, one is added that saves at every epoch end (and on Ctrl-C); its
-    checkpoints are removed when the run finishes.
+    When the user gave no TrainingCheckpoint, one is added that saves at every epoch end but the last (and on
+    Ctrl-C); its checkpoints are removed when the run finishes.
     """
     out: list[Callback] = [ResumeFromCheckpoint(checkpoint)] if checkpoint is not None else []
     out += list(callbacks)
