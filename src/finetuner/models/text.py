@@ -178,7 +178,8 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         return {k: batch[k] for k in self._input_names if k in batch}
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        groups = length_groups(inputs["attention_mask"]) if inputs["input_ids"].device.type == "cpu" else None
+        on_cpu = inputs["input_ids"].device.type == "cpu" and not torch.compiler.is_compiling()  # no graph breaks
+        groups = length_groups(inputs["attention_mask"]) if on_cpu else None
         if groups is None:
             emb = self._pooled(inputs)  # (batch, hidden)
         else:  # same result, fewer padded tokens: run rows of similar length together
