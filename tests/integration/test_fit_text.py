@@ -172,3 +172,13 @@ def test_real_docarray_input_trains(tiny_bert):
     assert encoded is train
     assert train.embeddings.shape == (len(train), 32)
     np.testing.assert_allclose(train.embeddings, finetuner.encode(model, [d.text for d in train]), atol=1e-6)
+
+
+def test_length_bucketed_pairs_train_and_the_option_is_checked(tiny_bert):
+    rows = make_texts(10, seed=3)
+    pairs = [(a, b) for (a, la), (b, lb) in zip(rows[::2], rows[1::2]) if la == lb]
+    run = finetuner.fit(tiny_bert, pairs, epochs=1, batch_size=8, loss="NTXentLoss", sampler="length",
+                        csv_options=finetuner.CSVOptions(is_labeled=False), verbose=False)
+    assert run.status()["status"] == "FINISHED"
+    with pytest.raises(finetuner.ConfigError, match="sampler='length'"):
+        finetuner.fit(tiny_bert, make_texts(4), epochs=1, sampler="length", verbose=False)

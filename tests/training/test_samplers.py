@@ -58,3 +58,25 @@ def test_random_batch_sampler_equal_batches():
     assert len(batches) == len(s) == 10
     assert all(len(b) == 10 for b in batches)
     assert len({i for b in batches for i in b}) == 100
+
+
+def test_length_bucket_pair_sampler_keeps_pairs_and_cuts_padding():
+    from finetuner.data.samplers import LengthBucketPairSampler
+
+    rng = np.random.default_rng(0)
+    pair_len = rng.integers(2, 60, size=200)
+    lengths = np.repeat(pair_len, 2)  # both members of a pair as long as each other
+    sampler = LengthBucketPairSampler(lengths.tolist(), batch_size=16, seed=1, bucket_batches=5)
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 25
+        for b in batches:
+            assert len(b) == 16 and all(b[i] + 1 == b[i + 1] and b[i] % 2 == 0 for i in range(0, 16, 2))
+        padded = sum(len(b) * lengths[b].max() for b in batches)
+        shuffled = np.random.default_rng(epoch).permutation(200)
+        random_padded = sum(16 * lengths[2 * shuffled[i : i + 8]].max() for i in range(0, 200, 8))
+        assert padded < 0.8 * random_padded  # sorted inside blocks of 5 batches: fewer padded tokens
+    shares = [list(LengthBucketPairSampler(lengths.tolist(), 16, seed=1, rank=r, world_size=2)) for r in (0, 1)]
+    assert len(shares[0]) == len(shares[1])
+    assert [a + b for a, b in zip(*shares)] == list(LengthBucketPairSampler(lengths.tolist(), 16, seed=1))

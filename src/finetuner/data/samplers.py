@@ -237,3 +237,66 @@ class PairBatchSampler(Sampler[list[int]]):
             if len(batch) < 2:  # only duplicates are left (the same on every rank, so counts stay equal)
                 return
             yield _share(batch, self.rank, self.world_size)
+
+
+class LengthBucketPairSampler(Sampler[list[int]]):
+    """Batches of positive pairs of similar length (``sampler='length'``), for pairs stored as classes of two.
+
+    Items ``2i`` and ``2i + 1`` form pair ``i``. Each epoch the pairs are shuffled, cut into blocks of
+    ``bucket_batches`` batches, sorted by length inside a block and cut into batches, whose order is shuffled
+    again. Texts of similar length pad to similar lengths, so a batch carries fewer padded tokens; the batches
+    still hold in-batch negatives from anywhere in a block. Every epoch has ``len`` full batches.
+
+    Args:
+        lengths: the token count of every item (both members of every pair).
+        batch_size: items per global batch (two per pair; rounded down to an even number).
+        seed, rank, world_size: as for :class:`ClassSampler`.
+        bucket_batches: batches per sorted block (larger: less padding, less random batches).
+
+    Example:
+        >>> s = LengthBucketPairSampler([1, 2, 9, 9, 1, 1, 8, 9], batch_size=4, seed=0)
+        >>> sorted(sorted(b) for b in s)
+        [[0, 1, 4, 5], [2, 3, 6, 7]]
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        bucket_batches: int = 50,
+    ) -> None:
+        if len(lengths) % 2:
+            raise ValueError("pairs as classes of two have an even number of items")
+        self.pair_lengths = np.maximum(np.asarray(lengths)[0::2], np.asarray(lengths)[1::2])
+        self.pairs_per_batch = max(2, batch_size // 2)
+        if len(self.pair_lengths) < 2:
+            raise DataError(f"in-batch negatives need at least 2 pairs; the data has {len(self.pair_lengths)}")
+        if 2 * self.pairs_per_batch < 2 * world_size:
+            raise ConfigError(f"batch_size {batch_size} is too small for {world_size} processes (need 2 each)")
+        self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
+        self.bucket_batches = bucket_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the random stream of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return max(1, len(self.pair_lengths) // self.pairs_per_batch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.pair_lengths))
+        block = self.pairs_per_batch * self.bucket_batches
+        batches: list[np.ndarray] = []
+        for start in range(0, len(order), block):
+            chunk = order[start : start + block]
+            chunk = chunk[np.argsort(self.pair_lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + self.pairs_per_batch] for i in range(0, len(chunk), self.pairs_per_batch)]
+        full = [b for b in batches if len(b) == self.pairs_per_batch]
+        chosen = [full[i] for i in rng.permutation(len(full))][: len(self)]
+        for pairs in chosen:
+            batch = [int(i) for p in pairs for i in (2 * p, 2 * p + 1)]
+            yield _share(batch, self.rank, self.world_size)

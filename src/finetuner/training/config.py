@@ -18,7 +18,7 @@ SCHEDULERS = (
     "constant_with_warmup",
     "inverse_sqrt",
 )
-SAMPLERS = ("auto", "class", "random")
+SAMPLERS = ("auto", "class", "random", "length")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 

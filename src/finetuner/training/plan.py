@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from finetuner.data.datasets import PairCollate, labelled_loader, pair_loader
-from finetuner.data.samplers import ClassSampler, PairBatchSampler, RandomBatchSampler
+from finetuner.data.samplers import ClassSampler, LengthBucketPairSampler, PairBatchSampler, RandomBatchSampler
 from finetuner.data.tasks import LabelledData, PairData
 from finetuner.errors import ConfigError, DataError
 from finetuner.evaluation.model_eval import Embedder, RetrievalSets, evaluate_sets, model_embedder, retrieval_sets
@@ -64,12 +64,17 @@ def plan_labelled(
     kind = config.sampler
     if kind == "auto":
         kind = "random" if needs_class_count(config.loss) else "class"
-    if kind == "class":
+    items, preprocess = _training_inputs(model, train.items)
+    if kind == "length":
+        if not pairs_as_classes or not hasattr(model, "pretokenize"):
+            raise ConfigError("sampler='length' batches text pairs of similar length; this run has no text pairs")
+        lengths = [len(row["input_ids"]) for row in items]
+        sampler: Any = LengthBucketPairSampler(lengths, batch_size, seed=seed, **shard)
+    elif kind == "class":
         k = 2 if pairs_as_classes else config.num_items_per_class
-        sampler: Any = ClassSampler(train.labels, batch_size, k, seed=seed, **shard)
+        sampler = ClassSampler(train.labels, batch_size, k, seed=seed, **shard)
     else:
         sampler = RandomBatchSampler(len(train), batch_size, seed=seed, **shard)
-    items, preprocess = _training_inputs(model, train.items)
     loader = labelled_loader(
         items,
         train.labels,
