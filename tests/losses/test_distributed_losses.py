@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
@@ -11,18 +10,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tests.processes import free_port
 
 from finetuner.losses import get_loss
 from finetuner.losses.contrastive import CLIPLoss
 from finetuner.losses.objective import MetricObjective
 
 WORLD = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _data():
@@ -61,7 +55,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def two_process_results():
     with tempfile.TemporaryDirectory() as out:
-        mp.start_processes(_worker, args=(_free_port(), out), nprocs=WORLD, start_method="spawn")
+        mp.start_processes(_worker, args=(free_port(), out), nprocs=WORLD, start_method="spawn")
         yield [torch.load(Path(out) / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 

@@ -3,15 +3,14 @@ the per-epoch figures equal a single-process run's."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
-import torch
 import torch.multiprocessing as mp
 import yaml
 from tests.conftest import build_tiny_bert, make_texts
-from tests.training.test_two_process_fit import SETTINGS, _port
+from tests.processes import become_rank, free_port
+from tests.training.test_two_process_fit import SETTINGS
 
 pytestmark = pytest.mark.integration
 
@@ -27,17 +26,7 @@ def _callbacks():
 
 
 def _rank_main(rank: int, world: int, port: int, model_dir: str, home: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_WORLD_SIZE=str(world),
-        FINETUNER_HOME=home,
-        ACCELERATE_USE_CPU="true",
-    )
-    torch.set_num_threads(1)
+    become_rank(rank, world, port, home)
     import finetuner
 
     settings = {**SETTINGS, "epochs": 3}
@@ -62,7 +51,7 @@ def test_callbacks_on_two_processes_match_one(tmp_path, monkeypatch):
     model_dir = str(build_tiny_bert(tmp_path / "bert", dropout=0.0))
     home = tmp_path / "home"
     context = mp.start_processes(
-        _rank_main, args=(2, _port(), model_dir, str(home)), nprocs=2, start_method="spawn", join=False
+        _rank_main, args=(2, free_port(), model_dir, str(home)), nprocs=2, start_method="spawn", join=False
     )
     deadline = time.monotonic() + 300
     while not context.join(timeout=5):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 from tests.conftest import build_tiny_bert, make_texts
+from tests.processes import become_rank, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -21,24 +21,8 @@ SETTINGS = dict(
 )
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank_main(rank: int, world: int, port: int, model_dir: str, home: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_WORLD_SIZE=str(world),
-        FINETUNER_HOME=home,
-        ACCELERATE_USE_CPU="true",
-    )
-    torch.set_num_threads(1)
+    become_rank(rank, world, port, home)
     import finetuner
 
     finetuner.fit(model_dir, make_texts(6, seed=1), make_texts(5, seed=2), run_name="ddp", device="cpu", **SETTINGS)
@@ -53,7 +37,7 @@ def test_two_processes_reach_the_weights_of_one(tmp_path):
 
     model_dir = str(build_tiny_bert(tmp_path / "bert", dropout=0.0))
     home = tmp_path / "home"
-    mp.start_processes(_rank_main, args=(2, _port(), model_dir, str(home)), nprocs=2, start_method="spawn")
+    mp.start_processes(_rank_main, args=(2, free_port(), model_dir, str(home)), nprocs=2, start_method="spawn")
     os.environ["FINETUNER_HOME"] = str(home)
     run = finetuner.fit(
         model_dir, make_texts(6, seed=1), make_texts(5, seed=2), run_name="single", device="cpu", **SETTINGS

@@ -26,7 +26,27 @@ def _share(batch: list[int], rank: int, world_size: int) -> list[int]:
     return batch[bounds[rank] : bounds[rank + 1]]
 
 
-class ClassSampler(Sampler[list[int]]):
+class _GlobalBatches(Sampler[list[int]]):
+    """What every sampler here shares: a random stream per ``(seed, epoch)`` and this rank's share of each
+    global batch."""
+
+    def __init__(self, seed: int, rank: int, world_size: int, batch_size: int) -> None:
+        if batch_size < 2 * world_size:
+            raise ConfigError(f"batch_size {batch_size} is too small for {world_size} processes (need 2 each)")
+        self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the random stream of ``epoch`` (call before iterating, as with ``DistributedSampler``)."""
+        self.epoch = epoch
+
+    def _rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch])
+
+    def _share(self, batch: list[int]) -> list[int]:
+        return _share(batch, self.rank, self.world_size)
+
+
+class ClassSampler(_GlobalBatches):
     """Batches of up to ``batch_size`` items made of groups of ``num_items_per_class`` items of one class.
 
     Every batch holds at least two classes (never a single-class batch, whose metric-learning gradient is zero).
@@ -83,29 +103,19 @@ class ClassSampler(Sampler[list[int]]):
                 "their batches carry fewer items of that class",
                 stacklevel=2,
             )
-        # deliberately not called ``batch_size``: accelerate's BatchSamplerShard assumes batches of exactly
-        # ``batch_size`` when the sampler has that attribute, and mis-shards shorter ones (unequal counts per
-        # rank hang DDP); without it, whole batches are dealt out round-robin, equally to every rank
+        # batches may be shorter than batch_size (small classes), hence the name: the sampler shards them itself
         self.max_batch_size = batch_size
         self.num_items_per_class = k
         self.classes_per_batch = min(batch_size // k, len(self.classes))
-        self.seed = seed
-        self.epoch = 0
-        self.rank, self.world_size = rank, world_size
-        if batch_size < 2 * world_size:
-            raise ConfigError(f"batch_size {batch_size} is too small for {world_size} processes (need 2 each)")
+        super().__init__(seed, rank, world_size, batch_size)
         groups = sum(math.ceil(len(c) / k) for c in self.classes)
         self._len = max(1, math.ceil(groups / self.classes_per_batch))
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the random stream of ``epoch`` (call before iterating, as with ``DistributedSampler``)."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self._len
 
     def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = self._rng()
         k = self.num_items_per_class
         pools: list[list[np.ndarray]] = [[] for _ in self.classes]
         remaining = np.zeros(len(self.classes))
@@ -132,10 +142,10 @@ class ClassSampler(Sampler[list[int]]):
                     refill(c)
                 batch.extend(int(i) for i in pools[c].pop())
                 remaining[c] = len(pools[c])
-            yield _share(batch, self.rank, self.world_size)
+            yield self._share(batch)
 
 
-class RandomBatchSampler(Sampler[list[int]]):
+class RandomBatchSampler(_GlobalBatches):
     """Shuffled batches of ``batch_size`` (for ArcFace-style losses that need no in-batch positives).
 
     The last, partial batch is dropped when there is more than one batch, so every batch has the same size.
@@ -151,25 +161,19 @@ class RandomBatchSampler(Sampler[list[int]]):
             raise ConfigError(f"batch_size must be positive; received {batch_size}")
         self.num_items = num_items
         self.batch_size = min(batch_size, num_items)
-        self.seed = seed
-        self.epoch = 0
-        self.rank, self.world_size = rank, world_size
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the random stream of ``epoch``."""
-        self.epoch = epoch
+        super().__init__(seed, rank, world_size, self.batch_size)
 
     def __len__(self) -> int:
         return max(1, self.num_items // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
+        order = self._rng().permutation(self.num_items)
         for b in range(len(self)):
             batch = [int(i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
-            yield _share(batch, self.rank, self.world_size)
+            yield self._share(batch)
 
 
-class PairBatchSampler(Sampler[list[int]]):
+class PairBatchSampler(_GlobalBatches):
     """Shuffled batches of pairs in which no left item and no right item occurs twice.
 
     For in-batch-negative losses (CLIP): a caption or image repeated within a batch would be a false negative.
@@ -205,21 +209,13 @@ class PairBatchSampler(Sampler[list[int]]):
         self.left = list(left_keys)
         self.right = list(right_keys)
         self.batch_size = min(batch_size, len(self.left))
-        if self.batch_size < 2 * world_size:
-            raise ConfigError(f"batch_size {self.batch_size} is too small for {world_size} processes (need 2 each)")
-        self.seed = seed
-        self.epoch = 0
-        self.rank, self.world_size = rank, world_size
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the random stream of ``epoch``."""
-        self.epoch = epoch
+        super().__init__(seed, rank, world_size, self.batch_size)
 
     def __len__(self) -> int:
         return max(1, len(self.left) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        queue = deque(int(i) for i in np.random.default_rng([self.seed, self.epoch]).permutation(len(self.left)))
+        queue = deque(int(i) for i in self._rng().permutation(len(self.left)))
         for _ in range(len(self)):
             batch: list[int] = []
             used_left: set[object] = set()
@@ -236,10 +232,10 @@ class PairBatchSampler(Sampler[list[int]]):
             queue.extendleft(reversed(deferred))
             if len(batch) < 2:  # only duplicates are left (the same on every rank, so counts stay equal)
                 return
-            yield _share(batch, self.rank, self.world_size)
+            yield self._share(batch)
 
 
-class LengthBucketPairSampler(Sampler[list[int]]):
+class LengthBucketPairSampler(_GlobalBatches):
     """Batches of positive pairs of similar length (``sampler='length'``), for pairs stored as classes of two.
 
     Items ``2i`` and ``2i + 1`` form pair ``i``. Each epoch the pairs are shuffled, cut into blocks of
@@ -274,20 +270,14 @@ class LengthBucketPairSampler(Sampler[list[int]]):
         self.pairs_per_batch = max(2, batch_size // 2)
         if len(self.pair_lengths) < 2:
             raise DataError(f"in-batch negatives need at least 2 pairs; the data has {len(self.pair_lengths)}")
-        if 2 * self.pairs_per_batch < 2 * world_size:
-            raise ConfigError(f"batch_size {batch_size} is too small for {world_size} processes (need 2 each)")
-        self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
+        super().__init__(seed, rank, world_size, 2 * self.pairs_per_batch)
         self.bucket_batches = bucket_batches
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the random stream of ``epoch``."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return max(1, len(self.pair_lengths) // self.pairs_per_batch)
 
     def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = self._rng()
         order = rng.permutation(len(self.pair_lengths))
         block = self.pairs_per_batch * self.bucket_batches
         batches: list[np.ndarray] = []
@@ -299,4 +289,4 @@ class LengthBucketPairSampler(Sampler[list[int]]):
         chosen = [full[i] for i in rng.permutation(len(full))][: len(self)]
         for pairs in chosen:
             batch = [int(i) for p in pairs for i in (2 * p, 2 * p + 1)]
-            yield _share(batch, self.rank, self.world_size)
+            yield self._share(batch)

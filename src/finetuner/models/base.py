@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from finetuner.errors import ConfigError
+
 MODALITIES = ("text", "image")
 
 
@@ -71,3 +73,37 @@ class EmbeddingModel(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters that ``requires_grad`` (what the optimizer updates)."""
         return [p for p in self.parameters() if p.requires_grad]
+
+
+def layer_list(backbone: nn.Module) -> nn.ModuleList | None:
+    """The backbone's longest ``ModuleList`` (its transformer layers or conv blocks), or None.
+
+    Example:
+        >>> len(layer_list(nn.Sequential(nn.ModuleList([nn.Linear(2, 2)] * 3))))
+        3
+    """
+    best: nn.ModuleList | None = None
+    for _, mod in backbone.named_modules():
+        if isinstance(mod, nn.ModuleList) and (best is None or len(mod) > len(best)):
+            best = mod
+    return best
+
+
+def freeze_backbone(backbone: nn.Module, setting: bool | int, what: str = "freeze") -> None:
+    """Freeze ``backbone``: ``True`` all of it, an int N all but its last N layers, ``False`` nothing.
+
+    Example:
+        >>> net = nn.Sequential(nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)]))
+        >>> freeze_backbone(net, 1)
+        >>> [p.requires_grad for p in net.parameters()]
+        [False, False, True, True]
+    """
+    if setting is False or setting is None:
+        return
+    backbone.requires_grad_(False)
+    if isinstance(setting, int) and not isinstance(setting, bool):
+        layers = layer_list(backbone)
+        if layers is None or setting < 0:
+            raise ConfigError(f"{what}={setting} (unfrozen layer count) needs a layered backbone and N >= 0")
+        for layer in list(layers)[len(layers) - setting :] if setting else []:
+            layer.requires_grad_(True)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from finetuner.errors import ConfigError
-from finetuner.models.base import EmbeddingModel
+from finetuner.models.base import EmbeddingModel, freeze_backbone
 from finetuner.models.text import Pretokenized
 
 TOWERS = ("clip-text", "clip-vision")
@@ -279,20 +279,9 @@ def lock_towers(model: TwoTowerModel, freeze: dict[str, bool | int]) -> None:
     Example:
         >>> lock_towers(model, {'vision': True, 'text': False})  # doctest: +SKIP
     """
-    from finetuner.models.factory import _layer_list
-
     unknown = set(freeze) - {"text", "vision"}
     if unknown:
         raise ConfigError(f"per-tower freeze takes the keys 'text' and 'vision'; received {sorted(unknown)}")
     for name, setting in freeze.items():
         tower = getattr(model, name)
-        if setting is False or setting is None:
-            continue
-        backbone = getattr(tower, "backbone", tower)
-        backbone.requires_grad_(False)
-        if isinstance(setting, int) and not isinstance(setting, bool):
-            layers = _layer_list(backbone)
-            if layers is None or setting < 0:
-                raise ConfigError(f"freeze[{name!r}]={setting}: the {name} tower has no layer list to unfreeze")
-            for layer in list(layers)[len(layers) - setting :] if setting else []:
-                layer.requires_grad_(True)
+        freeze_backbone(getattr(tower, "backbone", tower), setting, what=f"freeze[{name!r}]")

@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
-from finetuner.models.base import EmbeddingModel
+from finetuner.models.base import EmbeddingModel, freeze_backbone
 from finetuner.models.clip import (
     CLIPTextTower,
     CLIPVisionTower,
@@ -106,23 +106,7 @@ def _freeze(model: Any, freeze: bool | int | dict[str, bool | int]) -> None:
             "freeze=True trains only the projection head, but the model has none; also pass output_dim=N "
             "(or freeze=False)"
         )
-    for p in backbone.parameters():
-        p.requires_grad_(False)
-    if isinstance(freeze, int) and not isinstance(freeze, bool):
-        layers = _layer_list(backbone)
-        if freeze < 0 or layers is None:
-            raise ConfigError(f"freeze={freeze} (unfrozen layer count) needs a layered backbone and N >= 0")
-        for layer in list(layers)[len(layers) - freeze :] if freeze else []:
-            for p in layer.parameters():
-                p.requires_grad_(True)
-
-
-def _layer_list(backbone: nn.Module) -> nn.ModuleList | None:
-    best: nn.ModuleList | None = None
-    for _, mod in backbone.named_modules():
-        if isinstance(mod, nn.ModuleList) and (best is None or len(mod) > len(best)):
-            best = mod
-    return best
+    freeze_backbone(backbone, freeze)
 
 
 def build_model(

@@ -182,13 +182,10 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         groups = length_groups(inputs["attention_mask"]) if on_cpu else None
         if groups is None:
             emb = self._pooled(inputs)  # (batch, hidden)
-        else:  # same result, fewer padded tokens: run rows of similar length together
-            emb = torch.empty(0)
-            for rows, length in groups:
-                part = self._pooled({k: v[rows, :length] for k, v in inputs.items()})  # (group, hidden)
-                if emb.numel() == 0:
-                    emb = part.new_empty(inputs["input_ids"].shape[0], part.shape[1])
-                emb = emb.index_copy(0, rows, part)
+        else:  # same result, fewer padded tokens: run rows of similar length together, then restore the order
+            parts = [self._pooled({k: v[rows, :length] for k, v in inputs.items()}) for rows, length in groups]
+            order = torch.cat([rows for rows, _ in groups])  # (batch,) rows in grouped order
+            emb = torch.cat(parts)[torch.argsort(order)]  # (batch, hidden)
         if self.head is not None:
             emb = self.head(emb)  # (batch, output_dim)
         if self.normalize:
