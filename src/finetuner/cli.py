@@ -64,6 +64,10 @@ def _csv_options(args: argparse.Namespace) -> Any:
     return CSVOptions(**options)
 
 
+def _batch_size(value: str) -> int | str:
+    return "auto" if value == "auto" else int(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finetuner", description="Fine-tune embedding models for search, locally."
@@ -77,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--output", default="artifacts", help="where the artifact folder is written")
     fit.add_argument("--epochs", type=int, default=5)
     fit.add_argument("--learning-rate", type=float)
-    fit.add_argument("--batch-size", type=int)
+    fit.add_argument("--batch-size", type=_batch_size, help="an int >= 2, or auto: the largest that fits in memory")
     fit.add_argument("--loss", default="TripletMarginLoss")
     fit.add_argument("--loss-options", type=_json)
     fit.add_argument("--miner")

@@ -7,17 +7,43 @@ single-process loss on the concatenated batch (tests/losses/test_distributed_los
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.distributed as dist
 
+_LOCAL = threading.local()
+
+
+@contextmanager
+def local_only() -> Iterator[None]:
+    """Inside this block :func:`world` reports a single process, so losses gather nothing across ranks (used to
+    probe memory on each rank alone, with no collective call that a rank running out of memory would miss).
+
+    Example:
+        >>> with local_only():
+        ...     world()
+        (0, 1)
+    """
+    previous = getattr(_LOCAL, "on", False)
+    _LOCAL.on = True
+    try:
+        yield
+    finally:
+        _LOCAL.on = previous
+
 
 def world() -> tuple[int, int]:
-    """``(rank, world_size)``; ``(0, 1)`` outside a process group.
+    """``(rank, world_size)``; ``(0, 1)`` outside a process group (or inside :func:`local_only`).
 
     Example:
         >>> world()
         (0, 1)
     """
+    if getattr(_LOCAL, "on", False):
+        return 0, 1
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1

@@ -42,7 +42,7 @@ class TrainingConfig:
     loss_optimizer: str | None = None
     loss_optimizer_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 5
-    batch_size: int | None = None
+    batch_size: int | str | None = None
     scheduler: str | None = None
     scheduler_options: dict[str, Any] = field(default_factory=dict)
     freeze: bool | int | dict[str, bool | int] = False
@@ -83,8 +83,9 @@ class TrainingConfig:
             f"learning_rate must be a number in (0, 1); received {self.learning_rate!r}",
         )
         check(
-            self.batch_size is None or (_is_int(self.batch_size) and self.batch_size >= 2),
-            f"batch_size must be an int >= 2 (or None for automatic); received {self.batch_size!r}",
+            self.batch_size is None or self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 2),
+            "batch_size must be an int >= 2, 'auto' (the largest that fits in memory) or None (32 on the CPU, 64 on a "
+            f"GPU); received {self.batch_size!r}",
         )
         check(
             _is_int(self.num_items_per_class) and self.num_items_per_class >= 1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -19,11 +20,12 @@ from finetuner.models.clip import TwoTowerModel
 from finetuner.models.factory import build_model
 from finetuner.models.io import save_model
 from finetuner.report import metrics_table
-from finetuner.runs import Run, new_run_name, runs_root, write_yaml
+from finetuner.runs import Run, new_run_name, read_yaml, runs_root, write_yaml
+from finetuner.training.autobatch import auto_start, probe_batch_size
 from finetuner.training.callbacks import bind_callbacks, prepare_callbacks
-from finetuner.training.checkpoint import TrainingInterrupted, deferred_interrupts
+from finetuner.training.checkpoint import CHECKPOINT_FILE, TrainingInterrupted, deferred_interrupts
 from finetuner.training.config import TrainingConfig
-from finetuner.training.loop import Callback, TrainState, make_accelerator, train
+from finetuner.training.loop import Callback, TrainState, make_accelerator, make_objective, train
 from finetuner.training.plan import item_key, plan_clip, plan_labelled, run_evaluations
 from finetuner.training.resume import (
     check_fingerprint,
@@ -173,15 +175,21 @@ def run_fit(
 
     built = build_model(model, output_dim=config.output_dim, freeze=config.freeze, model_options=model_options)
     accelerator = make_accelerator(config)
-    if is_clip:
-        plan = plan_clip(built, train_task, eval_task, config, accelerator, seed, eval_batch_size)
+    if not is_clip and getattr(built, "modality", train_set.modality) != train_set.modality:
+        raise ConfigError(
+            f"the model encodes {built.modality} but train_data holds {train_set.modality} items; choose a "
+            f"{train_set.modality} model"
+        )
+
+    def make_plan(config: TrainingConfig) -> Any:
+        if is_clip:
+            return plan_clip(built, train_task, eval_task, config, accelerator, seed, eval_batch_size)
+        return plan_labelled(built, train_set, pairs_as_classes, eval_task, config, accelerator, seed, eval_batch_size)
+
+    if config.batch_size == "auto":
+        config, plan = _auto_batch_size(config, make_plan, built, accelerator, checkpoint, len(train_task))
     else:
-        if getattr(built, "modality", train_set.modality) != train_set.modality:
-            raise ConfigError(
-                f"the model encodes {built.modality} but train_data holds {train_set.modality} items; choose a "
-                f"{train_set.modality} model"
-            )
-        plan = plan_labelled(built, train_set, pairs_as_classes, eval_task, config, accelerator, seed, eval_batch_size)
+        plan = make_plan(config)
     batch_size = plan.batch_size
     bind_callbacks(callbacks, plan.loss, plan.embed, batch_size, config.num_items_per_class, seed)
     if is_clip:
@@ -253,6 +261,29 @@ def run_fit(
     if verbose and metrics and accelerator.is_main_process:
         print(metrics_table(metrics))
     return run
+
+
+def _auto_batch_size(
+    config: TrainingConfig, make_plan: Any, model: Any, accelerator: Any, checkpoint: Path | None, n_items: int
+) -> tuple[TrainingConfig, Any]:
+    """``batch_size='auto'``: the size a resumed run used, else the largest that trains in memory (probed)."""
+    if checkpoint is not None:  # a resumed run keeps the batch size it started with
+        saved = (read_yaml(checkpoint / CHECKPOINT_FILE) or {}).get("fingerprint") or {}
+        if _is_size(saved.get("batch_size")):
+            config = dataclasses.replace(config, batch_size=int(saved["batch_size"]))
+            return config, make_plan(config)
+    start = auto_start(accelerator.device.type, n_items)
+    plan = make_plan(dataclasses.replace(config, batch_size=start))
+    model.to(accelerator.device)
+    objective = make_objective(plan.loss, plan.miner).to(accelerator.device)
+    found = probe_batch_size(model, objective, plan.loader, plan.batch_size, config, accelerator)
+    logger.info("batch_size='auto': %d (tried from %d)", found, plan.batch_size)
+    config = dataclasses.replace(config, batch_size=found)
+    return config, (plan if found == plan.batch_size else make_plan(config))
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 2
 
 
 def _open_run(accelerator: Any, config: TrainingConfig, recorded: dict[str, Any], resumed: Path | None) -> Run:

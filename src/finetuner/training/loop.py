@@ -174,6 +174,61 @@ def build_scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer, to
     )
 
 
+def default_forward(model: nn.Module, inputs: dict[str, Any]) -> Any:
+    """``model(**inputs)``: the embeddings ``(batch, dim)``, or a ``(text, image)`` pair of them for two towers."""
+    return model(**inputs)
+
+
+def make_objective(loss_fn: nn.Module, miner: nn.Module | None = None) -> nn.Module:
+    """What a step minimises: a two-tower loss as it is, a metric loss (with its miner) over the global batch.
+
+    Example:
+        >>> from finetuner.losses import get_loss
+        >>> type(make_objective(get_loss('TripletMarginLoss'))).__name__
+        'MetricObjective'
+    """
+    return loss_fn if isinstance(loss_fn, PairObjective) else MetricObjective(loss_fn, miner)
+
+
+def forward_backward(
+    model: nn.Module,
+    inputs: dict[str, Any],
+    labels: torch.Tensor,
+    objective: nn.Module,
+    forward: Callable[[nn.Module, dict[str, Any]], Any],
+    config: TrainingConfig,
+    accelerator: Any,
+) -> torch.Tensor:
+    """One batch's loss and its gradients: in one pass, or through the gradient cache when ``mini_batch_size``
+    is set and the batch is larger (the same step the automatic batch size probes).
+
+    Example:
+        >>> loss = forward_backward(model, inputs, labels, objective, default_forward, config, acc)  # doctest: +SKIP
+    """
+    if config.mini_batch_size and batch_length(inputs) > config.mini_batch_size:
+
+        def loss_scale(loss: torch.Tensor) -> torch.Tensor:  # what accelerator.backward does to a loss
+            loss = loss / config.gradient_accumulation_steps
+            return accelerator.scaler.scale(loss) if accelerator.scaler is not None else loss
+
+        return cached_backward(
+            model,
+            inputs,
+            labels,
+            objective,
+            forward,
+            config.mini_batch_size,
+            autocast=accelerator.autocast,
+            no_sync=accelerator.no_sync,
+            scale=loss_scale,
+        )
+    with accelerator.autocast():
+        embeddings = forward(model, inputs)  # (batch, dim), or a (text, image) pair of them
+    loss = objective(embeddings, labels)
+    accelerator.backward(loss)
+    return loss
+
+
 def train(
     model: nn.Module,
     loss_fn: nn.Module,
@@ -215,15 +270,9 @@ def train(
         model.compile(dynamic=True)  # in place: parameter names (and saved weights) stay as they are
     model, optimizer = accelerator.prepare(model, optimizer)
     loss_fn = loss_fn.to(accelerator.device)
-    objective = loss_fn if isinstance(loss_fn, PairObjective) else MetricObjective(loss_fn, miner)
-    objective = objective.to(accelerator.device)
+    objective = make_objective(loss_fn, miner).to(accelerator.device)
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
-
-    def loss_scale(loss: torch.Tensor) -> torch.Tensor:  # what accelerator.backward does to a loss
-        loss = loss / config.gradient_accumulation_steps
-        return accelerator.scaler.scale(loss) if accelerator.scaler is not None else loss
-
-    forward = forward or (lambda m, inputs: m(**inputs))
+    forward = forward or default_forward
     state = TrainState(model, config, accelerator, optimizer, scheduler, steps_per_epoch=len(loader))
     state.loss_fn, state.loss_optimizer = loss_fn, loss_optimizer
     seed = config.seed if config.seed is not None else 0
@@ -256,23 +305,7 @@ def train(
             torch.manual_seed(step_seed(seed, state.step, accelerator.process_index))
             inputs, labels = send_to_device(batch, accelerator.device, non_blocking=True)
             with accelerator.accumulate(model):
-                if config.mini_batch_size and batch_length(inputs) > config.mini_batch_size:
-                    loss = cached_backward(
-                        model,
-                        inputs,
-                        labels,
-                        objective,
-                        forward,
-                        config.mini_batch_size,
-                        autocast=accelerator.autocast,
-                        no_sync=accelerator.no_sync,
-                        scale=loss_scale,
-                    )
-                else:
-                    with accelerator.autocast():
-                        embeddings = forward(model, inputs)  # (batch, dim), or a (text, image) pair of them
-                    loss = objective(embeddings, labels)
-                    accelerator.backward(loss)
+                loss = forward_backward(model, inputs, labels, objective, forward, config, accelerator)
                 value = loss.detach()
                 if not torch.isfinite(value):  # checked before the update: the weights stay good
                     raise NonFiniteLossError(

@@ -91,9 +91,35 @@ def validate_fit(
                 f"eval_data holds {'/'.join(eval_mods)} items but train_data holds {'/'.join(train_mods)} items; "
                 "evaluate on data of the same kind",
             )
+    if train is not None:
+        _check_sampler(report, config.sampler, train)
     report.raise_if_problems()
     assert train is not None  # no problems means train data was built
     return CheckedData(train, evals, report)
+
+
+def _check_sampler(report: ValidationReport, sampler: Any, train: LabelledData | PairData) -> None:
+    """The batch sampler must fit the data: 'length' needs text pairs; text-image pairs take only their own."""
+    if not isinstance(sampler, str):
+        return  # a wrong type is already reported with the options
+    if isinstance(train, LabelledData):
+        held = f"labelled {train.modality} items"
+    else:
+        held = f"{train.left_modality}-{train.right_modality} pairs"
+    is_text_pairs = isinstance(train, PairData) and train.left_modality == train.right_modality == "text"
+    is_clip = isinstance(train, PairData) and train.left_modality != train.right_modality
+    if sampler == "length" and not is_text_pairs:
+        report.add(
+            "config",
+            f"sampler='length' batches text pairs of similar length, but train_data holds {held}; "
+            "use sampler='auto' (or 'class' / 'random' for labelled items)",
+        )
+    elif is_clip and sampler not in ("auto", "length"):
+        report.add(
+            "config",
+            f"train_data holds {held}, which always use a duplicate-free pair sampler; sampler={sampler!r} does not "
+            "apply to them: leave sampler='auto'",
+        )
 
 
 def _modalities(data: LabelledData | PairData) -> tuple[str, ...]:
