@@ -346,3 +346,16 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     ):
         assert fragment in text, f"{fragment!r} not in:\n{text}"
     assert f"{len(err.problems)} problems found before training" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("variable", "engine"), [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")]
+)
+def test_sharded_engines_are_refused_before_training(variable, engine, monkeypatch) -> None:
+    """accelerate only turns FSDP / DeepSpeed on for GPU runs; fit's saving and evaluation assume whole weights, so a
+    launch configured for them is stopped up front (on any machine) instead of failing when the model is saved."""
+    monkeypatch.setenv(variable, "true")
+    with pytest.raises(ConfigError) as info:
+        finetuner.fit("bert-base-en", list(GOOD), epochs=1)
+    assert f"accelerate is configured for {engine} ({variable}=true)" in str(info.value)
+    assert "Launch with DDP" in str(info.value)

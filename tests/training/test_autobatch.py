@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -76,12 +75,12 @@ def test_fit_trains_with_the_largest_batch_that_fits(tiny_bert, monkeypatch):
 def test_probe_leaves_weights_buffers_and_gradients_as_they_were():
     from accelerate import Accelerator
 
+    from finetuner.data.datasets import labelled_loader
+    from finetuner.data.samplers import ClassSampler
     from finetuner.losses import get_loss
     from finetuner.training.autobatch import probe_batch_size
     from finetuner.training.config import TrainingConfig
     from finetuner.training.loop import make_objective
-    from finetuner.data.datasets import labelled_loader
-    from finetuner.data.samplers import ClassSampler
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 4))
@@ -207,9 +206,8 @@ def test_auto_is_a_valid_batch_size_and_a_bad_one_names_it():
         finetuner.fit("bert-base-en", make_texts(3), batch_size="max")
 
 
-def test_cli_accepts_auto(tmp_path):
+def test_cli_accepts_auto():
     from finetuner.cli import _parser
 
     args = _parser().parse_args(["fit", "--model", "m", "--train-data", "t.csv", "--batch-size", "auto"])
     assert args.batch_size == "auto"
-    assert Path  # noqa: B018

@@ -97,6 +97,23 @@ def _check_device(report: ValidationReport, device: Any, precision: Any) -> None
         report.add("config", "precision='fp16' needs a CUDA GPU; on the CPU use precision='no' or 'bf16'.")
 
 
+_SHARDED_ENGINES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}
+
+
+def _check_launcher(report: ValidationReport) -> None:
+    """``accelerate launch --use_fsdp`` / ``--use_deepspeed`` (or an accelerate config that sets them) asks for
+    sharded training, which ``fit``'s saving and evaluation do not handle yet: say so before a model loads."""
+    for variable, engine in _SHARDED_ENGINES.items():
+        if os.environ.get(variable, "false").lower() in ("1", "true", "yes"):
+            report.add(
+                "config",
+                f"accelerate is configured for {engine} ({variable}={os.environ[variable]}), which finetuner's fit "
+                "does not support yet: its saving and evaluation assume whole (unsharded) weights on every process. "
+                "Launch with DDP (accelerate launch without --use_fsdp / --use_deepspeed, or torchrun) and fit a large "
+                "model with precision='bf16', gradient_checkpointing=True, mini_batch_size=... or freeze=...",
+            )
+
+
 def _check_model(report: ValidationReport, model: Any, model_options: Any) -> None:
     if model_options is not None and not isinstance(model_options, dict):
         report.add("type", f"model_options must be a dict or None; received {type(model_options).__name__}")
@@ -231,6 +248,7 @@ def check_options(
     _check_loss_and_miner(report, config)
     _check_optimizer_and_scheduler(report, config)
     _check_device(report, config.device, config.precision)
+    _check_launcher(report)
     _check_callbacks(report, callbacks)
     if csv_options is not None and not isinstance(csv_options, CSVOptions):
         report.add("type", f"csv_options must be a finetuner.CSVOptions; received {type(csv_options).__name__}")
