@@ -1,10 +1,10 @@
 """Exact top-k nearest-neighbour search in chunks, so evaluation never builds the full query x index matrix.
 
-The queries are processed ``query_chunk_size`` at a time and, for each query chunk, the index is scanned
-``index_chunk_size`` items at a time while a running top-k is merged. Peak working memory is
-``O(query_chunk_size * index_chunk_size + n_queries * k)`` whatever the index size (the inputs themselves are
-not copied: numpy inputs are converted one chunk at a time, so an index can stay in host memory while the
-search runs on a GPU).
+The index is scanned ``index_chunk_size`` items at a time (each chunk moved to the compute device and normalised
+once) and scored against the queries ``query_chunk_size`` at a time while a running top-k per query is merged.
+Peak working memory is ``O(query_chunk_size * index_chunk_size + n_queries * (k + dim))`` whatever the index size
+(the index is not copied: numpy inputs are converted one chunk at a time, so an index can stay in host memory
+while the search runs on a GPU).
 """
 
 from __future__ import annotations
@@ -164,36 +164,43 @@ def top_k(
     buffer = torch.empty(min(query_chunk_size, n_queries) * min(index_chunk_size, n_index), dtype=dtype, device=device)
     best = torch.full((n_queries, width), -torch.inf, dtype=dtype, device=device)  # (n_queries, width)
     best_idx = torch.full((n_queries, width), -1, dtype=torch.int64, device=device)  # (n_queries, width)
-    for q_start, q_stop in _ranges(n_queries, query_chunk_size):
-        q = _chunk(queries, q_start, q_stop, device, dtype)  # (nq_chunk, dim)
+    # the queries once, prepared for scoring: (n_queries, dim), the size of the inputs, not of the index
+    all_q = _chunk(queries, 0, n_queries, device, dtype)
+    if kind == "cosine":
+        all_q = torch.nn.functional.normalize(all_q, dim=1)
+    # index chunks outside, query chunks inside: each index chunk is moved and normalised once
+    for i_start, i_stop in _ranges(n_index, index_chunk_size):
+        x = _chunk(index, i_start, i_stop, device, dtype)  # (ni_chunk, dim)
+        x_sq = None
         if kind == "cosine":
-            q = torch.nn.functional.normalize(q, dim=1)
-        run = best[q_start:q_stop]  # (nq_chunk, width), a view: updated in place below
-        run_idx = best_idx[q_start:q_stop]  # (nq_chunk, width)
-        for i_start, i_stop in _ranges(n_index, index_chunk_size):
-            x = _chunk(index, i_start, i_stop, device, dtype)  # (ni_chunk, dim)
-            x_sq = None
-            if kind == "cosine":
-                x = torch.nn.functional.normalize(x, dim=1)
-            elif kind in SMALLER_IS_BETTER:
-                x_sq = (x * x).sum(dim=1)  # (ni_chunk,)
+            x = torch.nn.functional.normalize(x, dim=1)
+        elif kind in SMALLER_IS_BETTER:
+            x_sq = (x * x).sum(dim=1)  # (ni_chunk,)
+        for q_start, q_stop in _ranges(n_queries, query_chunk_size):
+            q = all_q[q_start:q_stop]  # (nq_chunk, dim)
+            run = best[q_start:q_stop]  # (nq_chunk, width), a view: updated in place below
+            run_idx = best_idx[q_start:q_stop]  # (nq_chunk, width)
             sims = _scores(q, x, kind, x_sq, buffer)  # (nq_chunk, ni_chunk)
             if exclude:
                 same = q_ids[q_start:q_stop, None] == i_ids[None, i_start:i_stop]  # (nq_chunk, ni_chunk)
                 sims.masked_fill_(same, -torch.inf)
             chunk_best, chunk_idx = sims.topk(min(width, i_stop - i_start), dim=1)  # (nq_chunk, <=width)
             chunk_idx = torch.where(torch.isneginf(chunk_best), -1, chunk_idx + i_start)
+            if i_start == 0 and chunk_best.shape[1] == width:  # the first chunk fills the running top-k
+                run.copy_(chunk_best)
+                run_idx.copy_(chunk_idx)
+                continue
             merged = torch.cat([run, chunk_best], dim=1)  # (nq_chunk, width + <=width)
             merged_idx = torch.cat([run_idx, chunk_idx], dim=1)
             top, pos = merged.topk(width, dim=1)  # (nq_chunk, width), sorted largest first
             run.copy_(top)
             run_idx.copy_(merged_idx.gather(1, pos))
-        if kind in SMALLER_IS_BETTER:
-            # back from 2 q.x - |x|^2 to |q - x|^2 = |q|^2 - (2 q.x - |x|^2)
-            q_sq = (q * q).sum(dim=1, keepdim=True)  # (nq_chunk, 1)
-            run.neg_().add_(q_sq).clamp_(min=0)  # -inf (unfilled) becomes +inf
-            if kind == "euclidean":
-                run.sqrt_()
+    if kind in SMALLER_IS_BETTER:
+        # back from 2 q.x - |x|^2 to |q - x|^2 = |q|^2 - (2 q.x - |x|^2)
+        q_sq = (all_q * all_q).sum(dim=1, keepdim=True)  # (n_queries, 1)
+        best.neg_().add_(q_sq).clamp_(min=0)  # -inf (unfilled) becomes +inf
+        if kind == "euclidean":
+            best.sqrt_()
 
     filled = (best_idx >= 0).any(dim=0)  # (width,): columns filled for at least one query
     keep = int(filled.sum())  # filled columns form a prefix: results are sorted
