@@ -64,7 +64,7 @@ def _csv_options(args: argparse.Namespace) -> Any:
     return CSVOptions(**options)
 
 
-def _batch_size(value: str) -> int | str:
+def _int_or_auto(value: str) -> int | str:
     return "auto" if value == "auto" else int(value)
 
 
@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--output", default="artifacts", help="where the artifact folder is written")
     fit.add_argument("--epochs", type=int, default=5)
     fit.add_argument("--learning-rate", type=float)
-    fit.add_argument("--batch-size", type=_batch_size, help="an int >= 2, or auto: the largest that fits in memory")
+    fit.add_argument("--batch-size", type=_int_or_auto, help="an int >= 2, or auto: the largest that fits in memory")
     fit.add_argument("--loss", default="TripletMarginLoss")
     fit.add_argument("--loss-options", type=_json)
     fit.add_argument("--miner")
@@ -94,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--freeze", type=_freeze, default=False, help="true, false, or N trainable last layers")
     fit.add_argument("--device", default="auto")
     fit.add_argument("--precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
-    fit.add_argument("--num-workers", type=int, default=0)
+    fit.add_argument(
+        "--num-workers", type=_int_or_auto, default="auto", help="DataLoader workers; auto: 0 on the CPU, <= 8 on a GPU"
+    )
     fit.add_argument("--num-items-per-class", type=int, default=4)
     fit.add_argument("--sampler", default="auto", choices=["auto", "class", "random"])
     fit.add_argument("--val-split", type=float, default=0.0)

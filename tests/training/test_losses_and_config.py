@@ -53,3 +53,17 @@ def test_config_reports_every_problem_at_once():
     with pytest.raises(ConfigError, match="6 invalid setting"):
         cfg.validate()
     assert TrainingConfig().problems() == []
+
+
+def test_num_workers_auto_is_none_on_the_cpu_and_up_to_8_beside_a_gpu(monkeypatch):
+    import os
+
+    from finetuner.training.config import TrainingConfig
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert TrainingConfig().workers("cpu") == 0
+    assert TrainingConfig().workers("cuda") == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert TrainingConfig().workers("cuda") == 3  # one core stays with the training process
+    assert TrainingConfig(num_workers=2).workers("cuda") == 2
+    assert any("num_workers must be an int >= 0 or 'auto'" in m for m in TrainingConfig(num_workers=-1).problems())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ class TrainingConfig:
     output_dim: int | None = None
     device: str = "auto"
     precision: str = "auto"
-    num_workers: int = 0
+    num_workers: int | str = "auto"
     num_items_per_class: int = 4
     sampler: str = "auto"
     val_split: float = 0.0
@@ -62,6 +63,20 @@ class TrainingConfig:
     log_every: int = 10
     run_name: str | None = None
     experiment_name: str | None = None
+
+    def workers(self, device_type: str) -> int:
+        """DataLoader worker processes: the given number, or for ``'auto'`` none on the CPU (workers would take
+        cores from the model) and up to 8 beside a GPU (decoding and collating overlap the GPU's work).
+
+        Example:
+            >>> TrainingConfig().workers('cpu'), TrainingConfig(num_workers=3).workers('cpu')
+            (0, 3)
+        """
+        if self.num_workers != "auto":
+            return int(self.num_workers)
+        if device_type == "cpu":
+            return 0
+        return max(0, min(8, (os.cpu_count() or 1) - 1))
 
     def learning_rate_or_default(self) -> float:
         """The learning rate to use: the given one, else 1e-5 for transformers-sized models' fine-tuning."""
@@ -100,8 +115,9 @@ class TrainingConfig:
             f"output_dim must be an int >= 1 (or None); received {self.output_dim!r}",
         )
         check(
-            _is_int(self.num_workers) and self.num_workers >= 0,
-            f"num_workers must be an int >= 0; received {self.num_workers!r}",
+            self.num_workers == "auto" or (_is_int(self.num_workers) and self.num_workers >= 0),
+            "num_workers must be an int >= 0 or 'auto' (0 on the CPU, up to 8 beside a GPU); received "
+            f"{self.num_workers!r}",
         )
         check(
             _is_int(self.gradient_accumulation_steps) and self.gradient_accumulation_steps >= 1,

@@ -80,7 +80,7 @@ def plan_labelled(
         train.labels,
         preprocess,
         sampler,
-        config.num_workers,
+        config.workers(accelerator.device.type),
         pin_memory=accelerator.device.type == "cuda",
     )
     summary = f"{len(train)} {train.modality} items, {len(train.classes)} classes, batch size {batch_size}"
@@ -150,7 +150,12 @@ def plan_clip(
     right, image_preprocess = _training_inputs(model.vision, train.right)
     collate = PairCollate(text_preprocess, image_preprocess)
     loader = pair_loader(
-        left, right, collate, sampler, config.num_workers, pin_memory=accelerator.device.type == "cuda"
+        left,
+        right,
+        collate,
+        sampler,
+        config.workers(accelerator.device.type),
+        pin_memory=accelerator.device.type == "cuda",
     )
     evaluations: list[tuple[str, RetrievalSets]] = []
     if evaluation is not None:
