@@ -190,3 +190,30 @@ def test_cli_resumes_a_run(tiny_bert, tmp_path, capsys):
     assert "resume_from='no-such-run': no run named" in capsys.readouterr().err
     checkpoint = finetuner.get_run("cli-kept").directory / "checkpoints" / "epoch-0002"
     assert main([*common, "--resume-from", str(checkpoint)]) == 0
+
+
+class WeightsAt(Callback):
+    def __init__(self, step: int) -> None:
+        self.step, self.weights = step, None
+
+    def on_batch_end(self, state):
+        if state.step == self.step:
+            self.weights = _weights(state.model)
+
+
+def test_deferred_check_skips_the_bad_update_on_the_device(tiny_bert, monkeypatch):
+    """The GPU path (one step late, no stall), run on the CPU: the fused optimizer is told the loss is not finite,
+    skips that update itself, and the loop raises at the next step before applying anything more."""
+    monkeypatch.setattr("finetuner.training.loop.defers_finite_check", lambda *args: True)
+    model = build_model(tiny_bert)
+    at_4 = WeightsAt(4)
+    with pytest.raises(NonFiniteLossError) as info:
+        finetuner.fit(model, TRAIN, loss=NaNAt(5), callbacks=[at_4], run_name="nan-deferred",
+                      optimizer_options={"fused": True}, **SETTINGS)
+    message = str(info.value)
+    assert "the loss became nan at epoch 2, batch 1 (step 5)" in message
+    assert "its update was skipped on the device" in message
+    now = _weights(model)
+    assert all(torch.isfinite(v).all() for v in now.values() if v.is_floating_point())
+    # step 5 was skipped by the optimizer and step 6 stopped before its update: the weights of step 4
+    assert all(torch.equal(at_4.weights[k], now[k]) for k in now)

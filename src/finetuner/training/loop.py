@@ -174,6 +174,46 @@ def build_scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer, to
     )
 
 
+def defers_finite_check(accelerator: Any, optimizer: Any, loss_optimizer: Any, config: TrainingConfig) -> bool:
+    """Whether the loss's finiteness is checked one step late instead of stalling the GPU every step.
+
+    On a GPU, reading the loss back each step would stop the CPU from queueing the next step. A fused Adam/AdamW
+    (the default on CUDA) can skip a step on the device when told the loss is not finite (``found_inf``, as
+    mixed-precision loss scaling does), so the loop hands it that flag and raises one step later: the weights
+    never take a non-finite update either way. Not with fp16 loss scaling (which sets the flag itself), a separate
+    loss optimizer, or gradient accumulation (a bad micro-batch would reach a later update).
+
+    Example:
+        >>> from accelerate import Accelerator
+        >>> opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(1))], fused=True)
+        >>> defers_finite_check(Accelerator(cpu=True), opt, None, TrainingConfig())  # the CPU never stalls a GPU
+        False
+    """
+    inner = getattr(optimizer, "optimizer", optimizer)
+    return bool(
+        accelerator.device.type == "cuda"
+        and inner.defaults.get("fused")
+        and accelerator.scaler is None
+        and loss_optimizer is None
+        and config.gradient_accumulation_steps == 1
+    )
+
+
+def _raise_if_not_finite(finite: torch.Tensor, value: torch.Tensor, epoch: int, batch: int, step: int,
+                         deferred: bool) -> None:
+    if bool(finite):
+        return
+    when = f"the loss became {float(value)} at epoch {epoch}, batch {batch} (step {step}); "
+    if deferred:
+        what = "its update was skipped on the device, so the weights never took it; training stopped a step later. "
+    else:
+        what = "training stopped before this step changed the weights. "
+    raise NonFiniteLossError(
+        when + what + "Lower the learning_rate, set max_grad_norm, or check the data for NaN/inf values; resume from "
+        "the last checkpoint with fit(..., resume_from=<run name>)"
+    )
+
+
 def default_forward(model: nn.Module, inputs: dict[str, Any]) -> Any:
     """``model(**inputs)``: the embeddings ``(batch, dim)``, or a ``(text, image)`` pair of them for two towers."""
     return model(**inputs)
@@ -273,6 +313,9 @@ def train(
     objective = make_objective(loss_fn, miner).to(accelerator.device)
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
     forward = forward or default_forward
+    deferred = defers_finite_check(accelerator, optimizer, loss_optimizer, config)
+    inner_optimizer = getattr(optimizer, "optimizer", optimizer)
+    pending: tuple[Any, ...] | None = None  # the last step's finiteness, checked one step late when deferred
     state = TrainState(model, config, accelerator, optimizer, scheduler, steps_per_epoch=len(loader))
     state.loss_fn, state.loss_optimizer = loss_fn, loss_optimizer
     seed = config.seed if config.seed is not None else 0
@@ -307,13 +350,14 @@ def train(
             with accelerator.accumulate(model):
                 loss = forward_backward(model, inputs, labels, objective, forward, config, accelerator)
                 value = loss.detach()
-                if not torch.isfinite(value):  # checked before the update: the weights stay good
-                    raise NonFiniteLossError(
-                        f"the loss became {float(value)} at epoch {epoch + 1}, batch {seen} (step {state.step + 1}); "
-                        "training stopped before this step changed the weights. Lower the learning_rate, set "
-                        "max_grad_norm, or check the data for NaN/inf values; resume from the last checkpoint "
-                        "with fit(..., resume_from=<run name>)"
-                    )
+                if deferred:  # no stall: the fused step skips a non-finite update on the device itself
+                    finite = torch.isfinite(value)
+                    inner_optimizer.found_inf = (~finite).float()
+                    if pending is not None:  # the previous step's loss, long computed by now
+                        _raise_if_not_finite(*pending)
+                    pending = (finite, value, epoch + 1, seen, state.step + 1, True)
+                elif not torch.isfinite(value):  # checked before the update: the weights stay good
+                    _raise_if_not_finite(torch.tensor(False), value, epoch + 1, seen, state.step + 1, False)
                 if accelerator.sync_gradients:
                     average_gradients(loss_params)  # DDP only averages the model's own gradients
                 if config.max_grad_norm and accelerator.sync_gradients:
@@ -335,6 +379,9 @@ def train(
                 cb.on_batch_end(state)
             if state.stop:
                 break
+        if pending is not None:
+            _raise_if_not_finite(*pending)
+            pending = None
         state.history.append({"epoch": epoch + 1, "loss": state.last_loss})
         for cb in callbacks:
             cb.on_epoch_end(state)
