@@ -4,7 +4,7 @@ Workloads (issue 5's anchors, all measured in the same run so only ratios are co
 
 - ``text``: a bert-base-sized encoder (random weights from ``BertConfig()``: 12 layers, 768 wide), in-batch
   InfoNCE on (lemma, gloss) pairs of real WordNet text, batch 256 pairs, sequences cut at 64 tokens, bf16.
-  finetuner ``fit`` (NTXentLoss on pairs as classes of two) vs sentence-transformers' trainer
+  finetuner ``fit`` (InfoNCELoss: in-batch negatives on pairs as classes of two) vs sentence-transformers' trainer
   (MultipleNegativesRankingLoss, NO_DUPLICATES, 8 DataLoader workers) vs a raw loop with the tokens already on
   the GPU;
 - ``gradcache``: the same model and data at batch 4096 in mini-batches of 256: finetuner ``mini_batch_size=256`` vs
@@ -234,7 +234,7 @@ def run_finetuner(workload: str, data: Path, sizes: dict[str, int], smoke: bool,
         pairs = text_pairs(data, batch * steps)
         extra = {"mini_batch_size": 2 * sizes["mini"]} if workload == "gradcache" else {}
         # a batch of N pairs is 2N texts (pairs train as classes of two)
-        finetuner.fit(str(model), pairs, loss="NTXentLoss", batch_size=2 * batch,
+        finetuner.fit(str(model), pairs, loss="InfoNCELoss", batch_size=2 * batch,
                       csv_options=CSVOptions(is_labeled=False), **extra, **common)
         rows = batch
     elif workload == "clip":  # the emoji pairs repeated: one epoch, no batch holds a pair twice

@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--epochs", type=int, default=5)
     fit.add_argument("--learning-rate", type=float)
     fit.add_argument("--batch-size", type=_int_or_auto, help="an int >= 2, or auto: the largest that fits in memory")
-    fit.add_argument("--loss", default="TripletMarginLoss")
+    fit.add_argument("--loss", default="auto", help="a loss name; auto: by the data (triplets, InfoNCE, CLIP)")
     fit.add_argument("--loss-options", type=_json)
     fit.add_argument("--miner")
     fit.add_argument("--miner-options", type=_json)

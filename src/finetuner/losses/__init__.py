@@ -15,6 +15,19 @@ from torch import nn
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 
 DEFAULT_LOSS = "TripletMarginLoss"
+#: what ``loss='auto'`` (the default) means for each kind of training data
+AUTO_LOSSES = {"labelled": "TripletMarginLoss", "pairs": "InfoNCELoss", "clip": "CLIPLoss"}
+
+
+def resolve_loss(loss: Any, data_kind: str) -> Any:
+    """The loss to use: ``'auto'`` becomes the default for the data (labelled items: TripletMarginLoss; pairs of
+    one modality: InfoNCELoss, in-batch negatives; text-image pairs: CLIPLoss); anything else stays.
+
+    Example:
+        >>> resolve_loss('auto', 'pairs'), resolve_loss('auto', 'labelled'), resolve_loss('ArcFaceLoss', 'labelled')
+        ('InfoNCELoss', 'TripletMarginLoss', 'ArcFaceLoss')
+    """
+    return AUTO_LOSSES[data_kind] if isinstance(loss, str) and loss.lower() == "auto" else loss
 
 #: losses whose constructor needs the embedding size / class count (filled in automatically)
 _NEEDS_CLASSES = ("num_classes", "embedding_size")
@@ -123,7 +136,7 @@ def get_loss(
                 "loss_options only apply to a loss given by name; configure the instance instead"
             )
         return loss
-    if loss is None:
+    if loss is None or (isinstance(loss, str) and loss.lower() == "auto"):
         loss = DEFAULT_LOSS
     if not isinstance(loss, str):
         raise InputTypeError(f"loss must be a name or a torch.nn.Module; received {type(loss).__name__}")
@@ -156,4 +169,13 @@ def get_miner(miner: str | nn.Module | None, options: dict[str, Any] | None = No
     return _construct(_lookup(miner, "miner", _pml_classes("miners", "BaseMiner")), options, "miner")
 
 
-__all__ = ["DEFAULT_LOSS", "get_loss", "get_miner", "list_losses", "list_miners", "needs_class_count"]
+__all__ = [
+    "AUTO_LOSSES",
+    "DEFAULT_LOSS",
+    "get_loss",
+    "get_miner",
+    "list_losses",
+    "list_miners",
+    "needs_class_count",
+    "resolve_loss",
+]

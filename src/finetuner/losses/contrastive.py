@@ -1,8 +1,11 @@
-"""In-batch contrastive losses: CLIP's symmetric InfoNCE for two towers.
+"""In-batch contrastive losses: CLIP's symmetric InfoNCE for two towers, InfoNCE for same-modality pairs.
 
 Use ``CLIPLoss`` with pairs (CLIP text/image roots, or ``(text, image)`` tuples); each pair's partner is its only
 positive and every other item of the global batch (all processes) is a negative. Pair it with the duplicate-free
 pair sampler so no caption or image appears twice in a batch (no false negatives).
+
+``InfoNCELoss`` is the in-batch-negatives loss for same-modality pairs (query-document text pairs), which train as
+classes of two: every item's partner is its positive, the other ``2B - 2`` items of the batch are its negatives.
 """
 
 from __future__ import annotations
@@ -66,5 +69,45 @@ class CLIPLoss(nn.Module):
         return loss
 
 
+class InfoNCELoss(nn.Module):
+    """In-batch negatives for pairs trained as classes of two (the NT-Xent / SimCLR form of InfoNCE).
+
+    Every item of the batch is an anchor; its pair partner (the one other item with its label) is the positive and
+    the other ``2B - 2`` items are negatives: the loss is the cross-entropy of ``cos / temperature`` over each row of
+    the batch's similarity matrix with the diagonal left out. This is pytorch-metric-learning's ``NTXentLoss`` on
+    classes of two (tests compare the two), computed from one ``2B x 2B`` matrix instead of index tensors of every
+    positive and negative pair, so batches of thousands of pairs fit in memory. It needs every label exactly twice
+    in a batch: ``fit`` allows it only for pairs, whose samplers keep both members in one batch.
+
+    Args:
+        temperature: the softmax temperature (0.05, as sentence-transformers' MultipleNegativesRankingLoss's
+            scale of 20).
+
+    Example:
+        >>> import torch
+        >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+        >>> round(float(InfoNCELoss()(emb, torch.tensor([0, 0, 1, 1]))), 4)  # partners far closer than the rest
+        0.0
+    """
+
+    def __init__(self, temperature: float = 0.05) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive; received {temperature}")
+        self.temperature = float(temperature)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, indices_tuple: object = None) -> torch.Tensor:
+        """Loss of ``embeddings`` (``(2B, dim)``) whose ``labels`` pair them up (each label exactly twice)."""
+        emb = F.normalize(embeddings.float(), dim=-1)  # (2B, d)
+        n = emb.shape[0]
+        order = torch.argsort(labels, stable=True)  # partners side by side
+        partner = torch.empty_like(order)  # (2B,): the row of each row's partner
+        partner[order[0::2]] = order[1::2]
+        partner[order[1::2]] = order[0::2]
+        logits = emb @ emb.T / self.temperature  # (2B, 2B)
+        logits = logits.masked_fill(torch.eye(n, dtype=torch.bool, device=emb.device), float("-inf"))
+        return F.cross_entropy(logits, partner)
+
+
 #: losses implemented here, by name (merged into ``list_losses``)
-LOSSES: dict[str, type] = {"CLIPLoss": CLIPLoss}
+LOSSES: dict[str, type] = {"CLIPLoss": CLIPLoss, "InfoNCELoss": InfoNCELoss}

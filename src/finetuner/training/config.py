@@ -33,7 +33,7 @@ class TrainingConfig:
     """
 
     model: str = ""
-    loss: str = "TripletMarginLoss"
+    loss: Any = "auto"
     loss_options: dict[str, Any] = field(default_factory=dict)
     miner: str | None = None
     miner_options: dict[str, Any] = field(default_factory=dict)

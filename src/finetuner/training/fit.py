@@ -16,6 +16,7 @@ import torch
 from finetuner.data.readers import CSVOptions
 from finetuner.data.tasks import LabelledData, PairData
 from finetuner.errors import ConfigError
+from finetuner.losses import resolve_loss
 from finetuner.models.clip import TwoTowerModel
 from finetuner.models.factory import build_model
 from finetuner.models.io import save_model
@@ -35,7 +36,7 @@ from finetuner.training.resume import (
     resume_hint,
     run_fingerprint,
 )
-from finetuner.validation import validate_fit
+from finetuner.validation import data_kind, validate_fit
 
 logger = logging.getLogger("finetuner")
 
@@ -165,6 +166,8 @@ def run_fit(
     seed = config.seed if config.seed is not None else 0
     _seed_everything(seed)
     train_task, eval_task = checked.train, checked.eval
+    # loss='auto' becomes the data's default, which is also what config.yml records
+    config = dataclasses.replace(config, loss=resolve_loss(config.loss, data_kind(train_task)))
     is_clip = isinstance(train_task, PairData) and train_task.left_modality != train_task.right_modality
     if config.val_split > 0:
         train_task, eval_task = _split(train_task, config.val_split, seed)

@@ -16,7 +16,7 @@ from finetuner.data.samplers import ClassSampler, LengthBucketPairSampler, PairB
 from finetuner.data.tasks import LabelledData, PairData
 from finetuner.errors import ConfigError, DataError
 from finetuner.evaluation.model_eval import Embedder, RetrievalSets, evaluate_sets, model_embedder, retrieval_sets
-from finetuner.losses import DEFAULT_LOSS, get_loss, get_miner, needs_class_count
+from finetuner.losses import get_loss, get_miner, needs_class_count, resolve_loss
 from finetuner.losses.objective import PairObjective
 from finetuner.models.clip import TwoTowerModel
 from finetuner.training.config import TrainingConfig
@@ -55,7 +55,8 @@ def plan_labelled(
     eval_batch_size: int,
 ) -> Plan:
     """Metric learning on labelled items (same-modality pairs come as classes of two)."""
-    loss = get_loss(config.loss, config.loss_options, embedding_size=model.output_dim, num_classes=len(train.classes))
+    name = resolve_loss(config.loss, "pairs" if pairs_as_classes else "labelled")
+    loss = get_loss(name, config.loss_options, embedding_size=model.output_dim, num_classes=len(train.classes))
     if isinstance(loss, PairObjective) or type(loss).__name__ == "CLIPLoss":
         raise ConfigError("CLIPLoss trains two towers on text-image pairs; for labelled items use a metric loss")
     miner = get_miner(config.miner, config.miner_options)
@@ -63,7 +64,7 @@ def plan_labelled(
     shard = {"rank": accelerator.process_index, "world_size": accelerator.num_processes}
     kind = config.sampler
     if kind == "auto":
-        kind = "random" if needs_class_count(config.loss) else "class"
+        kind = "random" if needs_class_count(name) else "class"
     items, preprocess = _training_inputs(model, train.items)
     if kind == "length":
         if not pairs_as_classes or not hasattr(model, "pretokenize"):
@@ -135,7 +136,7 @@ def plan_clip(
             " or model={'text': TEXT_MODEL, 'vision': VISION_MODEL}; received a single "
             f"{getattr(model, 'modality', type(model).__name__)} model"
         )
-    name = "CLIPLoss" if config.loss == DEFAULT_LOSS else config.loss
+    name = resolve_loss(config.loss, "clip")
     if str(name).lower() != "cliploss":
         raise ConfigError(f"two-tower training on text-image pairs takes loss='CLIPLoss'; received {config.loss!r}")
     loss = get_loss("CLIPLoss", config.loss_options)

@@ -93,6 +93,7 @@ def validate_fit(
             )
     if train is not None:
         _check_sampler(report, config.sampler, train)
+        _check_loss_for_data(report, config, train)
     report.raise_if_problems()
     assert train is not None  # no problems means train data was built
     return CheckedData(train, evals, report)
@@ -122,10 +123,49 @@ def _check_sampler(report: ValidationReport, sampler: Any, train: LabelledData |
         )
 
 
+def data_kind(data: LabelledData | PairData) -> str:
+    """``'labelled'``, ``'pairs'`` (one modality) or ``'clip'`` (text-image pairs): what picks ``loss='auto'``.
+
+    Example:
+        >>> data_kind(PairData(['q'], ['d'], 'text', 'text', ['0']))
+        'pairs'
+    """
+    if isinstance(data, LabelledData):
+        return "labelled"
+    return "pairs" if data.left_modality == data.right_modality else "clip"
+
+
+def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train: LabelledData | PairData) -> None:
+    """``loss='auto'`` resolved by the data (its options checked against that loss); InfoNCELoss needs pairs."""
+    from finetuner.losses import _lookup, _own_losses, _pml_classes, resolve_loss
+    from finetuner.validation.options import _check_keys
+
+    kind = data_kind(train)
+    loss = resolve_loss(config.loss, kind)
+    if isinstance(config.loss, str) and config.loss.lower() == "auto" and isinstance(config.loss_options, dict):
+        table = {**_pml_classes("losses", "BaseMetricLossFunction"), **_own_losses()}
+        _check_keys(report, "loss", _lookup(loss, "loss", table), config.loss_options)
+    name = loss if isinstance(loss, str) else type(loss).__name__
+    if name.lower() == "infonceloss":
+        if kind != "pairs":
+            held = "text-image pairs (use CLIPLoss)" if kind == "clip" else f"labelled {train.modality} items"
+            report.add(
+                "config",
+                f"InfoNCELoss takes pairs of one modality (each item's partner is its positive), but train_data holds "
+                f"{held}; for labelled items use a metric loss such as TripletMarginLoss or NTXentLoss",
+            )
+        elif config.sampler == "random":
+            report.add(
+                "config",
+                "InfoNCELoss needs both members of a pair in one batch; sampler='random' can split them: use "
+                "sampler='auto' (or 'length')",
+            )
+
+
 def _modalities(data: LabelledData | PairData) -> tuple[str, ...]:
     if isinstance(data, LabelledData):
         return (data.modality,)
     return tuple(sorted({data.left_modality, data.right_modality}))
 
 
-__all__ = ["CheckedData", "ValidationReport", "validate_fit"]
+__all__ = ["CheckedData", "ValidationReport", "data_kind", "validate_fit"]

@@ -147,7 +147,9 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
 def _check_loss_and_miner(report: ValidationReport, config: TrainingConfig) -> None:
     from finetuner.losses import _lookup, _own_losses, _pml_classes
 
-    if isinstance(config.loss, str):
+    if isinstance(config.loss, str) and config.loss.lower() == "auto":
+        pass  # resolved by the data (validate_fit), where its options are checked too
+    elif isinstance(config.loss, str):
         table = {**_pml_classes("losses", "BaseMetricLossFunction"), **_own_losses()}
         try:
             cls = _lookup(config.loss, "loss", table)
