@@ -152,3 +152,29 @@ def test_tower_locking_and_per_tower_learning_rates(clip_setup):
     assert lrs == [1e-4, 1e-6, 1e-5]
     with pytest.raises(ConfigError, match="'text' and 'vision'"):
         build_model(model_dir, freeze={"image": True})
+
+
+def test_auto_batch_size_for_two_towers(clip_setup, monkeypatch):
+    """batch_size='auto' probes the two towers' real step (both forwards, CLIPLoss, backward): text and image
+    batches larger than 16 rows fail as out-of-memory would, so the run trains with 16 pairs."""
+    from finetuner.models import factory
+
+    build = factory.build_model
+
+    def build_with_limit(*args, **kwargs):
+        model = build(*args, **kwargs)
+
+        def hook(module, args, kwargs):
+            rows = next(iter(kwargs.values()))
+            if rows.shape[0] > 16:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        model.text.register_forward_pre_hook(hook, with_kwargs=True)
+        model.vision.register_forward_pre_hook(hook, with_kwargs=True)
+        return model
+
+    monkeypatch.setattr("finetuner.training.fit.build_model", build_with_limit)
+    model_dir, train, _ = clip_setup
+    run = finetuner.fit(model_dir, train, batch_size="auto", epochs=1, device="cpu", verbose=False)
+    assert run.status()["status"] == "FINISHED"
+    assert run.config["batch_size"] == 16  # 54 pairs: tries 32 (fails), then 16 (fits)
