@@ -31,6 +31,29 @@ NOISE_WORDS = [
 ]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-extras",
+        action="store_true",
+        help="fail (instead of skip) tests marked extras whose packages (open_clip, timm, ...) are missing",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Under ``--require-extras`` a skipped ``extras`` test is a failure: .ci/extras must run every one."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and item.get_closest_marker("extras") is not None
+        and item.config.getoption("--require-extras")
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under --require-extras: {report.longrepr}"
+
+
 @pytest.fixture(autouse=True)
 def _runs_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FINETUNER_HOME", str(tmp_path_factory.getbasetemp() / "finetuner-home"))
