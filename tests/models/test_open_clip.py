@@ -222,6 +222,9 @@ def test_bad_open_clip_names_and_options_are_explained(open_clip, tiny_open_clip
         build_model(f"open_clip:{tiny_open_clip}", model_options={"pooling": "cls"})
     with pytest.raises(ConfigError, match="not a valid open_clip augmentation"):
         build_model(f"open_clip:{tiny_open_clip}", model_options={"augment": {"flip": 0.5}})
+    with pytest.raises(ConfigError) as err:  # fit reports a bad name with every other problem, up front
+        finetuner.fit("ViT-B-32::openia", [("a cat", np.zeros((8, 8, 3), np.uint8))] * 2, epochs=0, verbose=False)
+    assert any("'openia'" in p for p in err.value.problems) and any("epochs" in p for p in err.value.problems)
 
 
 @pytest.mark.extras

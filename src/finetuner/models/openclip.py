@@ -128,6 +128,21 @@ def resolve_open_clip_name(name: str, open_clip: Any) -> tuple[str, str | None]:
     return arch, clean
 
 
+def open_clip_name_problem(name: str) -> str | None:
+    """What is wrong with an open_clip model name (open_clip missing, unknown architecture or tag), or None;
+    checked before ``fit`` loads anything, so it is reported with the other problems.
+
+    Example:
+        >>> open_clip_name_problem('ViT-B-32::openai') is None  # doctest: +SKIP
+        True
+    """
+    try:
+        resolve_open_clip_name(name, import_open_clip(repr(name)))
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def _pretrained_quick_gelu(open_clip: Any, arch: str, tag: str | None) -> bool:
     """Whether the weights of ``tag`` were trained with QuickGELU while ``arch``'s config says GELU (OpenAI's
     weights under the plain names): open_clip then only warns; the model is built with QuickGELU instead."""
