@@ -311,3 +311,24 @@ def test_saved_tower_with_damaged_config_is_refused(open_clip, tiny_open_clip: s
     with pytest.raises(ArtifactError, match=r"open_clip_config\.json is not valid JSON"):
         load_model(tmp_path / "text")
     assert TINY_OPEN_CLIP["embed_dim"] == model.output_dim
+
+
+@pytest.mark.extras
+def test_gradient_checkpointing_switches_open_clips_blocks_with_equal_gradients(open_clip, tiny_open_clip: str) -> None:
+    from finetuner.training.loop import enable_gradient_checkpointing
+
+    def gradients(checkpointing: bool) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = build_model(f"open_clip:{tiny_open_clip}").train()
+        if checkpointing:
+            assert enable_gradient_checkpointing(model) == 2  # one per tower
+            assert model.text.backbone.transformer.grad_checkpointing
+            assert model.vision.backbone.transformer.grad_checkpointing
+        text, image = model(text=model.text.preprocess(TEXTS), image=model.vision.preprocess(images()))
+        (text @ image.T).trace().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain, recomputed = gradients(False), gradients(True)
+    assert plain.keys() == recomputed.keys() and len(plain) > 10
+    for name, grad in plain.items():
+        torch.testing.assert_close(recomputed[name], grad, rtol=1e-5, atol=1e-6)

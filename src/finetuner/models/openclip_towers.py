@@ -145,7 +145,26 @@ def _write_common(directory: Path, config: dict[str, Any]) -> None:
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
-class OpenCLIPTextTower(EmbeddingModel):
+class _Checkpointing:
+    """``gradient_checkpointing=True`` for an open_clip tower: the ``grad_checkpointing`` switches that open_clip's
+    transformers and timm's models read (a Hugging Face text encoder inside is switched by the training loop)."""
+
+    backbone: nn.Module
+    supports_gradient_checkpointing = True
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        switches = [m for m in self.backbone.modules() if isinstance(getattr(m, "grad_checkpointing", None), bool)]
+        hf = [m for m in self.backbone.modules() if getattr(m, "supports_gradient_checkpointing", False)]
+        if not switches and not hf:
+            raise ConfigError(
+                f"gradient_checkpointing=True, but open_clip's {type(self.backbone).__name__} has no activation "
+                "checkpointing; drop gradient_checkpointing"
+            )
+        for module in switches:
+            module.grad_checkpointing = True
+
+
+class OpenCLIPTextTower(_Checkpointing, EmbeddingModel):
     """The text half of an open_clip model with its tokenizer; ``forward`` is ``model.encode_text``.
 
     Every text is tokenised to the model's fixed ``context_length`` (open_clip's positional embeddings have that
@@ -289,7 +308,7 @@ def image_transforms(preprocess_cfg: dict[str, Any], augment: Any) -> tuple[Any,
     return evaluate, train
 
 
-class OpenCLIPVisionTower(EmbeddingModel):
+class OpenCLIPVisionTower(_Checkpointing, EmbeddingModel):
     """The vision half of an open_clip model (its ``visual`` module: what ``model.encode_image`` runs) with
     open_clip's own image transform.
 
