@@ -31,6 +31,29 @@ NOISE_WORDS = [
 ]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-extras",
+        action="store_true",
+        help="fail (instead of skip) tests marked extras whose packages (open_clip, timm, ...) are missing",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Under ``--require-extras`` a skipped ``extras`` test is a failure: .ci/extras must run every one."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and item.get_closest_marker("extras") is not None
+        and item.config.getoption("--require-extras")
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under --require-extras: {report.longrepr}"
+
+
 @pytest.fixture(autouse=True)
 def _runs_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FINETUNER_HOME", str(tmp_path_factory.getbasetemp() / "finetuner-home"))
@@ -79,3 +102,31 @@ def build_tiny_bert(directory: Path, hidden: int = 32, seed: int = 0, dropout: f
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of a tiny random BERT folder (loads with AutoModel / finetuner.build_model)."""
     return str(build_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
+
+
+#: a tiny open_clip architecture (random init, nothing downloaded): 16-d joint space, 2 layers per tower
+TINY_OPEN_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def register_open_clip_config(folder: Path, name: str, config: dict) -> str:
+    """Register an open_clip architecture from a config dict (as open_clip's own JSON files); its name."""
+    import json
+
+    import open_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    open_clip.add_model_config(path)
+    return name
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The name of a tiny registered open_clip architecture (skips the test when open_clip is missing)."""
+    pytest.importorskip("open_clip")
+    return register_open_clip_config(tmp_path_factory.mktemp("open-clip-configs"), "finetuner-tiny", TINY_OPEN_CLIP)

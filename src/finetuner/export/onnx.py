@@ -9,10 +9,11 @@ written into the model folder next to the PyTorch weights.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,22 @@ class _PositionalForward(nn.Module):
         return self.model(**dict(zip(self.names, tensors)))  # (batch, dim)
 
 
+@contextlib.contextmanager
+def _mha_fastpath_off() -> Iterator[None]:
+    """Trace ``nn.MultiheadAttention`` (open_clip's attention) through its plain ops: in eval mode without
+    gradients it takes a fused fast path (``aten::_native_multi_head_attention``) that the exporter cannot write."""
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
+
+
 def _dynamic_axes(inputs: dict[str, torch.Tensor]) -> dict[str, dict[int, str]]:
     axes: dict[str, dict[int, str]] = {}
     for name, tensor in inputs.items():
@@ -157,7 +174,7 @@ def export_onnx(
         kwargs: dict[str, Any] = {}
         if "dynamo" in inspect.signature(torch.onnx.export).parameters:
             kwargs["dynamo"] = False  # the TorchScript exporter: no onnxscript needed, works offline
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _mha_fastpath_off():
             warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
             torch.onnx.export(
                 wrapper,

@@ -7,6 +7,7 @@ An :class:`EmbeddingModel` is a ``torch.nn.Module`` that knows its input modalit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,13 @@ class EmbeddingModel(nn.Module):
         """Parameters that ``requires_grad`` (what the optimizer updates)."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def backbone_layers(self) -> list[nn.Module] | None:
+        """The backbone's blocks in order, which ``freeze=N`` counts from the end: by default the longest
+        ``ModuleList`` of ``self.backbone`` (see :func:`layer_list`); models whose blocks live elsewhere (a
+        ``Sequential`` of stages) override this."""
+        found = layer_list(getattr(self, "backbone", self))
+        return list(found) if found is not None else None
+
 
 def layer_list(backbone: nn.Module) -> nn.ModuleList | None:
     """The backbone's longest ``ModuleList`` (its transformer layers or conv blocks), or None.
@@ -89,8 +97,12 @@ def layer_list(backbone: nn.Module) -> nn.ModuleList | None:
     return best
 
 
-def freeze_backbone(backbone: nn.Module, setting: bool | int, what: str = "freeze") -> None:
+def freeze_backbone(
+    backbone: nn.Module, setting: bool | int, what: str = "freeze", layers: Sequence[nn.Module] | None = None
+) -> None:
     """Freeze ``backbone``: ``True`` all of it, an int N all but its last N layers, ``False`` nothing.
+
+    ``layers`` are the blocks N counts from the end (default: :func:`layer_list` of ``backbone``).
 
     Example:
         >>> net = nn.Sequential(nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)]))
@@ -102,8 +114,8 @@ def freeze_backbone(backbone: nn.Module, setting: bool | int, what: str = "freez
         return
     backbone.requires_grad_(False)
     if isinstance(setting, int) and not isinstance(setting, bool):
-        layers = layer_list(backbone)
+        layers = layer_list(backbone) if layers is None else layers
         if layers is None or setting < 0:
             raise ConfigError(f"{what}={setting} (unfrozen layer count) needs a layered backbone and N >= 0")
-        for layer in list(layers)[len(layers) - setting :] if setting else []:
+        for layer in list(layers)[max(0, len(layers) - setting) :] if setting else []:
             layer.requires_grad_(True)

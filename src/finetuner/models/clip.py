@@ -152,6 +152,8 @@ class TwoTowerModel(nn.Module):
         text: an embedding model with ``modality == 'text'``.
         vision: an embedding model with ``modality == 'image'``.
         learning_rates: optional per-tower learning rates ``{'text': ..., 'vision': ...}`` (default: the run's).
+        temperature: the softmax temperature the pretrained towers were trained with (an open_clip model's
+            ``1 / exp(logit_scale)``), or None; ``CLIPLoss`` starts from it unless ``loss_options`` set one.
 
     Example:
         >>> from finetuner import build_model
@@ -164,7 +166,13 @@ class TwoTowerModel(nn.Module):
     kind = "two-tower"
     modality = "text+image"
 
-    def __init__(self, text: nn.Module, vision: nn.Module, learning_rates: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        text: nn.Module,
+        vision: nn.Module,
+        learning_rates: dict[str, float] | None = None,
+        temperature: float | None = None,
+    ) -> None:
         super().__init__()
         if getattr(text, "modality", None) != "text" or getattr(vision, "modality", None) != "image":
             raise ConfigError(
@@ -180,6 +188,7 @@ class TwoTowerModel(nn.Module):
         self.text = text
         self.vision = vision
         self.learning_rates = dict(learning_rates or {})
+        self.temperature = temperature
         unknown = set(self.learning_rates) - {"text", "vision"}
         if unknown:
             raise ConfigError(f"per-tower learning rates take the keys 'text' and 'vision'; received {sorted(unknown)}")
@@ -284,4 +293,5 @@ def lock_towers(model: TwoTowerModel, freeze: dict[str, bool | int]) -> None:
         raise ConfigError(f"per-tower freeze takes the keys 'text' and 'vision'; received {sorted(unknown)}")
     for name, setting in freeze.items():
         tower = getattr(model, name)
-        freeze_backbone(getattr(tower, "backbone", tower), setting, what=f"freeze[{name!r}]")
+        layers = tower.backbone_layers() if hasattr(tower, "backbone_layers") else None
+        freeze_backbone(getattr(tower, "backbone", tower), setting, what=f"freeze[{name!r}]", layers=layers)

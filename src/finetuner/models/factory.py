@@ -19,15 +19,30 @@ from finetuner.models.clip import (
     lock_towers,
 )
 from finetuner.models.io import METADATA_FILE, load_model, register_loader
+from finetuner.models.openclip import build_open_clip, is_open_clip_name
+from finetuner.models.openclip_towers import OpenCLIPTextTower, OpenCLIPVisionTower
 from finetuner.models.registry import BUILDERS, MODELS, get_spec, register_builder
 from finetuner.models.text import TextEncoder, from_pretrained_text
 
 register_builder("text", from_pretrained_text)
 register_loader("text", TextEncoder.load)
-register_builder("clip", build_hf_clip)
+
+
+def build_clip(name_or_path: str, *, output_dim: int | None = None, **options: Any) -> TwoTowerModel:
+    """The ``'clip'`` family's builder: open_clip names (``'ViT-B-32::openai'``, ``'open_clip:...'``) go to
+    :func:`~finetuner.models.openclip.build_open_clip`, anything else to Hugging Face CLIP.
+
+    Example:
+        >>> model = build_clip('ViT-B-32::openai')  # doctest: +SKIP
+    """
+    builder = build_open_clip if is_open_clip_name(name_or_path) else build_hf_clip
+    return builder(name_or_path, output_dim=output_dim, **options)
+
+
+register_builder("clip", build_clip)
 register_builder("two-tower", build_two_tower)
-register_loader(CLIPTextTower.kind, CLIPTextTower.load)
-register_loader(CLIPVisionTower.kind, CLIPVisionTower.load)
+for _tower in (CLIPTextTower, CLIPVisionTower, OpenCLIPTextTower, OpenCLIPVisionTower):
+    register_loader(_tower.kind, _tower.load)
 
 _VISION_TYPES = {
     "resnet",
@@ -61,14 +76,17 @@ _VISION_TYPES = {
 
 
 def detect_family(name_or_path: str) -> str:
-    """``'text'``, ``'vision'`` or ``'clip'`` for a hub id or local Hugging Face folder, from its config.
+    """``'text'``, ``'vision'`` or ``'clip'`` for a hub id or local Hugging Face folder, from its config;
+    ``'clip'`` for open_clip names (``'ViT-B-32::openai'``, ``'open_clip:ARCH'``, ``'open_clip:hf-hub:ORG/REPO'``).
 
     Example:
-        >>> detect_family('timm/resnet50.a1_in1k')
-        'vision'
+        >>> detect_family('timm/resnet50.a1_in1k'), detect_family('ViT-B-32::laion2b_s34b_b79k')
+        ('vision', 'clip')
     """
     if name_or_path.startswith(("timm/", "timm:", "hf-hub:timm/")):
         return "vision"
+    if is_open_clip_name(name_or_path) and not Path(name_or_path).is_dir():
+        return "clip"
     from transformers import AutoConfig
 
     local = Path(name_or_path)
@@ -106,7 +124,7 @@ def _freeze(model: Any, freeze: bool | int | dict[str, bool | int]) -> None:
             "freeze=True trains only the projection head, but the model has none; also pass output_dim=N "
             "(or freeze=False)"
         )
-    freeze_backbone(backbone, freeze)
+    freeze_backbone(backbone, freeze, layers=model.backbone_layers() if hasattr(model, "backbone_layers") else None)
 
 
 def build_model(

@@ -130,3 +130,17 @@ for _name, _src, _desc in (
     ("clip-large-en-336", "openai/clip-vit-large-patch14-336", "OpenAI CLIP ViT-L/14 at 336 px"),
 ):
     register_model(ModelSpec(_name, _src, "clip", "text-to-image", _desc))
+
+#: open_clip architectures with pretrained weights, by Finetuner's ``ARCH::TAG`` names (any other open_clip
+#: ``ARCH::TAG`` works too); they need ``pip install 'finetuner[open-clip]'``
+for _name, _desc in (
+    ("ViT-B-32::openai", "OpenAI CLIP ViT-B/32 through open_clip, 512-d"),
+    ("ViT-B-16::openai", "OpenAI CLIP ViT-B/16 through open_clip, 512-d"),
+    ("ViT-L-14::openai", "OpenAI CLIP ViT-L/14 through open_clip, 768-d"),
+    ("RN50::openai", "OpenAI CLIP ResNet-50 through open_clip, 1024-d"),
+    ("ViT-B-32::laion2b_s34b_b79k", "open_clip ViT-B/32 trained on LAION-2B, 512-d"),
+    ("ViT-L-14::laion2b_s32b_b82k", "open_clip ViT-L/14 trained on LAION-2B, 768-d"),
+    ("ViT-H-14::laion2b_s32b_b79k", "open_clip ViT-H/14 trained on LAION-2B, 1024-d"),
+    ("xlm-roberta-base-ViT-B-32::laion5b_s13b_b90k", "multilingual open_clip (XLM-RoBERTa text), 512-d"),
+):
+    register_model(ModelSpec(_name, _name, "clip", "text-to-image", _desc + " (needs finetuner[open-clip])"))

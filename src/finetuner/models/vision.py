@@ -166,6 +166,13 @@ class ImageEncoder(EmbeddingModel):
             emb = nn.functional.normalize(emb, dim=-1)
         return emb
 
+    def backbone_layers(self) -> list[nn.Module] | None:
+        """The blocks ``freeze=N`` counts from the end: the backbone's own list (timm) or its longest
+        ``ModuleList``."""
+        own = getattr(self.backbone, "block_list", None)
+        found = own() if callable(own) else None
+        return found if found is not None else super().backbone_layers()
+
     def train(self, mode: bool = True) -> ImageEncoder:
         """Switch modes; batch-norm layers whose weights are all frozen stay in eval mode (their statistics are
         not updated by training batches)."""

@@ -170,6 +170,10 @@ class TimmBackbone(nn.Module):
         pooled = self.model.forward_head(features, pre_logits=True)  # (batch, dim)
         return VisionFeatures(pooled, features)
 
+    def block_list(self) -> list[nn.Module] | None:
+        """The timm model's blocks (see :func:`timm_blocks`)."""
+        return timm_blocks(self.model)
+
     def describe(self) -> dict[str, Any]:
         """The timm architecture name (weights in ``model.safetensors``)."""
         return {"type": self.kind, "architecture": self.architecture}
@@ -185,6 +189,24 @@ class TimmBackbone(nn.Module):
         model = timm.create_model(meta["architecture"], pretrained=False, num_classes=0)
         _load_state(model, directory)
         return cls(model, meta["architecture"])
+
+
+def timm_blocks(model: nn.Module) -> list[nn.Module] | None:
+    """A timm model's blocks in order, for ``freeze=N``: ``blocks`` (ViT, EfficientNet), ``stages`` (ConvNeXt,
+    RegNet), ``layers`` (Swin) or ResNet's ``layer1`` ... ``layer4``; timm keeps them in a ``Sequential``, which
+    :func:`~finetuner.models.base.layer_list` (longest ``ModuleList``) does not see. None when none is found.
+
+    Example:
+        >>> timm_blocks(nn.Module()) is None
+        True
+    """
+    for name in ("blocks", "stages", "layers"):
+        blocks = getattr(model, name, None)
+        if isinstance(blocks, (nn.Sequential, nn.ModuleList)) and len(blocks):
+            return list(blocks)
+    if all(isinstance(getattr(model, f"layer{i}", None), nn.Module) for i in range(1, 5)):
+        return [getattr(model, f"layer{i}") for i in range(1, 5)]
+    return None
 
 
 def import_timm() -> Any:

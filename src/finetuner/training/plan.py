@@ -120,6 +120,24 @@ def two_tower_embedder(model: TwoTowerModel, batch_size: int) -> Embedder:
     return embed
 
 
+def clip_loss_options(model: TwoTowerModel, options: dict[str, Any] | None) -> dict[str, Any]:
+    """``CLIPLoss`` options: the user's, with the temperature the pretrained model was trained with (open_clip
+    models keep it as ``logit_scale``) unless the user set one; other models start at CLIP's 0.07.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> clip_loss_options(SimpleNamespace(temperature=0.01), None)
+        {'temperature': 0.01}
+        >>> clip_loss_options(SimpleNamespace(temperature=0.01), {'temperature': 0.05})
+        {'temperature': 0.05}
+    """
+    out = dict(options or {})
+    temperature = getattr(model, "temperature", None)
+    if temperature is not None and "temperature" not in out:
+        out["temperature"] = float(temperature)
+    return out
+
+
 def plan_clip(
     model: Any,
     train: PairData,
@@ -139,7 +157,7 @@ def plan_clip(
     name = resolve_loss(config.loss, "clip")
     if str(name).lower() != "cliploss":
         raise ConfigError(f"two-tower training on text-image pairs takes loss='CLIPLoss'; received {config.loss!r}")
-    loss = get_loss("CLIPLoss", config.loss_options)
+    loss = get_loss("CLIPLoss", clip_loss_options(model, config.loss_options))
     if config.miner is not None:
         raise ConfigError("miners apply to labelled metric learning, not to CLIP pairs; drop miner=")
     batch_size = min(config.batch_size or (64 if accelerator.device.type == "cuda" else 32), len(train))

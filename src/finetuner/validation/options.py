@@ -126,6 +126,7 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
             f"{type(model).__name__}",
         )
         return
+    from finetuner.models.openclip import is_open_clip_name, open_clip_name_problem
     from finetuner.models.registry import MODELS
 
     name = os.fspath(model)
@@ -139,6 +140,10 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
         report.add(
             "config", f"model {name!r} looks like a local folder but there is no such folder ({path.absolute()})"
         )
+    elif is_open_clip_name(name):
+        problem = open_clip_name_problem(name)
+        if problem:
+            report.add("config", problem)
     elif "/" not in name and ":" not in name and name.lower() not in {k.lower() for k in MODELS}:
         err = unknown_name("model", name, MODELS)
         report.add("config", f"{err} (or give a Hugging Face hub id like 'org/name', or a local folder)")
