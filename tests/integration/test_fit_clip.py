@@ -178,3 +178,23 @@ def test_auto_batch_size_for_two_towers(clip_setup, monkeypatch):
     run = finetuner.fit(model_dir, train, batch_size="auto", epochs=1, device="cpu", verbose=False)
     assert run.status()["status"] == "FINISHED"
     assert run.config["batch_size"] == 16  # 54 pairs: tries 32 (fails), then 16 (fits)
+
+
+def test_hf_clip_starts_from_its_trained_temperature(tmp_path):
+    """CLIPLoss starts from the checkpoint's own logit_scale (read from its safetensors, one tensor), not CLIP's
+    initial 0.07: a pretrained CLIP's trained scale is ~100."""
+    import math
+
+    from transformers import CLIPModel
+
+    from finetuner.models import build_model
+    from finetuner.training.plan import clip_loss_options
+
+    folder = build_tiny_clip(tmp_path / "clip")
+    model = CLIPModel.from_pretrained(str(folder))
+    model.logit_scale.data.fill_(math.log(50.0))
+    model.save_pretrained(folder)
+    built = build_model(str(folder))
+    assert built.temperature == pytest.approx(1 / 50, rel=1e-5)
+    assert clip_loss_options(built, None) == {"temperature": pytest.approx(1 / 50, rel=1e-5)}
+    assert clip_loss_options(built, {"temperature": 0.2}) == {"temperature": 0.2}  # the user's choice wins

@@ -13,6 +13,8 @@ A :class:`TwoTowerModel` trains both towers at once; it saves each tower as its 
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +154,7 @@ class TwoTowerModel(nn.Module):
         text: an embedding model with ``modality == 'text'``.
         vision: an embedding model with ``modality == 'image'``.
         learning_rates: optional per-tower learning rates ``{'text': ..., 'vision': ...}`` (default: the run's).
-        temperature: the softmax temperature the pretrained towers were trained with (an open_clip model's
+        temperature: the softmax temperature the pretrained towers were trained with (a CLIP model's
             ``1 / exp(logit_scale)``), or None; ``CLIPLoss`` starts from it unless ``loss_options`` set one.
 
     Example:
@@ -244,7 +246,36 @@ def build_hf_clip(name_or_path: str, *, output_dim: int | None = None, **options
         CLIPVisionModelWithProjection.from_pretrained(name_or_path, config=vision_config),
         AutoImageProcessor.from_pretrained(name_or_path),
     )
-    return TwoTowerModel(text, vision, options.pop("learning_rates", None))
+    temperature = trained_temperature(name_or_path, config.logit_scale_init_value)
+    return TwoTowerModel(text, vision, options.pop("learning_rates", None), temperature=temperature)
+
+
+def trained_temperature(name_or_path: str, init_logit_scale: float) -> float:
+    """The temperature a Hugging Face CLIP checkpoint was trained with: ``1 / exp(logit_scale)`` read from its
+    safetensors weights (one tensor, nothing else loaded), else from the config's initial ``logit_scale``.
+
+    Example:
+        >>> trained_temperature('openai/clip-vit-base-patch32', 2.6592)  # doctest: +SKIP
+        0.01
+    """
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    try:
+        index = cached_file(name_or_path, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
+        if index:
+            shard = json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"].get("logit_scale")
+            path = cached_file(name_or_path, shard) if shard else None
+        else:
+            path = cached_file(name_or_path, "model.safetensors", _raise_exceptions_for_missing_entries=False)
+        if path:
+            with safe_open(path, framework="pt") as weights:
+                names = list(weights.keys())  # a safetensors handle lists its tensors without loading them
+                if "logit_scale" in names:
+                    return float(torch.exp(-weights.get_tensor("logit_scale").float().reshape(-1)[0]))
+    except (OSError, ValueError, KeyError):
+        pass  # no safetensors weights to read it from: the config's initial value
+    return float(math.exp(-init_logit_scale))
 
 
 def build_two_tower(spec: dict[str, Any], *, output_dim: int | None = None, **options: Any) -> TwoTowerModel:

@@ -99,7 +99,8 @@ class ResizeNormalize:
     def _one(self, img: Image.Image) -> np.ndarray:
         h, w = self.size
         scale = max(h / img.height, w / img.width) / self.crop_pct
-        new_w, new_h = max(w, round(img.width * scale)), max(h, round(img.height * scale))
+        # truncated, as torchvision's Resize (and so timm's transforms) size the sides; 1e-6 absorbs float error
+        new_w, new_h = max(w, int(img.width * scale + 1e-6)), max(h, int(img.height * scale + 1e-6))
         if (new_w, new_h) != img.size:
             img = img.resize((new_w, new_h), _RESAMPLE[self.interpolation])
         left, top = (new_w - w) // 2, (new_h - h) // 2
