@@ -61,9 +61,13 @@ def test_num_workers_auto_is_none_on_the_cpu_and_up_to_8_beside_a_gpu(monkeypatc
     from finetuner.training.config import TrainingConfig
 
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert TrainingConfig().workers("cpu") == 0
     assert TrainingConfig().workers("cuda") == 8
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert TrainingConfig().workers("cuda") == 3  # one core stays with the training process
     assert TrainingConfig(num_workers=2).workers("cuda") == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 training processes on this machine: 16 // 4 - 1 each
+    assert TrainingConfig().workers("cuda") == 3
     assert any("num_workers must be an int >= 0 or 'auto'" in m for m in TrainingConfig(num_workers=-1).problems())

@@ -66,7 +66,8 @@ class TrainingConfig:
 
     def workers(self, device_type: str) -> int:
         """DataLoader worker processes: the given number, or for ``'auto'`` none on the CPU (workers would take
-        cores from the model) and up to 8 beside a GPU (decoding and collating overlap the GPU's work).
+        cores from the model) and up to 8 beside a GPU (decoding and collating overlap the GPU's work), sharing the
+        machine's cores with the other training processes on it (``LOCAL_WORLD_SIZE``, set by torchrun/accelerate).
 
         Example:
             >>> TrainingConfig().workers('cpu'), TrainingConfig(num_workers=3).workers('cpu')
@@ -76,7 +77,8 @@ class TrainingConfig:
             return int(self.num_workers)
         if device_type == "cpu":
             return 0
-        return max(0, min(8, (os.cpu_count() or 1) - 1))
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+        return max(0, min(8, (os.cpu_count() or 1) // local - 1))
 
     def learning_rate_or_default(self) -> float:
         """The learning rate to use: the given one, else 1e-5 for transformers-sized models' fine-tuning."""
