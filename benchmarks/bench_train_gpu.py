@@ -239,20 +239,17 @@ def run_finetuner(workload: str, data: Path, sizes: dict[str, int], smoke: bool,
         # a batch of N pairs is 2N texts (pairs train as classes of two)
         finetuner.fit(str(model), pairs, loss="InfoNCELoss", batch_size=2 * batch,
                       csv_options=CSVOptions(is_labeled=False), **extra, **common)
-        rows = batch
     elif workload == "clip":  # the emoji pairs repeated: one epoch, no batch holds a pair twice
         model = build_clip_model(work / "model", data, smoke)
         pairs = _cycle(emoji_pairs(data), batch * steps)
         finetuner.fit(str(model), pairs, loss="CLIPLoss", batch_size=batch, **common)
-        rows = batch
     else:
         model = build_resnet_model(work / "model", smoke)
         images = _cycle([image for _, image in emoji_pairs(data)], batch * steps)
         classes = min(64, len(images) // 4)  # at least 4 images per class
         labelled = [(image, f"class{i % classes}") for i, image in enumerate(images)]
         finetuner.fit(str(model), labelled, loss="TripletMarginLoss", batch_size=batch, **common)
-        rows = batch
-    return {"rate": clock.rate(rows), "peak_gib": _peak_gib(), "steps": clock.steps}
+    return {"rate": clock.rate(batch), "peak_gib": _peak_gib(), "steps": clock.steps}
 
 
 def run_sentence_transformers(workload: str, data: Path, sizes: dict[str, int], smoke: bool,

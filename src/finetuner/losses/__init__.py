@@ -74,6 +74,17 @@ def list_miners() -> list[str]:
     return sorted(_pml_classes("miners", "BaseMiner"))
 
 
+def loss_class(name: str) -> type:
+    """The class behind a loss name (pytorch-metric-learning's or finetuner's own; case-insensitive), or a clear
+    error with the closest name.
+
+    Example:
+        >>> loss_class('infonceloss').__name__
+        'InfoNCELoss'
+    """
+    return _lookup(name, "loss", {**_pml_classes("losses", "BaseMetricLossFunction"), **_own_losses()})
+
+
 def needs_class_count(loss: str | nn.Module) -> bool:
     """Whether the loss learns per-class weights (ArcFace, CosFace, ProxyAnchor, ...).
 
@@ -83,7 +94,7 @@ def needs_class_count(loss: str | nn.Module) -> bool:
     """
     if isinstance(loss, nn.Module):
         return any(True for _ in loss.parameters())
-    cls = _lookup(loss, "loss", {**_pml_classes("losses", "BaseMetricLossFunction"), **_own_losses()})
+    cls = loss_class(loss)
     params = inspect.signature(cls.__init__).parameters
     return all(p in params for p in _NEEDS_CLASSES)
 
@@ -140,8 +151,7 @@ def get_loss(
         loss = DEFAULT_LOSS
     if not isinstance(loss, str):
         raise InputTypeError(f"loss must be a name or a torch.nn.Module; received {type(loss).__name__}")
-    table = {**_pml_classes("losses", "BaseMetricLossFunction"), **_own_losses()}
-    cls = _lookup(loss, "loss", table)
+    cls = loss_class(loss)
     params = inspect.signature(cls.__init__).parameters
     if "embedding_size" in params and "embedding_size" not in options and embedding_size is not None:
         options["embedding_size"] = embedding_size
@@ -176,6 +186,7 @@ __all__ = [
     "get_miner",
     "list_losses",
     "list_miners",
+    "loss_class",
     "needs_class_count",
     "resolve_loss",
 ]

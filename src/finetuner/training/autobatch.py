@@ -141,7 +141,6 @@ def probe_batch_size(
     start: int,
     config: TrainingConfig,
     accelerator: Any,
-    multiple: int = 1,
     forward: Callable[[nn.Module, dict[str, Any]], Any] | None = None,
 ) -> int:
     """The global batch size for ``batch_size='auto'`` (see the module docstring).
@@ -154,7 +153,6 @@ def probe_batch_size(
         start: the first size tried (:func:`auto_start`).
         config: the run's settings (optimizer, precision, mini_batch_size, gradient checkpointing).
         accelerator: the run's accelerator.
-        multiple: the batch size stays a multiple of this (items per class of the class sampler).
         forward: how to get embeddings from ``(model, inputs)``.
 
     Example:
@@ -186,7 +184,7 @@ def probe_batch_size(
             objective.zero_grad(set_to_none=True)
 
     try:
-        found = find_batch_size(try_batch, start, multiple=multiple)
+        found = find_batch_size(try_batch, start)
     finally:
         with torch.no_grad():
             for buffer, value in buffers:

@@ -166,9 +166,10 @@ def run_fit(
     seed = config.seed if config.seed is not None else 0
     _seed_everything(seed)
     train_task, eval_task = checked.train, checked.eval
+    kind = data_kind(train_task)
     # loss='auto' becomes the data's default, which is also what config.yml records
-    config = dataclasses.replace(config, loss=resolve_loss(config.loss, data_kind(train_task)))
-    is_clip = isinstance(train_task, PairData) and train_task.left_modality != train_task.right_modality
+    config = dataclasses.replace(config, loss=resolve_loss(config.loss, kind))
+    is_clip = kind == "clip"
     if config.val_split > 0:
         train_task, eval_task = _split(train_task, config.val_split, seed)
     if not is_clip:

@@ -99,27 +99,29 @@ def validate_fit(
     return CheckedData(train, evals, report)
 
 
+def _held(train: LabelledData | PairData) -> str:
+    """What the training data holds, for messages: 'labelled text items', 'text-image pairs', ..."""
+    if isinstance(train, LabelledData):
+        return f"labelled {train.modality} items"
+    return f"{train.left_modality}-{train.right_modality} pairs"
+
+
 def _check_sampler(report: ValidationReport, sampler: Any, train: LabelledData | PairData) -> None:
     """The batch sampler must fit the data: 'length' needs text pairs; text-image pairs take only their own."""
     if not isinstance(sampler, str):
         return  # a wrong type is already reported with the options
-    if isinstance(train, LabelledData):
-        held = f"labelled {train.modality} items"
-    else:
-        held = f"{train.left_modality}-{train.right_modality} pairs"
-    is_text_pairs = isinstance(train, PairData) and train.left_modality == train.right_modality == "text"
-    is_clip = isinstance(train, PairData) and train.left_modality != train.right_modality
-    if sampler == "length" and not is_text_pairs:
+    kind = data_kind(train)
+    if sampler == "length" and not (kind == "pairs" and train.left_modality == "text"):
         report.add(
             "config",
-            f"sampler='length' batches text pairs of similar length, but train_data holds {held}; "
+            f"sampler='length' batches text pairs of similar length, but train_data holds {_held(train)}; "
             "use sampler='auto' (or 'class' / 'random' for labelled items)",
         )
-    elif is_clip and sampler not in ("auto", "length"):
+    elif kind == "clip" and sampler not in ("auto", "length"):
         report.add(
             "config",
-            f"train_data holds {held}, which always use a duplicate-free pair sampler; sampler={sampler!r} does not "
-            "apply to them: leave sampler='auto'",
+            f"train_data holds {_held(train)}, which always use a duplicate-free pair sampler; sampler={sampler!r} "
+            "does not apply to them: leave sampler='auto'",
         )
 
 
@@ -137,18 +139,17 @@ def data_kind(data: LabelledData | PairData) -> str:
 
 def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train: LabelledData | PairData) -> None:
     """``loss='auto'`` resolved by the data (its options checked against that loss); InfoNCELoss needs pairs."""
-    from finetuner.losses import _lookup, _own_losses, _pml_classes, resolve_loss
+    from finetuner.losses import loss_class, resolve_loss
     from finetuner.validation.options import _check_keys
 
     kind = data_kind(train)
     loss = resolve_loss(config.loss, kind)
     if isinstance(config.loss, str) and config.loss.lower() == "auto" and isinstance(config.loss_options, dict):
-        table = {**_pml_classes("losses", "BaseMetricLossFunction"), **_own_losses()}
-        _check_keys(report, "loss", _lookup(loss, "loss", table), config.loss_options)
+        _check_keys(report, "loss", loss_class(loss), config.loss_options)
     name = loss if isinstance(loss, str) else type(loss).__name__
     if name.lower() == "infonceloss":
         if kind != "pairs":
-            held = "text-image pairs (use CLIPLoss)" if kind == "clip" else f"labelled {train.modality} items"
+            held = _held(train) + (" (use CLIPLoss)" if kind == "clip" else "")
             report.add(
                 "config",
                 f"InfoNCELoss takes pairs of one modality (each item's partner is its positive), but train_data holds "

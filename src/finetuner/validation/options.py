@@ -150,14 +150,13 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
 
 
 def _check_loss_and_miner(report: ValidationReport, config: TrainingConfig) -> None:
-    from finetuner.losses import _lookup, _own_losses, _pml_classes
+    from finetuner.losses import _lookup, _pml_classes, loss_class
 
     if isinstance(config.loss, str) and config.loss.lower() == "auto":
         pass  # resolved by the data (validate_fit), where its options are checked too
     elif isinstance(config.loss, str):
-        table = {**_pml_classes("losses", "BaseMetricLossFunction"), **_own_losses()}
         try:
-            cls = _lookup(config.loss, "loss", table)
+            cls = loss_class(config.loss)
         except ConfigError as exc:
             report.add("config", str(exc))
         else:
