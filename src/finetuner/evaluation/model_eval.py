@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from finetuner.data.tasks import LabelledData, PairData
+from finetuner.data.shapes import LabelledData, PairData
 from finetuner.evaluation.evaluator import evaluate_embeddings, retrieve
 from finetuner.losses.distributed import gather_no_grad, world
 from finetuner.models.inference import embed_items

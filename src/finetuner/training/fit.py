@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from finetuner.data.readers import CSVOptions
-from finetuner.data.tasks import LabelledData, PairData
+from finetuner.data.shapes import LabelledData, PairData, data_kind
 from finetuner.errors import ConfigError
 from finetuner.losses import resolve_loss
 from finetuner.models.clip import TwoTowerModel
@@ -36,7 +36,7 @@ from finetuner.training.resume import (
     resume_hint,
     run_fingerprint,
 )
-from finetuner.validation import data_kind, validate_fit
+from finetuner.validation import validate_fit
 
 logger = logging.getLogger("finetuner")
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from finetuner.data.datasets import PairCollate, labelled_loader, pair_loader
+from finetuner.data.groups import item_key
 from finetuner.data.samplers import ClassSampler, LengthBucketPairSampler, PairBatchSampler, RandomBatchSampler
-from finetuner.data.tasks import LabelledData, PairData
+from finetuner.data.shapes import LabelledData, PairData
 from finetuner.errors import ConfigError, DataError
 from finetuner.evaluation.model_eval import Embedder, RetrievalSets, evaluate_sets, model_embedder, retrieval_sets
 from finetuner.losses import get_loss, get_miner, needs_class_count, resolve_loss
@@ -70,7 +69,7 @@ def plan_labelled(
         if not pairs_as_classes or not hasattr(model, "pretokenize"):
             raise ConfigError("sampler='length' batches text pairs of similar length; this run has no text pairs")
         lengths = [len(row["input_ids"]) for row in items]
-        sampler: Any = LengthBucketPairSampler(lengths, batch_size, seed=seed, **shard)
+        sampler: Any = LengthBucketPairSampler(lengths, batch_size, seed=seed, labels=train.labels, **shard)
     elif kind == "class":
         k = 2 if pairs_as_classes else config.num_items_per_class
         sampler = ClassSampler(train.labels, batch_size, k, seed=seed, **shard)
@@ -87,27 +86,6 @@ def plan_labelled(
     summary = f"{len(train)} {train.modality} items, {len(train.classes)} classes, batch size {batch_size}"
     evaluations = [("", retrieval_sets(evaluation))] if evaluation is not None else []
     return Plan(loader, loss, miner, batch_size, summary, model_embedder(model, eval_batch_size), evaluations)
-
-
-def item_key(item: Any) -> object:
-    """An identity for duplicate detection: the text itself, or an image's uri / content hash.
-
-    Example:
-        >>> item_key('a cat'), item_key(b'png-bytes') == item_key(b'png-bytes')
-        ('a cat', True)
-    """
-    if isinstance(item, str):
-        return item
-    uri = getattr(item, "uri", None)
-    if uri:
-        return ("uri", uri)
-    for value in (getattr(item, "blob", None), getattr(item, "tensor", None), item):
-        if isinstance(value, (bytes, bytearray)):
-            return ("bytes", hashlib.blake2b(bytes(value), digest_size=16).hexdigest())
-        if value is not None and hasattr(value, "shape"):
-            array = np.ascontiguousarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
-            return ("array", array.shape, hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest())
-    return ("object", id(item))
 
 
 def two_tower_embedder(model: TwoTowerModel, batch_size: int) -> Embedder:

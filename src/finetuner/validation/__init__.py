@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from finetuner.data.tasks import LabelledData, PairData
+from finetuner.data.shapes import LabelledData, PairData, data_kind
 from finetuner.training.config import TrainingConfig
 from finetuner.validation.data import check_data
 from finetuner.validation.options import check_options
@@ -125,18 +125,6 @@ def _check_sampler(report: ValidationReport, sampler: Any, train: LabelledData |
         )
 
 
-def data_kind(data: LabelledData | PairData) -> str:
-    """``'labelled'``, ``'pairs'`` (one modality) or ``'clip'`` (text-image pairs): what picks ``loss='auto'``.
-
-    Example:
-        >>> data_kind(PairData(['q'], ['d'], 'text', 'text', ['0']))
-        'pairs'
-    """
-    if isinstance(data, LabelledData):
-        return "labelled"
-    return "pairs" if data.left_modality == data.right_modality else "clip"
-
-
 def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train: LabelledData | PairData) -> None:
     """``loss='auto'`` resolved by the data (its options checked against that loss); InfoNCELoss needs pairs."""
     from finetuner.losses import loss_class, resolve_loss
@@ -164,9 +152,7 @@ def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train
 
 
 def _modalities(data: LabelledData | PairData) -> tuple[str, ...]:
-    if isinstance(data, LabelledData):
-        return (data.modality,)
-    return tuple(sorted({data.left_modality, data.right_modality}))
+    return data.modalities
 
 
 __all__ = ["CheckedData", "ValidationReport", "data_kind", "validate_fit"]
