@@ -54,8 +54,8 @@ def name_role(name: Any) -> str | None:
     """The role a column name gives (``'item'`` for side-less item names, ``'id'`` for id columns), or None.
 
     Example:
-        >>> [name_role(n) for n in ('anchor', 'negative_2', 'Sentence2', 'text', 'score', 'category')]
-        ['query', 'negative', 'document', 'item', 'score', None]
+        >>> [name_role(n) for n in ('anchor', 'negative_2', 'Sentence2', 'text', 'score', 'image_id', 'category')]
+        ['query', 'negative', 'document', 'item', 'score', 'id', None]
     """
     key = canonical(name)
     for names, role in (
@@ -68,7 +68,9 @@ def name_role(name: Any) -> str | None:
     ):
         if key in names:
             return role
-    return NEGATIVE if _NEGATIVE.fullmatch(key) else None
+    if _NEGATIVE.fullmatch(key):
+        return NEGATIVE
+    return "id" if key.rsplit("_", 1)[-1] in ID_NAMES else None
 
 
 def is_number(value: Any) -> bool:

@@ -89,13 +89,15 @@ def pair_groups(left_keys: Sequence[Hashable], right_keys: Sequence[Hashable], *
 
 
 def dedup_relevance(
-    query_keys: Sequence[Hashable], index_keys: Sequence[Sequence[Hashable]]
+    query_keys: Sequence[Hashable], index_keys: Sequence[Sequence[Hashable]], relevant: int | None = None
 ) -> tuple[list[int], list[tuple[int, int]], list[list[int]]]:
     """Distinct queries, distinct index items and, per distinct query, the index items it is paired with.
 
     Args:
         query_keys: the query of every row.
-        index_keys: the relevant index items of every row (one for a pair; several rows may share a query).
+        index_keys: the index items of every row (several rows may share a query).
+        relevant: how many of each row's index items (the first ones) are relevant to its query; None: all
+            (a triplet row lists its positive, relevant, then its negatives, which are only candidates).
 
     Returns:
         ``(query_rows, index_refs, relevant)``: the row of the first occurrence of every distinct query; the
@@ -106,25 +108,28 @@ def dedup_relevance(
         >>> rows, refs, relevant = dedup_relevance(['cat', 'cat', 'dog'], [['c1'], ['c2'], ['c1']])
         >>> rows, refs, relevant
         ([0, 2], [(0, 0), (1, 0)], [[0, 1], [0]])
+        >>> dedup_relevance(['q'], [['p', 'n']], relevant=1)[2]
+        [[0]]
     """
     queries: dict[Hashable, int] = {}
     index: dict[Hashable, int] = {}
     query_rows: list[int] = []
     refs: list[tuple[int, int]] = []
-    relevant: list[set[int]] = []
+    related: list[set[int]] = []
     for row, (query, items) in enumerate(zip(query_keys, index_keys)):
         q = queries.get(query)
         if q is None:
             q = queries[query] = len(queries)
             query_rows.append(row)
-            relevant.append(set())
+            related.append(set())
         for position, key in enumerate(items):
             j = index.get(key)
             if j is None:
                 j = index[key] = len(index)
                 refs.append((row, position))
-            relevant[q].add(j)
-    return query_rows, refs, [sorted(r) for r in relevant]
+            if relevant is None or position < relevant:
+                related[q].add(j)
+    return query_rows, refs, [sorted(r) for r in related]
 
 
 def distinct(keys: Sequence[Hashable]) -> list[int]:

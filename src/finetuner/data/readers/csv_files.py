@@ -9,8 +9,10 @@ What the reader does, in order:
    breaks;
 3. decides whether the first row is a header (``header='auto'``: yes when every cell is a known column name
    such as ``text``, ``label``, ``image``, ``query``, ``document``, ``anchor``, ``positive``, ``negative_1``,
-   ``score``, ``sentence1``; no when a cell is an image path or a number, or the file has a single row; else
-   ``csv.Sniffer().has_header``);
+   ``score``, ``sentence1``, ``id``, ``category``, or when two cells are role names and the others single words
+   (``query,document,hard_neg_passage``); no when a cell is an image path or a number, or fewer than three rows
+   follow it; else ``csv.Sniffer().has_header``, which looks for columns of numbers or of values of one length
+   under a cell that differs);
 4. reads the records lazily (``size`` stops early), skipping blank lines, and hands them to
    :func:`~finetuner.data.readers.rows.table_from_rows`.
 
@@ -29,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from finetuner.data.columns import KNOWN_NAMES, canonical, is_number, name_role
+from finetuner.data.columns import canonical, is_number, name_role
 from finetuner.data.items import looks_like_image
 from finetuner.data.options import CSVOptions
 from finetuner.data.readers.rows import RawRow, RowProblems, table_from_rows
@@ -44,6 +46,8 @@ NOT_CSV_SUFFIXES = frozenset(
     {".json", ".jsonl", ".parquet", ".arrow", ".feather", ".pkl", ".npy", ".npz", ".zip"}
 )
 _SAMPLE_CHARS = 65536
+#: data rows the header sniffer needs besides the first (fewer: the first row is data unless it names columns)
+_SNIFF_ROWS = 3
 _DELIMITERS = (",", "\t", ";", "|")
 
 
@@ -76,7 +80,9 @@ def read_csv(path: str | Path, options: CSVOptions | None = None, *, name: str =
         records = itertools.chain([second], records)
     header_option = options.header if options else "auto"
     if header_option == "auto":
-        has_header = _has_header(first[1], text[:_SAMPLE_CHARS], more_rows=second is not None)
+        sample = text[:_SAMPLE_CHARS]
+        further = sum(1 for _ in itertools.islice(_records(sample, dialect, fmt, what), 1, _SNIFF_ROWS + 1))
+        has_header = _has_header(first[1], sample, further)
     else:
         has_header = bool(header_option)
     names = first[1] if has_header else None
@@ -191,11 +197,17 @@ def _records(text: str, dialect: Any, fmt: dict[str, Any], what: str) -> Iterato
         start = reader.line_num + 1
 
 
-def _has_header(first: list[str], sample: str, *, more_rows: bool) -> bool:
+def _has_header(first: list[str], sample: str, rows: int) -> bool:
+    """Whether the first row is a header (rules in the module docstring)."""
+    if any(looks_like_image(c) or is_number(c) for c in first):
+        return False
     cells = [canonical(c) for c in first]
-    if all(c in KNOWN_NAMES or c in METADATA_NAMES or name_role(c) is not None for c in cells):
+    roles = [name_role(c) for c in cells]
+    if all(r is not None or c in METADATA_NAMES for c, r in zip(cells, roles)):
         return True
-    if not more_rows or any(looks_like_image(c) or is_number(c) for c in first):  # a lone row is data
+    if sum(r not in (None, "id") for r in roles) >= 2 and not any(" " in c or "\t" in c for c in first):
+        return True  # two role names beside names of our own (query,document,hard_neg_passage)
+    if rows < _SNIFF_ROWS:  # the sniffer's length test takes the first row of a short text file for a header
         return False
     try:
         return csv.Sniffer().has_header(sample)

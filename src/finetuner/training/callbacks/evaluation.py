@@ -9,7 +9,7 @@ import torch
 
 from finetuner.data.readers import CSVOptions
 from finetuner.data.samplers import ClassSampler
-from finetuner.data.shapes import LabelledData, PairData
+from finetuner.data.shapes import LabelledData, PairData, data_kind
 from finetuner.data.shaping import read_shape
 from finetuner.errors import ConfigError
 from finetuner.evaluation.model_eval import Embedder, RetrievalSets, evaluate_sets, model_embedder, retrieval_sets
@@ -191,6 +191,11 @@ class ValidationLoss(Callback):
     _order = 0
 
     def __init__(self, data: LabelledData | PairData) -> None:
+        if not isinstance(data, (LabelledData, PairData)):
+            raise ConfigError(
+                f"val_loss is measured on labelled items or pairs; eval_data holds {data_kind(data)}: monitor a "
+                "metric of an EvaluationCallback instead"
+            )
         self.data = data
         self.pairs = isinstance(data, PairData) and data.left_modality != data.right_modality
         self.loss_fn: Any = None
