@@ -139,9 +139,10 @@ def table_from_rows(
         layout = plan_layout(width, names, kept, options, what=what or name, tuples=tuples)
         blob = bool(options and options.convert_to_blob)
         table = Table(name, layout.roles, tuple(f", {n}" for n in layout.names), [], layout.description)
-        for where, cells in kept:
+        prefix = uuid.uuid4().hex[:20]  # unique ids without a uuid4 per row: one random prefix and a counter
+        for n, (where, cells) in enumerate(kept):
             try:
-                table.rows.append(_row(where, cells, layout, base_dir, blob))
+                table.rows.append(_row(where, cells, layout, base_dir, blob, f"{prefix}{n:012x}"))
             except DataError as exc:
                 found.add(exc)
     if problems is None:
@@ -149,8 +150,8 @@ def table_from_rows(
     return table
 
 
-def _row(where: str, cells: Sequence[Any], layout: Layout, base_dir: Path, blob: bool) -> Row:
-    """One row's cells converted by role (all its problems raised together)."""
+def _row(where: str, cells: Sequence[Any], layout: Layout, base_dir: Path, blob: bool, row_id: str) -> Row:
+    """One row's cells converted by role (all its problems raised together); a labelled item's id is the row's."""
     tags = {tag: plain(cells[i]) for i, tag in layout.extras if not is_missing(cells[i])}
     values: list[Any] = []
     errors: list[str] = []
@@ -164,7 +165,10 @@ def _row(where: str, cells: Sequence[Any], layout: Layout, base_dir: Path, blob:
                 values.append(score_value(cells[i], where=at))
             else:
                 fields, modality = item_fields(cells[i], where=at, base_dir=base_dir, convert_to_blob=blob)
-                values.append(Document(**fields) if role == ITEM else Document(**fields, modality=modality))
+                if role == ITEM:
+                    values.append(Document(**fields, id=row_id))
+                else:
+                    values.append(Document(**fields, modality=modality, id=f"{row_id}.{len(values)}"))
                 modalities.append(modality)
                 continue
         except DataError as exc:
@@ -173,7 +177,6 @@ def _row(where: str, cells: Sequence[Any], layout: Layout, base_dir: Path, blob:
         modalities.append(None)
     if errors:
         raise DataError("; ".join(errors), errors)
-    row_id = values[0].id if ITEM in layout.roles else uuid.uuid4().hex
     if NEGATIVE not in layout.roles and modalities[:2] == ["image", "text"]:  # a text-image pair: the text first
         values[0], values[1] = values[1], values[0]
         names = [f", {n}" for n in layout.names]
