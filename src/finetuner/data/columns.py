@@ -151,7 +151,12 @@ def _ref(column: Any, lowered: list[str], width: int) -> int | None:
 
 
 def example_names(width: int) -> list[str]:
-    """Role names for ``width`` columns, for messages: ``['anchor', 'positive', 'negative']``."""
+    """Role names for ``width`` columns, for messages.
+
+    Example:
+        >>> example_names(3), example_names(4)
+        (['anchor', 'positive', 'negative'], ['anchor', 'positive', 'negative_1', 'negative_2'])
+    """
     return {2: ["text", "label"], 3: ["anchor", "positive", "negative"]}.get(
         width, ["anchor", "positive", *(f"negative_{i}" for i in range(1, width - 1))]
     )

@@ -306,12 +306,13 @@ class _Plan:
             "Pass CSVOptions(is_labeled=True) for item,label rows or CSVOptions(is_labeled=False) for (query, "
             "document) pairs"
         )
+        cli = " (CLI: --csv-labeled / --csv-pairs)."
         if any(images):
             odd = second[images.index(False) if images[0] else images.index(True)]
             raise self.refuse(
                 f"the second column holds image sources in some rows and not in others (e.g. {odd[0]}: "
                 f"{_short(odd[1])})",
-                settle + " (text and image in either order), or fix the rows.",
+                settle + " (text and image in either order), or fix the rows" + cli,
             )
         if self.tuples:
             self.description += ": (item, label)"
@@ -329,7 +330,7 @@ class _Plan:
         raise self.refuse(
             f"cannot tell item,label rows from (query, document) pairs: {values} once (e.g. {_short(once[0][1])} "
             f"on {once[0][0]}) and others repeat (e.g. {_short(repeated)})",
-            settle + " (Finetuner's default).",
+            settle + ", Finetuner's default" + cli,
         )
 
     def _tuple_roles(self, cols: list[int]) -> list[tuple[int, str]]:

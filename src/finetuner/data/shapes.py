@@ -209,5 +209,10 @@ def data_kind(data: Shape) -> str:
 
 
 def model_input(doc: Document, modality: str) -> Any:
-    """What the model's ``preprocess`` receives for ``doc``: its text, or the Document for an image."""
+    """What the model's ``preprocess`` receives for ``doc``: its text, or the Document for an image.
+
+    Example:
+        >>> model_input(Document(text='a cat'), 'text')
+        'a cat'
+    """
     return doc.text if modality == "text" else doc

@@ -51,7 +51,12 @@ def is_root(doc: Document) -> bool:
 
 
 def where(name: str, i: int, doc: Document) -> str:
-    """How messages name a Document: ``"train_data item 3 (id 'a1', uri 'x.png')"``."""
+    """How messages name a Document.
+
+    Example:
+        >>> where('train_data', 3, Document(uri='x.png', id='a1'))
+        "train_data item 3 (id 'a1', uri 'x.png')"
+    """
     text = f"{name} item {i} (id {doc.id!r}"
     if isinstance(doc.uri, str) and doc.uri:
         text += f", uri {doc.uri[:80]!r}"

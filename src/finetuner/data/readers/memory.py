@@ -43,7 +43,13 @@ def is_dataset(data: Any) -> bool:
 
 
 def table_from_dataframe(frame: Any, options: CSVOptions | None, name: str) -> Table:
-    """A DataFrame's rows, columns by name; rows are named by the frame's index (``train_data row 5``)."""
+    """A DataFrame's rows, columns by name; rows are named by the frame's index (``train_data row 5``).
+
+    Example:
+        >>> import pandas as pd
+        >>> table_from_dataframe(pd.DataFrame({'query': ['q'], 'document': ['d']}), None, 'data').kind
+        'pairs'
+    """
     names = [str(c) for c in frame.columns]
     rows = (
         (f"{name} row {index}", values) for index, values in zip(frame.index, frame.itertuples(index=False, name=None))
@@ -52,7 +58,14 @@ def table_from_dataframe(frame: Any, options: CSVOptions | None, name: str) -> T
 
 
 def table_from_dataset(dataset: Any, options: CSVOptions | None, name: str) -> Table:
-    """A Hugging Face dataset's rows (a streaming one too), columns by feature name."""
+    """A Hugging Face dataset's rows (a streaming one too), columns by feature name.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> table_from_dataset(Dataset.from_dict({'sentence1': ['a'], 'sentence2': ['b'], 'score': [0.5]}), None,
+        ...                    'data').kind
+        'scored'
+    """
     names = dataset.column_names
     if isinstance(names, dict):
         raise InputTypeError(
@@ -78,7 +91,12 @@ def table_from_dataset(dataset: Any, options: CSVOptions | None, name: str) -> T
 
 
 def list_kind(item: Any) -> str:
-    """``'tuple'``, ``'dict'`` or ``'item'``: the form of one element of a list of rows."""
+    """``'tuple'``, ``'dict'`` or ``'item'``: the form of one element of a list of rows.
+
+    Example:
+        >>> list_kind(('a', 'b')), list_kind({'text': 'a'}), list_kind({'bytes': b'', 'path': 'a.png'})
+        ('tuple', 'dict', 'item')
+    """
     if isinstance(item, (tuple, list)):
         return "tuple"
     if isinstance(item, dict) and not ("bytes" in item and "path" in item):  # a Hugging Face image dict is an item
@@ -87,7 +105,12 @@ def list_kind(item: Any) -> str:
 
 
 def table_from_list(indexed: list[tuple[int, Any]], kind: str, options: CSVOptions | None, name: str) -> Table:
-    """A list of tuples, dicts or plain items (``indexed``: ``(position, element)``, all of one ``kind``)."""
+    """A list of tuples, dicts or plain items (``indexed``: ``(position, element)``, all of one ``kind``).
+
+    Example:
+        >>> table_from_list([(0, ('q', 'p', 'n'))], 'tuple', None, 'data').roles
+        ('query', 'document', 'negative')
+    """
     if kind == "dict":
         return _from_dicts(indexed, options, name)
     if kind == "item":
@@ -140,7 +163,12 @@ def _from_dicts(indexed: list[tuple[int, Any]], options: CSVOptions | None, name
 
 
 def short(value: Any, limit: int = 50) -> str:
-    """``repr(value)``, cut to ``limit`` characters."""
+    """``repr(value)``, cut to ``limit`` characters.
+
+    Example:
+        >>> short('x' * 80, 10)
+        "'xxxxxx..."
+    """
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
