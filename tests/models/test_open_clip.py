@@ -21,8 +21,8 @@ import finetuner
 from finetuner.errors import ArtifactError, ConfigError, DataError
 from finetuner.models import build_model, detect_family
 from finetuner.models.clip import TwoTowerModel
+from finetuner.models.clip.open_clip_names import is_open_clip_name, parse_open_clip_name
 from finetuner.models.io import load_model, save_model
-from finetuner.models.openclip import is_open_clip_name, parse_open_clip_name
 
 TEXTS = ["a red square", "a blue circle on white", "hello"]
 
@@ -229,7 +229,7 @@ def test_bad_open_clip_names_and_options_are_explained(open_clip, tiny_open_clip
 
 @pytest.mark.extras
 def test_registered_open_clip_aliases_name_real_weights(open_clip) -> None:
-    from finetuner.models.openclip import resolve_open_clip_name
+    from finetuner.models.clip.open_clip_names import resolve_open_clip_name
     from finetuner.models.registry import MODELS
 
     aliases = [name for name in MODELS if is_open_clip_name(name)]

@@ -126,7 +126,7 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
             f"{type(model).__name__}",
         )
         return
-    from finetuner.models.openclip import is_open_clip_name, open_clip_name_problem
+    from finetuner.models.clip.open_clip_names import is_open_clip_name, open_clip_name_problem
     from finetuner.models.registry import MODELS
 
     name = os.fspath(model)

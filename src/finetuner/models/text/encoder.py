@@ -1,104 +1,25 @@
 """Text encoders: any Hugging Face transformer + pooling (+ optional projection head).
 
-Saved folders follow the sentence-transformers layout (``modules.json``, ``1_Pooling/``, ``2_Dense/``), so a tuned
-text model loads with ``SentenceTransformer(path)`` and its backbone with ``AutoModel.from_pretrained(path)``.
+Saved folders follow the sentence-transformers layout (``modules.json``, ``1_Pooling/``, ``2_Dense/``; see
+:mod:`finetuner.models.text.st_folder`), so a tuned text model loads with ``SentenceTransformer(path)`` and its
+backbone with ``AutoModel.from_pretrained(path)``.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
 from finetuner.models.heads import POOLINGS, ProjectionHead, pool_tokens
-
-_ST_POOLING_KEYS = {
-    "mean": "pooling_mode_mean_tokens",
-    "cls": "pooling_mode_cls_token",
-    "max": "pooling_mode_max_tokens",
-}
-
-
-def length_groups(
-    mask: torch.Tensor, max_groups: int = 4, min_saving: float = 0.2
-) -> list[tuple[torch.Tensor, int]] | None:
-    """Split a padded batch into up to ``max_groups`` groups of rows of similar length (each trimmed to its own
-    longest row) when that saves at least ``min_saving`` of the padded tokens; None when it does not pay.
-
-    On a CPU the cost of a transformer grows with the tokens it runs, padding included; rows of a batch only
-    interact through the loss, so embedding them in length groups gives the same embeddings for less work.
-
-    Example:
-        >>> mask = torch.tensor([[1] * 8, [1, 1, 0, 0, 0, 0, 0, 0], [1] * 7 + [0], [1, 0, 0, 0, 0, 0, 0, 0]])
-        >>> [(rows.tolist(), n) for rows, n in length_groups(mask, max_groups=2)]
-        [([3, 1], 2), ([2, 0], 8)]
-    """
-    lengths = mask.sum(1)  # (batch,)
-    batch = lengths.shape[0]
-    if batch < 2 * max_groups:
-        return None
-    order = torch.argsort(lengths, stable=True)
-    chunks = [c for c in torch.chunk(order, max_groups) if c.numel()]
-    grouped_tokens = sum(int(lengths[c].max()) * c.numel() for c in chunks)
-    if grouped_tokens > (1 - min_saving) * batch * mask.shape[1]:
-        return None
-    return [(c, int(lengths[c].max())) for c in chunks]
-
-
-class Pretokenized:
-    """Tokenise a data set once before training, then only pad per batch (``collate_tokens``).
-
-    Mixed into text models that have ``tokenizer``, ``max_length`` and ``_input_names``: re-tokenising every
-    epoch is wasted work, and padding a batch of id lists is cheaper than tokenising its strings.
-
-    Example:
-        >>> rows = [{'input_ids': [2, 7, 3], 'attention_mask': [1, 1, 1]},
-        ...         {'input_ids': [2, 3], 'attention_mask': [1, 1]}]
-        >>> class T(Pretokenized):
-        ...     pad_id = 0
-        >>> T().collate_tokens(rows)['input_ids'].tolist()
-        [[2, 7, 3], [2, 3, 0]]
-    """
-
-    tokenizer: Any
-    max_length: int
-    _input_names: list[str]
-
-    @property
-    def pad_id(self) -> int:
-        """The tokenizer's padding id."""
-        return int(self.tokenizer.pad_token_id or 0)
-
-    def pretokenize(self, items: list[str]) -> list[dict[str, list[int]]]:
-        """Token ids (no padding) of every text, computed once with the fast tokenizer's batch call."""
-        bad = [i for i, t in enumerate(items) if not isinstance(t, str)]
-        if bad:
-            raise DataError(f"text model received a {type(items[bad[0]]).__name__} at position {bad[0]}; str only")
-        encoded = self.tokenizer(list(items), truncation=True, max_length=self.max_length)
-        names = [n for n in self._input_names if n in encoded]
-        return [{n: encoded[n][i] for n in names} for i in range(len(items))]
-
-    def collate_tokens(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        """Right-pad pre-tokenised rows into the keyword tensors ``forward`` takes."""
-        longest = max(len(r["input_ids"]) for r in rows)
-        out: dict[str, torch.Tensor] = {}
-        for name in rows[0]:
-            fill = self.pad_id if name == "input_ids" else 0
-            batch = torch.full((len(rows), longest), fill, dtype=torch.long)  # (batch, seq)
-            for i, r in enumerate(rows):
-                batch[i, : len(r[name])] = torch.as_tensor(r[name], dtype=torch.long)
-            out[name] = batch
-        if "attention_mask" not in out:
-            lengths = torch.tensor([len(r["input_ids"]) for r in rows])
-            out["attention_mask"] = (torch.arange(longest)[None, :] < lengths[:, None]).long()
-        return out
+from finetuner.models.text.st_folder import read_sentence_transformers_config, write_sentence_transformers_files
+from finetuner.models.text.tokens import Pretokenized, length_groups
 
 
 class TextEncoder(Pretokenized, EmbeddingModel):
@@ -216,39 +137,14 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         d.mkdir(parents=True, exist_ok=True)
         self.backbone.save_pretrained(d, safe_serialization=True)
         self.tokenizer.save_pretrained(d)
-        modules = [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        ]
-        pool_cfg = {"word_embedding_dimension": self.hidden_dim, "pooling_mode_mean_sqrt_len_tokens": False}
-        pool_cfg.update({key: self.pooling == name for name, key in _ST_POOLING_KEYS.items()})
-        _write_json(d / "1_Pooling" / "config.json", pool_cfg)
-        if self.head is not None:
-            lin = self.head.linear
-            modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-            _write_json(
-                d / "2_Dense" / "config.json",
-                {
-                    "in_features": lin.in_features,
-                    "out_features": lin.out_features,
-                    "bias": lin.bias is not None,
-                    "activation_function": "torch.nn.modules.linear.Identity",
-                },
-            )
-            state = {f"linear.{k}": v.detach().cpu().contiguous() for k, v in lin.state_dict().items()}
-            save_file(state, str(d / "2_Dense" / "model.safetensors"))
-        if self.normalize:
-            modules.append(
-                {
-                    "idx": len(modules),
-                    "name": str(len(modules)),
-                    "path": f"{len(modules)}_Normalize",
-                    "type": "sentence_transformers.models.Normalize",
-                }
-            )
-            (d / f"{len(modules) - 1}_Normalize").mkdir(exist_ok=True)
-        _write_json(d / "modules.json", modules)
-        _write_json(d / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": False})
+        write_sentence_transformers_files(
+            d,
+            hidden_dim=self.hidden_dim,
+            pooling=self.pooling,
+            max_length=self.max_length,
+            head=self.head,
+            normalize=self.normalize,
+        )
 
     @classmethod
     def load(cls, directory: str | Path, metadata: dict[str, Any]) -> TextEncoder:
@@ -259,45 +155,6 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             normalize=metadata.get("normalize"),
         )
         return enc
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-
-
-def read_sentence_transformers_config(directory: Path) -> dict[str, Any]:
-    """Pooling, max length, normalisation and a Dense head read from a sentence-transformers folder.
-
-    Returns an empty dict for a plain Hugging Face folder.
-
-    Example:
-        >>> read_sentence_transformers_config(Path('/nonexistent'))
-        {}
-    """
-    out: dict[str, Any] = {}
-    modules_file = directory / "modules.json"
-    if not modules_file.is_file():
-        return out
-    for module in json.loads(modules_file.read_text(encoding="utf-8")):
-        kind = module.get("type", "").rsplit(".", 1)[-1]
-        sub = directory / module.get("path", "")
-        if kind == "Pooling" and (sub / "config.json").is_file():
-            cfg = json.loads((sub / "config.json").read_text(encoding="utf-8"))
-            for name, key in _ST_POOLING_KEYS.items():
-                if cfg.get(key):
-                    out["pooling"] = name
-                    break
-        elif kind == "Normalize":
-            out["normalize"] = True
-        elif kind == "Dense" and (sub / "model.safetensors").is_file():
-            out["dense"] = sub
-    st_cfg = directory / "sentence_bert_config.json"
-    if st_cfg.is_file():
-        max_len = json.loads(st_cfg.read_text(encoding="utf-8")).get("max_seq_length")
-        if max_len:
-            out["max_length"] = int(max_len)
-    return out
 
 
 def from_pretrained_text(

