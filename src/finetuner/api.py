@@ -14,7 +14,8 @@ from finetuner.data.documents import Document, DocumentArray
 from finetuner.data.readers import CSVOptions, load_data
 from finetuner.data.tasks import LabelledData, PairData, model_input, to_task_data
 from finetuner.errors import ArtifactError, ConfigError, InputTypeError
-from finetuner.evaluation.model_eval import evaluate_sets, model_embedder, retrieval_sets
+from finetuner.evaluation.embedders import model_embedder
+from finetuner.evaluation.model_eval import evaluate_sets, retrieval_sets
 from finetuner.losses import list_losses as _list_losses
 from finetuner.models.factory import build_model
 from finetuner.models.inference import embed_items

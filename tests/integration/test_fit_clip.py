@@ -133,8 +133,8 @@ def test_clip_errors_are_clear(clip_setup, tiny_bert):
 
 
 def test_tower_locking_and_per_tower_learning_rates(clip_setup):
+    from finetuner.config import TrainingConfig
     from finetuner.models import build_model
-    from finetuner.training.config import TrainingConfig
     from finetuner.training.loop import build_optimizer
 
     model_dir, _, _ = clip_setup

@@ -139,8 +139,8 @@ def test_towers_save_and_load_offline_with_equal_embeddings(
 
 @pytest.mark.extras
 def test_per_tower_freeze_and_learning_rates(open_clip, tiny_open_clip: str) -> None:
+    from finetuner.config import TrainingConfig
     from finetuner.losses.contrastive import CLIPLoss
-    from finetuner.training.config import TrainingConfig
     from finetuner.training.loop import build_optimizer
 
     model = build_model(

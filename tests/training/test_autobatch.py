@@ -75,11 +75,11 @@ def test_fit_trains_with_the_largest_batch_that_fits(tiny_bert, monkeypatch):
 def test_probe_leaves_weights_buffers_and_gradients_as_they_were():
     from accelerate import Accelerator
 
+    from finetuner.config import TrainingConfig
     from finetuner.data.datasets import labelled_loader
     from finetuner.data.samplers import ClassSampler
     from finetuner.losses import get_loss
     from finetuner.training.autobatch import probe_batch_size
-    from finetuner.training.config import TrainingConfig
     from finetuner.training.loop import make_objective
 
     torch.manual_seed(0)
@@ -134,7 +134,7 @@ REAL_OOM = textwrap.dedent(
     from finetuner.models import build_model
     from finetuner.losses import get_loss
     from finetuner.training.autobatch import probe_batch_size, worst_case_batch
-    from finetuner.training.config import TrainingConfig
+    from finetuner.config import TrainingConfig
     from finetuner.training.loop import make_objective, forward_backward, default_forward
     from finetuner.data.datasets import labelled_loader
     from finetuner.data.samplers import ClassSampler

@@ -15,9 +15,9 @@ from finetuner.callback import (
     TrainingCheckpoint,
     WiSEFTCallback,
 )
+from finetuner.config import TrainingConfig
 from finetuner.errors import ConfigError, FinetunerError, InputTypeError
 from finetuner.training.callbacks import prepare_callbacks
-from finetuner.training.config import TrainingConfig
 from finetuner.training.loop import TrainState
 
 FAST = dict(batch_size=16, learning_rate=3e-3, seed=0, verbose=False)

@@ -6,7 +6,7 @@ from tests.conftest import make_texts
 
 import finetuner
 from finetuner.callback import MLFlowLogger, TensorBoardLogger, WandBLogger
-from finetuner.training.config import TrainingConfig
+from finetuner.config import TrainingConfig
 from finetuner.training.loop import TrainState
 
 

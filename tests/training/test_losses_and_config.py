@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from finetuner.config import TrainingConfig
 from finetuner.errors import ConfigError
 from finetuner.losses import get_loss, get_miner, list_losses, list_miners, needs_class_count
-from finetuner.training.config import TrainingConfig
 
 
 def test_loss_by_name_with_options_and_closest_match():
@@ -58,7 +58,7 @@ def test_config_reports_every_problem_at_once():
 def test_num_workers_auto_is_none_on_the_cpu_and_up_to_8_beside_a_gpu(monkeypatch):
     import os
 
-    from finetuner.training.config import TrainingConfig
+    from finetuner.config import TrainingConfig
 
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from finetuner.losses.distributed import gather_no_grad, gather_with_grad, world
+from finetuner.distributed import gather_no_grad, gather_with_grad, world
 
 
 class MetricObjective(nn.Module):

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from finetuner.config import TrainingConfig
+from finetuner.distributed import local_only
 from finetuner.errors import ConfigError
-from finetuner.losses.distributed import local_only
-from finetuner.training.config import TrainingConfig
 
 #: upper bounds of the search, by device type
 AUTO_CAP = {"cuda": 1024, "cpu": 128}

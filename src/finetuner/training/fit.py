@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from finetuner.config import TrainingConfig
 from finetuner.data.readers import CSVOptions
 from finetuner.data.tasks import LabelledData, PairData
 from finetuner.errors import ConfigError
@@ -25,7 +26,6 @@ from finetuner.runs import Run, new_run_name, read_yaml, runs_root, write_yaml
 from finetuner.training.autobatch import auto_start, probe_batch_size
 from finetuner.training.callbacks import bind_callbacks, prepare_callbacks
 from finetuner.training.checkpoint import CHECKPOINT_FILE, TrainingInterrupted, deferred_interrupts
-from finetuner.training.config import TrainingConfig
 from finetuner.training.loop import Callback, TrainState, make_accelerator, make_objective, train
 from finetuner.training.plan import item_key, plan_clip, plan_labelled, run_evaluations
 from finetuner.training.resume import (

@@ -12,11 +12,11 @@ from accelerate.utils import send_to_device
 from torch import nn
 from tqdm.auto import tqdm
 
+from finetuner.config import TrainingConfig
+from finetuner.distributed import average_gradients
 from finetuner.errors import FinetunerError
-from finetuner.losses.distributed import average_gradients
 from finetuner.losses.objective import MetricObjective, PairObjective
 from finetuner.training.cached import batch_length, cached_backward
-from finetuner.training.config import TrainingConfig
 
 
 class NonFiniteLossError(FinetunerError, RuntimeError):

@@ -11,15 +11,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from finetuner.config import TrainingConfig
 from finetuner.data.datasets import PairCollate, labelled_loader, pair_loader
 from finetuner.data.samplers import ClassSampler, LengthBucketPairSampler, PairBatchSampler, RandomBatchSampler
 from finetuner.data.tasks import LabelledData, PairData
 from finetuner.errors import ConfigError, DataError
-from finetuner.evaluation.model_eval import Embedder, RetrievalSets, evaluate_sets, model_embedder, retrieval_sets
+from finetuner.evaluation.embedders import Embedder, model_embedder, two_tower_embedder
+from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, retrieval_sets
 from finetuner.losses import get_loss, get_miner, needs_class_count, resolve_loss
 from finetuner.losses.objective import PairObjective
 from finetuner.models.clip import TwoTowerModel
-from finetuner.training.config import TrainingConfig
 
 
 @dataclass
@@ -108,16 +109,6 @@ def item_key(item: Any) -> object:
             array = np.ascontiguousarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
             return ("array", array.shape, hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest())
     return ("object", id(item))
-
-
-def two_tower_embedder(model: TwoTowerModel, batch_size: int) -> Embedder:
-    """``embed(items, modality)`` that sends texts to the text tower and images to the vision tower."""
-    text, vision = model_embedder(model.text, batch_size), model_embedder(model.vision, batch_size)
-
-    def embed(items: list[Any], modality: str) -> torch.Tensor:
-        return text(items, modality) if modality == "text" else vision(items, modality)
-
-    return embed
 
 
 def clip_loss_options(model: TwoTowerModel, options: dict[str, Any] | None) -> dict[str, Any]:

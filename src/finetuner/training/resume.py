@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from finetuner.config import TrainingConfig
 from finetuner.errors import ConfigError, FinetunerError
 from finetuner.runs import Run, get_run, read_yaml
 from finetuner.safety import is_plain_name
@@ -19,7 +20,6 @@ from finetuner.training.checkpoint import (
     is_checkpoint,
     latest_checkpoint,
 )
-from finetuner.training.config import TrainingConfig
 from finetuner.training.loop import Callback
 
 logger = logging.getLogger("finetuner")

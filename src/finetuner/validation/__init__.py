@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from finetuner.config import TrainingConfig
 from finetuner.data.tasks import LabelledData, PairData
-from finetuner.training.config import TrainingConfig
 from finetuner.validation.data import check_data
 from finetuner.validation.options import check_options
 from finetuner.validation.report import ValidationReport

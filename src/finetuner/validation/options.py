@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from finetuner.config import TrainingConfig
 from finetuner.errors import ConfigError, closest, unknown_name
 from finetuner.safety import is_plain_name
-from finetuner.training.config import TrainingConfig
 from finetuner.validation.report import ValidationReport
 
 _DICT_OPTIONS = (
@@ -150,7 +150,7 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
 
 
 def _check_loss_and_miner(report: ValidationReport, config: TrainingConfig) -> None:
-    from finetuner.losses import _lookup, _pml_classes, loss_class
+    from finetuner.losses import loss_class, miner_class
 
     if isinstance(config.loss, str) and config.loss.lower() == "auto":
         pass  # resolved by the data (validate_fit), where its options are checked too
@@ -171,7 +171,7 @@ def _check_loss_and_miner(report: ValidationReport, config: TrainingConfig) -> N
             report.add("config", "miner_options given without a miner; pass miner='...' too")
     elif isinstance(config.miner, str):
         try:
-            cls = _lookup(config.miner, "miner", _pml_classes("miners", "BaseMiner"))
+            cls = miner_class(config.miner)
         except ConfigError as exc:
             report.add("config", str(exc))
         else:
@@ -184,7 +184,7 @@ def _check_loss_and_miner(report: ValidationReport, config: TrainingConfig) -> N
 
 
 def _check_optimizer_and_scheduler(report: ValidationReport, config: TrainingConfig) -> None:
-    from finetuner.training.config import OPTIMIZERS
+    from finetuner.config import OPTIMIZERS
 
     for name, options, what in (
         (config.optimizer, config.optimizer_options, "optimizer"),
