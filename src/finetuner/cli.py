@@ -207,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
             for path in export_artifact(root, args.select_model, opset=args.opset):
                 print(f"wrote {path}")
         else:
-            from finetuner.report_html import open_report, write_report
+            from finetuner.report import open_report, write_report
 
             page = write_report(root)
             print(page)

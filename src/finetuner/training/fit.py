@@ -326,7 +326,7 @@ def _save_run(
 
         for name, tower in towers.items():
             export_onnx(tower, models_dir / name)
-    from finetuner.report_html import write_report_safely
+    from finetuner.report import write_report_safely
 
     write_report_safely(run.directory)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from finetuner.evaluation.metrics import METRIC_NAMES
-from finetuner.report_plots import before_after_bars, loss_curves, metric_curves, plotting_available
+from finetuner.report.plots import before_after_bars, loss_curves, metric_curves, plotting_available
 from finetuner.runs import read_yaml
 
 logger = logging.getLogger("finetuner")
