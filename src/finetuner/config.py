@@ -130,14 +130,14 @@ class TrainingConfig:
             f"mini_batch_size (gradient cache) must be an int >= 1 or None; received {self.mini_batch_size!r}",
         )
         check(self.seed is None or _is_int(self.seed), f"seed must be an int or None; received {self.seed!r}")
-        for kind, value, valid in (
+        for option, value, valid in (
             ("optimizer", self.optimizer, OPTIMIZERS),
             ("scheduler", self.scheduler, SCHEDULERS),
             ("sampler", self.sampler, SAMPLERS),
             ("precision", self.precision, PRECISIONS),
         ):
             if value is not None and value not in valid:
-                out.append(str(unknown_name(kind, value, valid)))
+                out.append(str(unknown_name(option, value, valid)))
         if self.loss_optimizer is not None and self.loss_optimizer not in OPTIMIZERS:
             out.append(str(unknown_name("loss_optimizer", self.loss_optimizer, OPTIMIZERS)))
         check(

@@ -19,7 +19,7 @@ from finetuner.errors import ConfigError, DataError
 from finetuner.evaluation.embedders import Embedder, model_embedder, two_tower_embedder
 from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, retrieval_sets
 from finetuner.losses import get_loss, get_miner, needs_class_count, resolve_loss
-from finetuner.losses.objective import PairObjective
+from finetuner.losses.step_loss import PairObjective
 from finetuner.models.clip import TwoTowerModel
 
 

@@ -7,7 +7,7 @@ received, what is valid and how to fix it. All problems come in one error (``err
 - only data problems: :class:`~finetuner.errors.DataError`;
 - only option problems: :class:`~finetuner.errors.ConfigError` (wrong types only:
   :class:`~finetuner.errors.InputTypeError`);
-- several kinds: :class:`~finetuner.errors.ValidationError`, which is both a ``DataError`` and a ``ConfigError``.
+- several categories: :class:`~finetuner.errors.ValidationError`, which is both a ``DataError`` and a ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def validate_fit(
         config: the run's settings.
         callbacks, csv_options, model_options: ``fit``'s arguments of these names.
         fit_only: other ``fit`` arguments to check (``eval_batch_size``, ``limit``, ``to_onnx``, ``verbose``).
-        extra_problems: ``(kind, message)`` problems found by the caller (e.g. an unusable ``resume_from``).
+        extra_problems: ``(category, message)`` problems found by the caller (e.g. an unusable ``resume_from``).
 
     Raises:
         DataError, ConfigError, InputTypeError, ValidationError: see the module docstring.
@@ -75,8 +75,8 @@ def validate_fit(
         eval_given=eval_data is not None,
         fit_only=fit_only,
     )
-    for kind, message in extra_problems or []:
-        report.add(kind, message)
+    for category, message in extra_problems or []:
+        report.add(category, message)
     options_ok = csv_options is None or not any("csv_options" in m for m in report.messages())
     train = check_data(report, train_data, "train_data", csv_options if options_ok else None, train=True)
     evals = None

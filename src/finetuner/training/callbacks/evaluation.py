@@ -13,7 +13,7 @@ from finetuner.data.tasks import LabelledData, PairData, to_task_data
 from finetuner.errors import ConfigError
 from finetuner.evaluation.embedders import Embedder, embedder_for
 from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, retrieval_sets
-from finetuner.training.callbacks.common import unwrapped
+from finetuner.training.callbacks.monitoring import unwrapped
 from finetuner.training.loop import Callback, TrainState
 
 logger = logging.getLogger("finetuner")
