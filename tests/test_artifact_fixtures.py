@@ -51,8 +51,25 @@ def test_a_single_model_artifact_needs_no_choice(tmp_path):
 
 def test_a_clip_artifact_asks_which_tower(tmp_path):
     root = _with_weights("fixture-clip", tmp_path)
-    with pytest.raises(ArtifactError, match="clip-text, clip-vision"):
-        finetuner.get_model(root)
+    for load in (finetuner.get_model, finetuner.build_model):
+        with pytest.raises(ArtifactError, match=r"clip-text, clip-vision.*select_model='clip-text'"):
+            load(root)
+    tower = finetuner.build_model(root, select_model="clip-vision")
+    got = finetuner.encode(tower, _probes("image", tmp_path))
+    np.testing.assert_allclose(got, np.asarray(EXPECTED["fixture-clip/clip-vision"]), atol=2e-5)
+
+
+def test_build_model_and_fit_take_an_artifact_folder(tmp_path):
+    root = _with_weights("fixture-text", tmp_path)
+    got = finetuner.encode(finetuner.build_model(root), tm.PROBE_TEXTS)  # was: "has no 'kind' entry; damaged"
+    np.testing.assert_allclose(got, np.asarray(EXPECTED["fixture-text/model"]), atol=2e-5)
+    texts = [(f"a {w}", w) for w in ("apple", "bus")] * 4
+    options = {"epochs": 1, "batch_size": 4, "num_items_per_class": 2, "device": "cpu", "verbose": False}
+    run = finetuner.fit(root, texts, run_name="from-artifact", **options)
+    assert run.status()["status"] == "FINISHED"
+    clip = _with_weights("fixture-clip", tmp_path)
+    with pytest.raises(finetuner.ConfigError, match=r"artifact of 2 models .*models/clip-text"):
+        finetuner.fit(clip, texts, epochs=1)
 
 
 def _layout(root: Path) -> dict[str, object]:

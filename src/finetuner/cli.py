@@ -140,10 +140,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_any(ref: str, select_model: str | None) -> Any:
+    """A tuned model (artifact or model folder, run name) or a pretrained one (alias, hub id, Hugging Face folder)."""
     import finetuner
+    from finetuner import artifacts
 
     path = Path(ref)
-    if (path / "models" / "input-map.yml").is_file() or (path / "metadata.yml").is_file():
+    if artifacts.is_artifact(path) or (path / artifacts.MODEL_METADATA_FILE).is_file():
         return finetuner.get_model(path, select_model=select_model)
     return finetuner.build_model(ref)
 
@@ -187,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         np.save(args.output, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {args.output}")
     elif args.command == "evaluate":
-        from finetuner.report import metrics_table
+        from finetuner.report.table import metrics_table
 
         metrics = finetuner.evaluate(
             _load_any(args.model, args.select_model),
@@ -198,9 +200,9 @@ def _run(args: argparse.Namespace) -> int:
         )
         print(metrics_table({"metrics": metrics}))
     elif args.command in ("export", "report"):
-        from finetuner.api import _artifact_dir
+        from finetuner.runs import resolve_folder
 
-        root = _artifact_dir(args.run if args.command == "report" else args.artifact)
+        root = resolve_folder(args.run if args.command == "report" else args.artifact)
         if args.command == "export":
             from finetuner.export.onnx import export_artifact
 

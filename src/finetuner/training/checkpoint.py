@@ -34,8 +34,7 @@ import numpy as np
 import torch
 
 from finetuner.errors import ArtifactError, ConfigError
-from finetuner.fileio import atomic_directory
-from finetuner.runs import read_yaml, write_yaml
+from finetuner.fileio import atomic_directory, read_yaml, write_yaml
 from finetuner.safety import load_torch_file
 from finetuner.training.loop import Callback, TrainState
 

@@ -13,16 +13,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from finetuner import artifacts
 from finetuner.config import TrainingConfig
 from finetuner.data.readers import CSVOptions
 from finetuner.data.tasks import LabelledData, PairData
 from finetuner.errors import ConfigError
+from finetuner.fileio import read_yaml
 from finetuner.losses import resolve_loss
-from finetuner.models.clip import TwoTowerModel
 from finetuner.models.factory import build_model
-from finetuner.models.io import save_model
 from finetuner.report import metrics_table
-from finetuner.runs import Run, new_run_name, read_yaml, runs_root, write_yaml
+from finetuner.runs import Run, new_run_name, runs_root
 from finetuner.training.autobatch import auto_start, probe_batch_size
 from finetuner.training.callbacks import bind_callbacks, prepare_callbacks
 from finetuner.training.checkpoint import CHECKPOINT_FILE, TrainingInterrupted, deferred_interrupts
@@ -177,7 +177,8 @@ def run_fit(
     # the callbacks' own data and monitored names are checked before a model is loaded
     callbacks = prepare_callbacks(callbacks, eval_task)
 
-    built = build_model(model, output_dim=config.output_dim, freeze=config.freeze, model_options=model_options)
+    source = artifacts.model_source(model)  # a saved artifact trains on as its model
+    built = build_model(source, output_dim=config.output_dim, freeze=config.freeze, model_options=model_options)
     accelerator = make_accelerator(config)
     if not is_clip and getattr(built, "modality", train_set.modality) != train_set.modality:
         raise ConfigError(
@@ -208,7 +209,7 @@ def run_fit(
     callbacks = checkpoint_callbacks(list(callbacks or []), run, fingerprint, checkpoint)
     main = accelerator.is_main_process
     handler: logging.Handler = (
-        logging.FileHandler(run.directory / "logs.txt", encoding="utf-8") if main else logging.NullHandler()
+        logging.FileHandler(run.directory / artifacts.LOG_FILE, encoding="utf-8") if main else logging.NullHandler()
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
@@ -227,8 +228,7 @@ def run_fit(
             metrics["before"], examples["before"] = run_evaluations(plan, limit)
             logger.info("before: %s", metrics["before"])
             if main:
-                write_yaml(run.directory / "metrics.yml", metrics)
-                write_yaml(run.directory / "example-results.yml", examples)
+                artifacts.write_results(run.directory, metrics, examples)
         started = time.perf_counter()
         with deferred_interrupts():  # the first Ctrl-C saves a checkpoint after the current step
             state: TrainState = train(
@@ -310,31 +310,14 @@ def _open_run(accelerator: Any, config: TrainingConfig, recorded: dict[str, Any]
 def _save_run(
     run: Run, model: Any, metrics: dict[str, Any], examples: dict[str, Any], state: TrainState, to_onnx: bool
 ) -> None:
-    models_dir = run.directory / "models"
-    towers = model.towers() if isinstance(model, TwoTowerModel) else {"model": model}
-    for name, tower in towers.items():
-        save_model(tower, models_dir / name)
-    write_yaml(models_dir / "input-map.yml", {name: tower.modality for name, tower in towers.items()})
-    write_yaml(run.directory / "metrics.yml", metrics)
-    write_yaml(run.directory / "example-results.yml", examples)
-    write_yaml(
-        run.directory / "metadata.yml",
-        {"run_name": run.name, "history": state.history, "finetuner_version": _version()},
-    )
+    folders = artifacts.save_models(run.directory, model)
+    artifacts.write_results(run.directory, metrics, examples)
+    artifacts.write_run_metadata(run.directory, run.name, state.history)
     if to_onnx:
         from finetuner.export.onnx import export_onnx
 
-        for name, tower in towers.items():
-            export_onnx(tower, models_dir / name)
+        for name, tower in artifacts.model_towers(model).items():
+            export_onnx(tower, folders[name])
     from finetuner.report import write_report_safely
 
     write_report_safely(run.directory)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("finetuner")
-    except PackageNotFoundError:
-        return "unknown"
