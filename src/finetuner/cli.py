@@ -7,9 +7,11 @@ command trains on every process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,9 @@ def _int_or_auto(value: str) -> int | str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finetuner", description="Fine-tune embedding models for search, locally."
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also show the run's log (INFO messages) on stderr"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -226,6 +231,24 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _console_logging(verbose: bool) -> Iterator[None]:
+    """The command's logging: the ``finetuner`` logger's warnings and errors on stderr (its INFO messages too with
+    ``--verbose``); each run's full log is in its ``logs.txt`` either way. Undone when the command returns."""
+    log = logging.getLogger("finetuner")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = log.level
+    log.addHandler(handler)
+    if verbose:
+        log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``finetuner`` command; returns the exit status.
 
@@ -234,14 +257,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except FinetunerError as exc:
-        print(f"finetuner: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:  # the first Ctrl-C during fit saved a checkpoint; say how to resume
-        print(f"finetuner: {exc or 'interrupted'}", file=sys.stderr)
-        return 130
+    with _console_logging(args.verbose):
+        try:
+            return _run(args)
+        except FinetunerError as exc:
+            print(f"finetuner: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:  # the first Ctrl-C during fit saved a checkpoint; say how to resume
+            print(f"finetuner: {exc or 'interrupted'}", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

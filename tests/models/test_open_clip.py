@@ -164,7 +164,7 @@ def test_clip_loss_starts_from_the_models_trained_temperature(
     open_clip, tiny_open_clip: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from finetuner.losses import get_loss
-    from finetuner.training.plan import clip_loss_options
+    from finetuner.training.build import clip_loss_options
 
     create = open_clip.create_model
 

@@ -63,7 +63,7 @@ def test_fit_trains_with_the_largest_batch_that_fits(tiny_bert, monkeypatch):
         _oom_above(model, 24)
         return model
 
-    monkeypatch.setattr("finetuner.training.fit.build_model", build_with_limit)
+    monkeypatch.setattr("finetuner.training.build.build_model", build_with_limit)
     run = finetuner.fit(
         tiny_bert, make_texts(40), make_texts(5, seed=3), batch_size="auto", epochs=1, device="cpu", verbose=False
     )
@@ -182,9 +182,9 @@ def _rank_main(rank: int, world: int, port: int, model_dir: str, home: str) -> N
         _oom_above(model, 16 if rank == 0 else 4)  # rank 1 has less memory
         return model
 
-    import finetuner.training.fit as fit_module
+    import finetuner.training.build as build_module
 
-    fit_module.build_model = build_with_limit
+    build_module.build_model = build_with_limit
     finetuner.fit(
         model_dir, make_texts(20), batch_size="auto", epochs=1, device="cpu", verbose=False, run_name="auto-ddp"
     )

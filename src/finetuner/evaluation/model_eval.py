@@ -82,6 +82,24 @@ def evaluate_sets(
     return {k: float(v) for k, v in metrics.items()}, examples
 
 
+def evaluate_all(
+    evaluations: list[tuple[str, RetrievalSets]], embed: Embedder, limit: int = 20
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Several evaluations of one model: the metrics of each under its prefix (``''`` for the main direction,
+    ``'image_to_text/'`` for CLIP's other one), and example retrievals of the first.
+
+    Example:
+        >>> metrics, examples = evaluate_all([('', retrieval_sets(data))], model_embedder(model))  # doctest: +SKIP
+    """
+    metrics: dict[str, float] = {}
+    examples: list[dict[str, Any]] = []
+    for prefix, sets in evaluations:
+        values, shown = evaluate_sets(sets, embed, limit=limit, num_examples=0 if prefix else 3)
+        metrics.update({f"{prefix}{k}": v for k, v in values.items()})
+        examples = examples or shown
+    return metrics, examples
+
+
 def _examples(
     sets: RetrievalSets,
     q_emb: torch.Tensor,

@@ -15,7 +15,6 @@ from torch import nn
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.losses.contrastive import LOSSES as OWN_LOSSES
 
-DEFAULT_LOSS = "TripletMarginLoss"
 #: what ``loss='auto'`` (the default) means for each kind of training data
 AUTO_LOSSES = {"labelled": "TripletMarginLoss", "pairs": "InfoNCELoss", "clip": "CLIPLoss"}
 
@@ -126,7 +125,7 @@ def _construct(cls: type, options: dict[str, Any], what: str) -> Any:
 
 
 def get_loss(
-    loss: str | nn.Module | None = None,
+    loss: str | nn.Module,
     options: dict[str, Any] | None = None,
     *,
     embedding_size: int | None = None,
@@ -151,8 +150,8 @@ def get_loss(
                 "loss_options only apply to a loss given by name; configure the instance instead"
             )
         return loss
-    if loss is None or (isinstance(loss, str) and loss.lower() == "auto"):
-        loss = DEFAULT_LOSS
+    if isinstance(loss, str) and loss.lower() == "auto":
+        raise ConfigError("loss='auto' stands for the data's loss: resolve it first with resolve_loss(loss, data_kind)")
     if not isinstance(loss, str):
         raise InputTypeError(f"loss must be a name or a torch.nn.Module; received {type(loss).__name__}")
     cls = loss_class(loss)
@@ -185,7 +184,6 @@ def get_miner(miner: str | nn.Module | None, options: dict[str, Any] | None = No
 
 __all__ = [
     "AUTO_LOSSES",
-    "DEFAULT_LOSS",
     "get_loss",
     "get_miner",
     "list_losses",

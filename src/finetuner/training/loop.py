@@ -106,7 +106,7 @@ def make_accelerator(config: TrainingConfig) -> Any:
     """
     from accelerate import Accelerator
 
-    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    cpu = config.device_type() == "cpu"
     precision = config.precision
     if precision == "auto":
         precision = "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
