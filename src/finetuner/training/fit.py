@@ -70,7 +70,16 @@ def run_fit(
     Example:
         >>> run = run_fit('all-MiniLM-L6-v2', [('a', 'x'), ('b', 'x'), ('c', 'y'), ('d', 'y')])  # doctest: +SKIP
     """
-    options = FitOptions(callbacks, csv_options, model_options, to_onnx, verbose, eval_batch_size, limit, resume_from)
+    options = FitOptions(
+        callbacks=callbacks,
+        csv_options=csv_options,
+        model_options=model_options,
+        to_onnx=to_onnx,
+        verbose=verbose,
+        eval_batch_size=eval_batch_size,
+        limit=limit,
+        resume_from=resume_from,
+    )
     checked = check(model, train_data, eval_data, settings, options)
     fit_plan = plan(checked)
     built = build(checked, fit_plan)
