@@ -5,26 +5,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "finetuner"
 MAX_LINES = 400
-
-# Known offenders, each owned by a parallel change (issue 14): remove an entry when its change is merged.
-# models/ (sub-packages by family, issue 14 item 1): the open_clip modules import each other through the factory.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset(
-        {
-            "finetuner.models.clip",
-            "finetuner.models.factory",
-            "finetuner.models.openclip",
-            "finetuner.models.openclip_towers",
-        }
-    ),
-}
-# (no module is over the limit today; data/ files may be while issue 12's rewrite lands: list them here)
-KNOWN_LONG: set[str] = set()
 
 #: the upper layers (see docs/architecture.md): nothing below them imports them
 UPPER = ("finetuner.training", "finetuner.api", "finetuner.cli")
@@ -119,10 +102,8 @@ def test_the_cycle_finder_finds_cycles():
 
 
 def test_no_import_cycles():
-    cycles = set(_cycles(_graph()))
-    assert cycles - KNOWN_CYCLES == set(), "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in cycles)
-    for known in KNOWN_CYCLES - cycles:
-        pytest.fail(f"the known cycle {sorted(known)} is gone: remove it from KNOWN_CYCLES")
+    cycles = _cycles(_graph())
+    assert cycles == [], "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in cycles)
 
 
 def _units(graph: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -147,13 +128,7 @@ def test_no_import_cycles_between_parts():
 
 def test_no_module_over_the_line_limit():
     long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
-    assert set(long) - KNOWN_LONG == set(), f"modules over {MAX_LINES} lines: {long}"
-    assert KNOWN_LONG - set(long) == set(), "listed as too long but no longer are: remove from KNOWN_LONG"
-
-
-def test_the_allow_lists_name_only_modules_of_parallel_changes():
-    listed = set().union(*KNOWN_CYCLES) | KNOWN_LONG
-    assert all(m.startswith(("finetuner.models.", "finetuner.data.")) for m in listed), listed
+    assert long == {}, f"modules over {MAX_LINES} lines: {long}"
 
 
 def test_lower_layers_never_import_training_api_or_cli():
