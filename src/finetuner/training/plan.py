@@ -36,9 +36,11 @@ class Plan:
     evaluations: list[tuple[str, RetrievalSets]] = field(default_factory=list)
 
 
-def _training_inputs(model: Any, items: list[Any]) -> tuple[list[Any], Any]:
-    """The items as the train loader holds them and the collate-time preprocessing: texts are tokenised once
-    up front (``pretokenize``); images keep their source and are decoded (and augmented) per batch."""
+def _training_inputs(model: Any, items: list[Any], device_type: str, **options: Any) -> tuple[list[Any], Any]:
+    """The items as the train loader holds them and the collate-time preprocessing: the model's own
+    ``training_inputs`` (texts tokenised once, batches of bounded shapes), else the items and ``preprocess``."""
+    if hasattr(model, "training_inputs"):
+        return model.training_inputs(items, device_type, **options)
     if hasattr(model, "pretokenize"):
         return model.pretokenize(items), model.collate_tokens
     return items, getattr(model, "training_preprocess", None) or model.preprocess
@@ -65,7 +67,7 @@ def plan_labelled(
     kind = config.sampler
     if kind == "auto":
         kind = "random" if needs_class_count(name) else "class"
-    items, preprocess = _training_inputs(model, train.items)
+    items, preprocess = _training_inputs(model, train.items, accelerator.device.type)
     if kind == "length":
         if not pairs_as_classes or not hasattr(model, "pretokenize"):
             raise ConfigError("sampler='length' batches text pairs of similar length; this run has no text pairs")
@@ -165,8 +167,10 @@ def plan_clip(
     sampler = PairBatchSampler(
         [item_key(t) for t in train.left], [item_key(i) for i in train.right], batch_size, seed=seed, **shard
     )
-    left, text_preprocess = _training_inputs(model.text, train.left)
-    right, image_preprocess = _training_inputs(model.vision, train.right)
+    device_type = accelerator.device.type
+    # one padded block of text per batch: the gradient cache slices a two-tower batch's pairs by rows
+    left, text_preprocess = _training_inputs(model.text, train.left, device_type, max_groups=1)
+    right, image_preprocess = _training_inputs(model.vision, train.right, device_type)
     collate = PairCollate(text_preprocess, image_preprocess)
     loader = pair_loader(
         left,

@@ -19,7 +19,7 @@ from torch import nn
 from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
 from finetuner.models.clip.two_tower import TwoTowerModel
-from finetuner.models.text.tokens import Pretokenized
+from finetuner.models.text.tokens import Pretokenized, embed_grouped, is_grouped
 
 
 class CLIPTextTower(Pretokenized, EmbeddingModel):
@@ -53,13 +53,16 @@ class CLIPTextTower(Pretokenized, EmbeddingModel):
         bad = [i for i, t in enumerate(items) if not isinstance(t, str)]
         if bad:
             raise DataError(f"the CLIP text tower encodes str; item {bad[0]} is {type(items[bad[0]]).__name__}")
-        batch = self.tokenizer(
-            list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        return self.tokenize(list(items))  # padded to a bucketed length (finetuner.models.text.tokens)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.backbone(input_ids=input_ids, attention_mask=attention_mask).text_embeds  # (batch, proj)
+    def forward(self, **inputs: Any) -> torch.Tensor:
+        """CLIP's projected text embeddings ``(batch, proj)`` of a padded or length-grouped batch. Extra right
+        padding changes nothing: CLIP pools the first end-of-text token, and padding is masked out."""
+        return embed_grouped(self._embed, inputs) if is_grouped(inputs) else self._embed(inputs)
+
+    def _embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        return self.backbone(input_ids=ids, attention_mask=mask).text_embeds  # (batch, proj)
 
     def metadata(self) -> dict[str, Any]:
         """What ``metadata.yml`` records."""

@@ -19,7 +19,7 @@ from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
 from finetuner.models.heads import POOLINGS, ProjectionHead, pool_tokens
 from finetuner.models.text.st_folder import read_sentence_transformers_config, write_sentence_transformers_files
-from finetuner.models.text.tokens import Pretokenized, length_groups
+from finetuner.models.text.tokens import Pretokenized, embed_grouped, is_grouped
 
 
 class TextEncoder(Pretokenized, EmbeddingModel):
@@ -93,20 +93,12 @@ class TextEncoder(Pretokenized, EmbeddingModel):
                     f"text model received a {type(text).__name__} at position {i}; it encodes str only "
                     "(for images use an image model)"
                 )
-        batch = self.tokenizer(
-            list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        return {k: batch[k] for k in self._input_names if k in batch}
+        return self.tokenize(list(items))
 
-    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        on_cpu = inputs["input_ids"].device.type == "cpu" and not torch.compiler.is_compiling()  # no graph breaks
-        groups = length_groups(inputs["attention_mask"]) if on_cpu else None
-        if groups is None:
-            emb = self._pooled(inputs)  # (batch, hidden)
-        else:  # same result, fewer padded tokens: run rows of similar length together, then restore the order
-            parts = [self._pooled({k: v[rows, :length] for k, v in inputs.items()}) for rows, length in groups]
-            order = torch.cat([rows for rows, _ in groups])  # (batch,) rows in grouped order
-            emb = torch.cat(parts)[torch.argsort(order)]  # (batch, hidden)
+    def forward(self, **inputs: Any) -> torch.Tensor:
+        """Embeddings ``(batch, output_dim)`` of a padded batch, or of a length-grouped one
+        (:mod:`finetuner.models.text.tokens`), in the batch's row order."""
+        emb = embed_grouped(self._pooled, inputs) if is_grouped(inputs) else self._pooled(inputs)  # (batch, hidden)
         if self.head is not None:
             emb = self.head(emb)  # (batch, output_dim)
         if self.normalize:
