@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from finetuner.errors import FinetunerError
 from finetuner.losses.distributed import average_gradients
 from finetuner.losses.objective import MetricObjective, PairObjective
+from finetuner.models.attention import attention_backends
 from finetuner.training.cached import batch_length, cached_backward
 from finetuner.training.config import TrainingConfig
 
@@ -224,8 +225,10 @@ def _non_finite(value: torch.Tensor, epoch: int, batch: int, step: int, deferred
 
 
 def default_forward(model: nn.Module, inputs: dict[str, Any]) -> Any:
-    """``model(**inputs)``: the embeddings ``(batch, dim)``, or a ``(text, image)`` pair of them for two towers."""
-    return model(**inputs)
+    """``model(**inputs)``: the embeddings ``(batch, dim)``, or a ``(text, image)`` pair of them for two towers;
+    attention on the kernels :mod:`finetuner.models.attention` chose."""
+    with attention_backends(next((p.device for p in model.parameters()), None)):
+        return model(**inputs)
 
 
 def make_objective(loss_fn: nn.Module, miner: nn.Module | None = None) -> nn.Module:

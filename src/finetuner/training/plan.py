@@ -41,7 +41,7 @@ def _training_inputs(model: Any, items: list[Any], device_type: str, **options: 
     ``training_inputs`` (texts tokenised once, batches of bounded shapes), else the items and ``preprocess``."""
     if hasattr(model, "training_inputs"):
         return model.training_inputs(items, device_type, **options)
-    if hasattr(model, "pretokenize"):
+    if hasattr(model, "pretokenize"):  # open_clip's text tower: fixed-length tokens
         return model.pretokenize(items), model.collate_tokens
     return items, getattr(model, "training_preprocess", None) or model.preprocess
 
@@ -67,7 +67,8 @@ def plan_labelled(
     kind = config.sampler
     if kind == "auto":
         kind = "random" if needs_class_count(name) else "class"
-    items, preprocess = _training_inputs(model, train.items, accelerator.device.type)
+    workers = config.workers(accelerator.device.type)
+    items, preprocess = _training_inputs(model, train.items, accelerator.device.type, num_workers=workers)
     if kind == "length":
         if not pairs_as_classes or not hasattr(model, "pretokenize"):
             raise ConfigError("sampler='length' batches text pairs of similar length; this run has no text pairs")
@@ -83,7 +84,7 @@ def plan_labelled(
         train.labels,
         preprocess,
         sampler,
-        config.workers(accelerator.device.type),
+        workers,
         pin_memory=accelerator.device.type == "cuda",
     )
     summary = f"{len(train)} {train.modality} items, {len(train.classes)} classes, batch size {batch_size}"
@@ -167,17 +168,17 @@ def plan_clip(
     sampler = PairBatchSampler(
         [item_key(t) for t in train.left], [item_key(i) for i in train.right], batch_size, seed=seed, **shard
     )
-    device_type = accelerator.device.type
+    device_type, workers = accelerator.device.type, config.workers(accelerator.device.type)
     # one padded block of text per batch: the gradient cache slices a two-tower batch's pairs by rows
-    left, text_preprocess = _training_inputs(model.text, train.left, device_type, max_groups=1)
-    right, image_preprocess = _training_inputs(model.vision, train.right, device_type)
+    left, text_preprocess = _training_inputs(model.text, train.left, device_type, num_workers=workers, max_groups=1)
+    right, image_preprocess = _training_inputs(model.vision, train.right, device_type, num_workers=workers)
     collate = PairCollate(text_preprocess, image_preprocess)
     loader = pair_loader(
         left,
         right,
         collate,
         sampler,
-        config.workers(accelerator.device.type),
+        workers,
         pin_memory=accelerator.device.type == "cuda",
     )
     evaluations: list[tuple[str, RetrievalSets]] = []

@@ -18,6 +18,7 @@ from torch import nn
 from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
 from finetuner.models.heads import POOLINGS, ProjectionHead, pool_tokens
+from finetuner.models.text.masks import device_mask, takes_device_mask
 from finetuner.models.text.st_folder import read_sentence_transformers_config, write_sentence_transformers_files
 from finetuner.models.text.tokens import Pretokenized, embed_grouped, is_grouped
 
@@ -76,6 +77,8 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             pooler.requires_grad_(False)
         params = inspect.signature(backbone.forward).parameters
         self._input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in params]
+        # a 4-d mask made on the device spares a host sync per forward (finetuner.models.text.masks)
+        self._device_mask = "attention_mask" in self._input_names and takes_device_mask(backbone)
 
     @property
     def hidden_dim(self) -> int:
@@ -106,8 +109,10 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         return emb
 
     def _pooled(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self.backbone(**inputs).last_hidden_state  # (batch, seq, hidden)
-        return pool_tokens(hidden, inputs["attention_mask"], self.pooling)  # (batch, hidden)
+        mask = inputs["attention_mask"]  # (batch, seq)
+        args = {**inputs, "attention_mask": device_mask(mask)} if self._device_mask else inputs
+        hidden = self.backbone(**args).last_hidden_state  # (batch, seq, hidden)
+        return pool_tokens(hidden, mask, self.pooling)  # (batch, hidden)
 
     # -- persistence ---------------------------------------------------------------------------------------
 

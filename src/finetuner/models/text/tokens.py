@@ -132,7 +132,7 @@ class TokenCollate:
         torch.Size([4, 32])
         >>> batch = TokenCollate(0, 64, max_groups=2)(rows)
         >>> [g['input_ids'].shape[1] for g in batch[GROUPS]], batch[RESTORE].tolist()
-        [[8, 32], [0, 3, 1, 2]]
+        ([8, 32], [0, 3, 1, 2])
     """
 
     def __init__(self, pad_id: int, max_length: int, max_groups: int = 1, min_saving: float = 0.2) -> None:
@@ -213,11 +213,12 @@ class Pretokenized:
         return TokenCollate(self.pad_id, self.max_length, max_groups)
 
     def training_inputs(
-        self, items: list[str], device_type: str, max_groups: int | None = None
+        self, items: list[str], device_type: str, num_workers: int = 0, max_groups: int | None = None
     ) -> tuple[list[dict[str, list[int]]], TokenCollate]:
-        """What a training loader holds and how it collates: the texts tokenised once, and batches padded to
-        bucketed lengths in up to ``max_groups`` length groups (default: what pays on ``device_type``,
-        :data:`MAX_GROUPS`; 1 for one block, as two-tower batches take).
+        """What a training loader holds and how it collates: the texts tokenised once (one batch call of the fast
+        tokenizer; ``num_workers`` is not needed for it), and batches padded to bucketed lengths in up to
+        ``max_groups`` length groups (default: what pays on ``device_type``, :data:`MAX_GROUPS`; 1 for one block,
+        as two-tower batches take).
 
         Example:
             >>> rows, collate = model.training_inputs(['a cat', 'a dog'], 'cpu')  # doctest: +SKIP
