@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "images" / "fashion_mnist"
+SHARED = next((p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
+              Path("shared/data")) / "images" / "fashion_mnist"
 METHODS = ("finetuner", "raw", "raw-cl")
 
 

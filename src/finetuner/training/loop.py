@@ -16,6 +16,7 @@ from finetuner.errors import FinetunerError
 from finetuner.losses.distributed import average_gradients
 from finetuner.losses.objective import MetricObjective, PairObjective
 from finetuner.models.attention import attention_backends
+from finetuner.models.base import compile_for_training
 from finetuner.training.cached import batch_length, cached_backward
 from finetuner.training.config import TrainingConfig
 
@@ -319,7 +320,7 @@ def train(
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if config.compile:
-        model.compile(dynamic=True)  # in place: parameter names (and saved weights) stay as they are
+        compile_for_training(model)  # in place: parameter names (and saved weights) stay as they are
     model, optimizer = accelerator.prepare(model, optimizer)
     loss_fn = loss_fn.to(accelerator.device)
     objective = make_objective(loss_fn, miner).to(accelerator.device)
