@@ -109,7 +109,7 @@ def loss_bytes(kind: str, pairs: int, dim: int = 768) -> int:
 
 def schemes(pairs: list[tuple[str, str]], tokenizer: Any, mini: int) -> dict[str, list[dict[str, torch.Tensor]]]:
     from finetuner.models.text.tokens import GROUPS, TokenCollate, pad_rows
-    from finetuner.training.cached import pieces
+    from finetuner.training.gradcache import pieces
 
     def tok(texts: list[str]) -> list[dict[str, list[int]]]:
         enc = tokenizer(texts, truncation=True, max_length=64)

@@ -139,8 +139,8 @@ def test_towers_save_and_load_offline_with_equal_embeddings(
 
 @pytest.mark.extras
 def test_per_tower_freeze_and_learning_rates(open_clip, tiny_open_clip: str) -> None:
+    from finetuner.config import TrainingConfig
     from finetuner.losses.contrastive import CLIPLoss
-    from finetuner.training.config import TrainingConfig
     from finetuner.training.loop import build_optimizer
 
     model = build_model(
@@ -164,7 +164,7 @@ def test_clip_loss_starts_from_the_models_trained_temperature(
     open_clip, tiny_open_clip: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from finetuner.losses import get_loss
-    from finetuner.training.plan import clip_loss_options
+    from finetuner.training.build import clip_loss_options
 
     create = open_clip.create_model
 

@@ -1,4 +1,4 @@
-"""Human-readable views of a run's results (the before/after metrics table)."""
+"""The before/after metrics table (text), as ``fit``, ``Run.display_metrics`` and ``finetuner evaluate`` print it."""
 
 from __future__ import annotations
 

@@ -18,13 +18,14 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
+from finetuner import artifacts
 from finetuner.evaluation.metrics import METRIC_NAMES
-from finetuner.report_plots import before_after_bars, loss_curves, metric_curves, plotting_available
-from finetuner.runs import read_yaml
+from finetuner.fileio import read_yaml
+from finetuner.report.plots import before_after_bars, loss_curves, metric_curves, plotting_available
 
 logger = logging.getLogger("finetuner")
 
-REPORT_FILE = "report.html"
+REPORT_FILE = artifacts.REPORT_FILE
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 THUMBNAIL_PX = 96
 
@@ -247,11 +248,11 @@ def build_report(run_dir: str | Path) -> str:
         True
     """
     d = Path(run_dir)
-    config = read_yaml(d / "config.yml", {}) or {}
-    metadata = read_yaml(d / "metadata.yml", {}) or {}
-    metrics = read_yaml(d / "metrics.yml", {}) or {}
-    examples = read_yaml(d / "example-results.yml", {}) or {}
-    input_map = read_yaml(d / "models" / "input-map.yml", {}) or {}
+    config = read_yaml(d / artifacts.CONFIG_FILE, {}) or {}
+    metadata = artifacts.read_run_metadata(d)
+    metrics = read_yaml(d / artifacts.METRICS_FILE, {}) or {}
+    examples = read_yaml(d / artifacts.EXAMPLES_FILE, {}) or {}
+    input_map = read_yaml(d / artifacts.MODELS_DIR / artifacts.INPUT_MAP_FILE, {}) or {}
     history = [r for r in metadata.get("history") or [] if isinstance(r, dict)]
     name = metadata.get("run_name") or d.name
     epochs = len(history)

@@ -8,9 +8,9 @@ from tests.conftest import build_tiny_bert, make_texts
 
 from finetuner.losses import get_loss
 from finetuner.losses.contrastive import CLIPLoss
-from finetuner.losses.objective import MetricObjective, PairObjective
+from finetuner.losses.step_loss import MetricObjective, PairObjective
 from finetuner.models import build_model
-from finetuner.training.cached import cached_backward
+from finetuner.training.gradcache import cached_backward
 
 
 @pytest.fixture(scope="module")

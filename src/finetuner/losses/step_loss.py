@@ -1,11 +1,13 @@
-"""What the training step minimises: a loss (plus optional miner) over the batch of every process."""
+"""The loss of one training step, called as ``objective(embeddings, labels)``: a metric loss with its miner over the
+global batch of every process (:class:`MetricObjective`), or a two-tower loss on ``(text, image)`` embeddings
+(:class:`PairObjective`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from finetuner.losses.distributed import gather_no_grad, gather_with_grad, world
+from finetuner.distributed import gather_no_grad, gather_with_grad, world
 
 
 class MetricObjective(nn.Module):

@@ -1,4 +1,9 @@
-"""The settings of one run, checked all at once before anything is built."""
+"""The settings of one run (:class:`TrainingConfig`), checked all at once before anything is built.
+
+``fit``'s check phase (:mod:`finetuner.training.check`) resolves what the data and the machine decide, once: the
+loss (``'auto'`` by the data) and the batch size (``None``: 32 on the CPU, 64 on a GPU, at most the training items);
+everything after it reads the resolved, frozen config, and ``config.yml`` records it.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +26,11 @@ SCHEDULERS = (
 )
 SAMPLERS = ("auto", "class", "random", "length")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
+#: ``batch_size=None`` by device type (any other type: the CPU's)
+DEFAULT_BATCH_SIZE = {"cuda": 64, "cpu": 32}
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingConfig:
     """Everything ``fit`` needs to train, in one serialisable place (written to ``config.yml``).
 
@@ -80,6 +87,28 @@ class TrainingConfig:
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
         return max(0, min(8, (os.cpu_count() or 1) // local - 1))
 
+    def device_type(self) -> str:
+        """``'cpu'``, ``'cuda'`` or ``'mps'``: where ``device`` puts the run (``'auto'``: a GPU when there is one).
+
+        Example:
+            >>> TrainingConfig(device='cpu').device_type(), TrainingConfig(device='cuda:1').device_type()
+            ('cpu', 'cuda')
+        """
+        import torch
+
+        if self.device == "cpu" or (self.device == "auto" and not torch.cuda.is_available()):
+            return "cpu"
+        return "mps" if self.device == "mps" else "cuda"
+
+    def default_batch_size(self) -> int:
+        """The batch size ``batch_size=None`` stands for: 64 on a GPU, 32 elsewhere.
+
+        Example:
+            >>> TrainingConfig(device='cpu').default_batch_size()
+            32
+        """
+        return DEFAULT_BATCH_SIZE.get(self.device_type(), DEFAULT_BATCH_SIZE["cpu"])
+
     def learning_rate_or_default(self) -> float:
         """The learning rate to use: the given one, else 1e-5 for transformers-sized models' fine-tuning."""
         return float(self.learning_rate) if self.learning_rate is not None else 1e-5
@@ -130,14 +159,14 @@ class TrainingConfig:
             f"mini_batch_size (gradient cache) must be an int >= 1 or None; received {self.mini_batch_size!r}",
         )
         check(self.seed is None or _is_int(self.seed), f"seed must be an int or None; received {self.seed!r}")
-        for kind, value, valid in (
+        for option, value, valid in (
             ("optimizer", self.optimizer, OPTIMIZERS),
             ("scheduler", self.scheduler, SCHEDULERS),
             ("sampler", self.sampler, SAMPLERS),
             ("precision", self.precision, PRECISIONS),
         ):
             if value is not None and value not in valid:
-                out.append(str(unknown_name(kind, value, valid)))
+                out.append(str(unknown_name(option, value, valid)))
         if self.loss_optimizer is not None and self.loss_optimizer not in OPTIMIZERS:
             out.append(str(unknown_name("loss_optimizer", self.loss_optimizer, OPTIMIZERS)))
         check(

@@ -5,7 +5,7 @@
 3. re-embed each mini-batch with the same RNG state, now with a graph, and backpropagate the cached embedding
    gradients through it.
 
-The gradients equal full-batch backpropagation (tests/training/test_cached.py checks 1e-5); activation memory
+The gradients equal full-batch backpropagation (tests/training/test_gradcache.py checks 1e-5); activation memory
 is that of one mini-batch. Under DDP, all but the last mini-batch run in ``no_sync``, so the gradients are
 all-reduced once per step, not once per mini-batch.
 """

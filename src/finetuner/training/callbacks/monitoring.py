@@ -51,7 +51,7 @@ def monitored_value(state: TrainState, monitor: str, owner: str) -> float:
     """The value of ``monitor`` at the end of the current epoch (from ``state.metrics`` or the epoch's history).
 
     Example:
-        >>> from finetuner.training.config import TrainingConfig
+        >>> from finetuner.config import TrainingConfig
         >>> s = TrainState(model=None, config=TrainingConfig(), history=[{'epoch': 1, 'loss': 0.5}])
         >>> monitored_value(s, 'train_loss', 'EarlyStopping')
         0.5
@@ -86,7 +86,7 @@ def unwrapped(state: TrainState) -> Any:
     """The bare model (without the DDP / compile wrappers accelerate adds).
 
     Example:
-        >>> from finetuner.training.config import TrainingConfig
+        >>> from finetuner.config import TrainingConfig
         >>> unwrapped(TrainState(model='m', config=TrainingConfig()))
         'm'
     """
