@@ -37,21 +37,33 @@ GIB = 2**30
 
 
 class SavedBytes:
-    """Peak bytes of the tensors autograd keeps for backward (parameters excluded: they are static state)."""
+    """Peak bytes of the storages autograd keeps for backward, each counted once however many ops save it or a
+    view of it (parameters excluded: they are static state)."""
 
     def __init__(self, exclude: set[int]) -> None:
         self.current = self.peak = 0
         self.exclude = exclude
+        self.held: dict[int, list[int]] = {}  # storage address -> [references, bytes]
 
     def pack(self, t: torch.Tensor) -> tuple[torch.Tensor, int]:
-        size = 0 if t.data_ptr() in self.exclude else t.numel() * t.element_size()
-        self.current += size
-        self.peak = max(self.peak, self.current)
-        return t, size
+        storage = t.untyped_storage()
+        key = storage.data_ptr()
+        if key not in self.exclude:
+            entry = self.held.setdefault(key, [0, storage.nbytes()])
+            if entry[0] == 0:
+                self.current += entry[1]
+                self.peak = max(self.peak, self.current)
+            entry[0] += 1
+        return t, key
 
     def unpack(self, packed: tuple[torch.Tensor, int]) -> torch.Tensor:
-        t, size = packed
-        self.current -= size
+        t, key = packed
+        entry = self.held.get(key)
+        if entry is not None:
+            entry[0] -= 1
+            if entry[0] == 0:
+                self.current -= entry[1]
+                del self.held[key]
         return t
 
 
@@ -64,8 +76,9 @@ def load_pairs(data: Path | None, n: int) -> list[tuple[str, str]]:
     return pairs[:n]
 
 
-def activation_bytes(layers: int, pieces: list[dict[str, torch.Tensor]], tokenizer: Any) -> int:
-    """Peak saved bytes of one forward + backward of the heaviest piece (bf16 autocast, dropout on)."""
+def activation_bytes(layers: int, pieces: list[dict[str, torch.Tensor]], tokenizer: Any, probe: int = 8) -> float:
+    """Saved bytes of one forward + backward of the heaviest piece (bf16 autocast, dropout on). Every saved tensor
+    is per row, so ``probe`` of its rows are run and the count is scaled to the piece's rows."""
     from transformers import BertConfig, BertModel
 
     from finetuner.models.text.masks import device_mask
@@ -74,15 +87,16 @@ def activation_bytes(layers: int, pieces: list[dict[str, torch.Tensor]], tokeniz
     model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, num_hidden_layers=layers)).train()
     params = {p.data_ptr() for p in model.parameters()}
     heaviest = max(pieces, key=lambda p: p["input_ids"].numel())
+    rows = heaviest["input_ids"].shape[0]
     tracker = SavedBytes(params)
     with torch.autograd.graph.saved_tensors_hooks(tracker.pack, tracker.unpack):
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            mask = heaviest["attention_mask"]
-            out = model(input_ids=heaviest["input_ids"], attention_mask=device_mask(mask)).last_hidden_state
+            mask = heaviest["attention_mask"][:probe]
+            out = model(input_ids=heaviest["input_ids"][:probe], attention_mask=device_mask(mask)).last_hidden_state
             m = mask.unsqueeze(-1).to(out.dtype)
             pooled = (out * m).sum(1) / m.sum(1)
         pooled.float().sum().backward()
-    return tracker.peak
+    return tracker.peak * rows / min(probe, rows)
 
 
 def loss_bytes(kind: str, pairs: int, dim: int = 768) -> int:
