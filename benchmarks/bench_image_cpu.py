@@ -63,10 +63,10 @@ def run_finetuner(rows: list[tuple[str, str]], args: argparse.Namespace) -> dict
 
     class Clock(Callback):
         def on_train_begin(self, state: Any) -> None:
-            marks["begin"] = time.perf_counter()
+            marks["begin"], marks["cpu_begin"] = time.perf_counter(), time.process_time()
 
         def on_train_end(self, state: Any) -> None:
-            marks["end"] = time.perf_counter()
+            marks["end"], marks["cpu_end"] = time.perf_counter(), time.process_time()
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as home:
@@ -76,7 +76,8 @@ def run_finetuner(rows: list[tuple[str, str]], args: argparse.Namespace) -> dict
         finetuner.fit("efficientnet-lite0", rows, loss="TripletMarginLoss", epochs=args.epochs,
                       batch_size=args.batch, learning_rate=1e-5, optimizer="Adam", num_workers=0, device="cpu",
                       seed=0, verbose=False, callbacks=[Clock()], model_options={"input_size": args.size})
-    return {"loop": marks["end"] - marks["begin"], "prep+loop": marks["end"] - start}
+    return {"loop": marks["end"] - marks["begin"], "prep+loop": marks["end"] - start,
+            "loop_cpu": marks["cpu_end"] - marks["cpu_begin"]}
 
 
 def run_raw(rows: list[tuple[str, str]], args: argparse.Namespace, channels_last: bool) -> dict[str, float]:
@@ -103,7 +104,7 @@ def run_raw(rows: list[tuple[str, str]], args: argparse.Namespace, channels_last
     def embed(x: torch.Tensor) -> torch.Tensor:  # the network's pooled features (its classifier left out)
         return net.extract_features(x).mean(dim=(2, 3))  # (batch, 1280)
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     generator = torch.Generator().manual_seed(0)
     for _ in range(args.epochs):
         order = torch.randperm(len(rows), generator=generator)
@@ -114,7 +115,7 @@ def run_raw(rows: list[tuple[str, str]], args: argparse.Namespace, channels_last
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     loop = time.perf_counter() - start
-    return {"loop": loop, "prep+loop": loop, "decode (not timed)": prep}
+    return {"loop": loop, "prep+loop": loop, "loop_cpu": time.process_time() - cpu_start, "decode (not timed)": prep}
 
 
 def child(method: str, args: argparse.Namespace) -> None:
@@ -163,15 +164,18 @@ def main() -> None:
     median = {m: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for m, rs in results.items()}
     print(f"\n{args.images} images x {args.epochs} epochs at {args.size} px, batch {args.batch}, medians of "
           f"{args.repeats}")
-    print("| method | loop s | prep+loop s | images/s (loop) | finetuner / method (loop) | (prep+loop) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| method | loop s | loop CPU s | prep+loop s | images/s (loop) | finetuner / method: loop | loop CPU | "
+          "prep+loop |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     ours = median.get("finetuner")
     for method, m in median.items():
-        ratio = f"{ours['loop'] / m['loop']:.2f}x" if ours and method != "finetuner" else ""
-        whole = f"{ours['prep+loop'] / m['prep+loop']:.2f}x" if ours and method != "finetuner" else ""
-        print(f"| {method} | {m['loop']:.1f} | {m['prep+loop']:.1f} | {m['images_per_s']:.1f} | {ratio} | {whole} |")
+        ratios = ["", "", ""]
+        if ours and method != "finetuner":
+            ratios = [f"{ours[k] / m[k]:.2f}x" for k in ("loop", "loop_cpu", "prep+loop")]
+        print(f"| {method} | {m['loop']:.1f} | {m['loop_cpu']:.1f} | {m['prep+loop']:.1f} | {m['images_per_s']:.1f} | "
+              f"{' | '.join(ratios)} |")
     print(f"\nReproduce: python benchmarks/bench_image_cpu.py --images {args.images} --epochs {args.epochs} "
-          f"--repeats {args.repeats}{' --smoke' if args.smoke else ''}")
+          f"--batch {args.batch} --threads {args.threads} --repeats {args.repeats}{' --smoke' if args.smoke else ''}")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "median": median}, indent=1), encoding="utf-8")
 

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Issue 11's GPU check in one command, for a session that has a GPU (benchmarks/README.md, "GPU"):
-#   bash benchmarks/gpu_check.sh DATA OUT [BUDGET_S]
-# DATA is what `python benchmarks/bench_train_gpu.py prepare --out DATA --wheels` wrote here (carried along); OUT
-# gets the logs and JSON. Steps run in priority order and a step starts only while fewer than BUDGET_S seconds
-# (default 480) have passed, so the command ends inside a 600 s call: the gpu-marked tests, the cold benchmark of
-# finetuner against its references, a profile of the text step, the compile and attention variants, and the
-# steady-state text and ResNet runs.
+# Issue 11's GPU check, for a session that has a GPU (benchmarks/README.md, "GPU"):
+#   bash benchmarks/gpu_check.sh DATA OUT [BUDGET_S] [PART]
+# DATA is what `python benchmarks/bench_train_gpu.py prepare --out DATA --wheels` wrote (carried along); OUT gets
+# check.log and one JSON per benchmark (at most 5 files). Steps run in priority order, each only while enough of
+# BUDGET_S seconds (default 480) is left, so one call ends inside the device tool's 600 s limit. PART:
+#   main      (default) the gpu-marked tests, the cold benchmark of finetuner against sentence-transformers and the
+#             raw loops on all four workloads, a profile of the text step, then steady-state text if time is left;
+#   variants  finetuner, finetuner+cudnn and finetuner+compile in the cold mode on all four workloads;
+#   steady    the steady mode (200 timed steps) of finetuner and the raw loops on text, clip and resnet.
 set -uo pipefail
 data=${1:-.bench}
 out=${2:-gpu-out}
 budget=${3:-480}
+part=${4:-main}
 mkdir -p "$out"
+log="$out/check.log"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH="$PWD/src"
 if compgen -G "$data/wheels/*.whl" >/dev/null; then
@@ -19,27 +23,43 @@ if compgen -G "$data/wheels/*.whl" >/dev/null; then
     export PYTHONPATH="$PWD/src:/tmp/site"
 fi
 bench="python3 benchmarks/bench_train_gpu.py"
+smoke=${GPU_CHECK_SMOKE:+--smoke}  # GPU_CHECK_SMOKE=1: tiny models on the CPU, to try this script anywhere
 left() { echo $((budget - SECONDS)); }
 step() {  # step NAME SECONDS_IT_NEEDS COMMAND...: run it when that much of the budget is left
     local name=$1 need=$2
     shift 2
     if [ "$(left)" -lt "$need" ]; then
-        echo "SKIPPED $name: $(left) s of the budget left, it needs about $need" | tee -a "$out/skipped.txt"
+        echo "== SKIPPED $name: $(left) s of the budget left, it needs about $need" | tee -a "$log"
         return
     fi
-    echo "== $name (at ${SECONDS} s)"
-    "$@" 2>&1 | tee "$out/$name.log"
+    echo "== $name (at ${SECONDS} s)" | tee -a "$log"
+    "$@" 2>&1 | tee -a "$log"
 }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/device.txt"
-python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' \
-    | tee -a "$out/device.txt"
-step gpu-tests 60 python3 -m pytest -q -p no:cacheprovider -m gpu tests
-step bench-cold 200 $bench run --data "$data" --mode cold --json "$out/bench-cold.json" \
-    --methods finetuner sentence-transformers raw raw+cl
-step profile-text 45 $bench profile --data "$data" --workload text --out "$out/profile-text.json"
-step bench-variants 200 $bench run --data "$data" --mode cold --json "$out/bench-variants.json" \
-    --budget-s $(( $(left) > 60 ? $(left) - 60 : 1 )) --baseline "$out/bench-cold.json" \
-    --methods finetuner+cudnn finetuner+compile
-step bench-steady 90 $bench run --data "$data" --mode steady --json "$out/bench-steady.json" \
-    --workloads text resnet --methods finetuner raw raw+cl
-echo "done in ${SECONDS} s"
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+    echo "part $part, budget $budget s"
+} 2>&1 | tee "$log"
+case "$part" in
+main)
+    step gpu-tests 90 python3 -m pytest -q -p no:cacheprovider -m gpu -rs tests
+    step bench-cold 240 $bench run --data "$data" --mode cold $smoke --json "$out/bench-cold.json" \
+        --budget-s $(( $(left) > 90 ? $(left) - 90 : 1 )) --methods finetuner sentence-transformers raw raw+cl
+    step profile-text 45 $bench profile --data "$data" $smoke --workload text --out "$out/profile-text.json"
+    step steady-text 60 $bench run --data "$data" --mode steady $smoke --json "$out/bench-steady.json" \
+        --workloads text --methods finetuner raw
+    ;;
+variants)
+    step bench-variants 120 $bench run --data "$data" --mode cold $smoke --json "$out/bench-variants.json" \
+        --budget-s $(( $(left) > 90 ? $(left) - 90 : 1 )) --methods finetuner finetuner+cudnn finetuner+compile
+    ;;
+steady)
+    step bench-steady 120 $bench run --data "$data" --mode steady $smoke --json "$out/bench-steady.json" \
+        --budget-s $(( $(left) > 60 ? $(left) - 60 : 1 )) --workloads text clip resnet --methods finetuner raw raw+cl
+    ;;
+*)
+    echo "unknown part $part (main, variants, steady)" | tee -a "$log"
+    exit 2
+    ;;
+esac
+echo "done in ${SECONDS} s" | tee -a "$log"
