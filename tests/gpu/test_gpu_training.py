@@ -94,9 +94,9 @@ def test_attention_runs_on_the_chosen_kernels(tiny_bert):
     model = build_model(tiny_bert).cuda().train()
     inputs = {k: v.cuda() for k, v in model.preprocess(["apple car", "the very big red old new car"]).items()}
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
-    with profile(activities=activities) as prof, attention_backends("cuda"):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            model(**inputs).float().sum().backward()
+    bf16 = torch.autocast("cuda", dtype=torch.bfloat16)
+    with profile(activities=activities) as prof, attention_backends("cuda"), bf16:
+        model(**inputs).float().sum().backward()
     names = " ".join(e.key for e in prof.key_averages())
     assert "cudnn_attention" not in names
     assert "efficient_attention" in names or "flash_attention" in names
