@@ -88,10 +88,13 @@ class AsyncReader:
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
         self.pending: deque[tuple[Any, torch.Tensor, Any]] = deque()
+        self.free: dict[tuple[Any, ...], list[torch.Tensor]] = {}  # host buffers to reuse, by shape and dtype
 
     def post(self, values: torch.Tensor, tag: Any) -> None:
         """Start reading ``values`` (a 1-d tensor on the device) back; ``tag`` comes back with them."""
-        host = torch.empty(values.shape, dtype=values.dtype, pin_memory=self.cuda)
+        spare = self.free.get((tuple(values.shape), values.dtype))
+        # pinned buffers are reused once read: allocating pinned memory can itself wait for the device
+        host = spare.pop() if spare else torch.empty(values.shape, dtype=values.dtype, pin_memory=self.cuda)
         host.copy_(values.detach(), non_blocking=self.cuda)
         event = None
         if self.cuda:
@@ -108,7 +111,8 @@ class AsyncReader:
                     return
                 event.synchronize()
             self.pending.popleft()
-            yield host.numpy(), tag  # host memory: reading it waits for nothing
+            yield host.numpy().copy(), tag  # host memory: reading it waits for nothing
+            self.free.setdefault((tuple(host.shape), host.dtype), []).append(host)
 
 
 class LossMonitor:
