@@ -1,4 +1,5 @@
-"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, export, report, list-models, demo.
+"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, export, merge, report,
+list-models, demo.
 
 Under ``accelerate launch -m finetuner fit ...`` or ``torchrun --nproc_per_node N -m finetuner fit ...`` the same
 command trains on every process.
@@ -109,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--run-name")
     fit.add_argument("--experiment-name")
     fit.add_argument("--model-options", type=_json)
+    fit.add_argument("--adapter", choices=["lora"], help="train a LoRA adapter (pip install 'finetuner[peft]')")
+    fit.add_argument("--adapter-options", type=_json, help='e.g. \'{"r": 16, "alpha": 32, "merge": true}\'')
     fit.add_argument("--to-onnx", action="store_true")
     fit.add_argument("--resume-from", help="continue a killed or interrupted run: its name or checkpoint folder")
     fit.add_argument("--save-every-n-steps", type=int, help="also checkpoint every N steps (always: each epoch)")
@@ -134,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("artifact", help="artifact folder or run name")
     exp.add_argument("--select-model", help="export only this model (clip-text or clip-vision for CLIP)")
     exp.add_argument("--opset", type=int, default=17)
+    mrg = sub.add_parser("merge", help="write a copy of an adapter artifact with the adapters merged into the weights")
+    mrg.add_argument("artifact", help="artifact folder, run name or model folder")
+    mrg.add_argument("--output", required=True, help="the new folder")
     rep = sub.add_parser("report", help="rebuild a run's report.html and open it")
     rep.add_argument("run", help="run name, run folder or artifact folder")
     rep.add_argument("--no-open", action="store_true", help="only print the page's path")
@@ -174,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
         keys = (  # noqa: SIM905 - one readable string of fit's option names
             "epochs learning_rate batch_size loss loss_options miner miner_options optimizer optimizer_options "
             "scheduler scheduler_options output_dim freeze device precision num_workers num_items_per_class "
-            "sampler val_split seed run_name experiment_name model_options to_onnx resume_from"
+            "sampler val_split seed run_name experiment_name model_options to_onnx resume_from adapter adapter_options"
         ).split()
         options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
         if args.save_every_n_steps is not None:
@@ -204,6 +210,11 @@ def _run(args: argparse.Namespace) -> int:
             csv_options=_csv_options(args),
         )
         print(metrics_table({"metrics": metrics}))
+    elif args.command == "merge":
+        from finetuner.export.merge import merge_artifact
+        from finetuner.runs import resolve_folder
+
+        print(f"wrote {merge_artifact(resolve_folder(args.artifact), args.output)}")
     elif args.command in ("export", "report"):
         from finetuner.runs import resolve_folder
 

@@ -69,6 +69,7 @@ LOADERS: dict[str, str] = {
     "clip-vision-hf": "finetuner.models.clip.hf:CLIPVisionTower.load",
     "open-clip-text": "finetuner.models.clip.open_clip_towers:OpenCLIPTextTower.load",
     "open-clip-vision": "finetuner.models.clip.open_clip_towers:OpenCLIPVisionTower.load",
+    "lora": "finetuner.models.adapters.files:load_adapted",  # an adapter alone; its base is rebuilt
 }
 
 

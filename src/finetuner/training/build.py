@@ -30,6 +30,7 @@ from finetuner.fileio import read_yaml
 from finetuner.losses import get_loss, get_miner
 from finetuner.losses.step_loss import PairObjective
 from finetuner.models import build_model
+from finetuner.models.adapters import apply_adapter, base_reference, parameter_counts
 from finetuner.models.clip import TwoTowerModel
 from finetuner.training.autobatch import auto_start, probe_batch_size
 from finetuner.training.callbacks import bind_callbacks
@@ -71,12 +72,13 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
     """
     config, options = checked.config, checked.options
     seed_everything(checked.seed)
-    model = build_model(
-        artifacts.model_source(checked.model),  # a saved artifact trains on as its model
-        output_dim=config.output_dim,
-        freeze=config.freeze,
-        model_options=options.model_options,
-    )
+    source = artifacts.model_source(checked.model)  # a saved artifact trains on as its model
+    model = build_model(source, output_dim=config.output_dim, freeze=config.freeze, model_options=options.model_options)
+    if config.adapter:  # LoRA: the backbone freezes, the adapter (and a head) train; the artifact names its base
+        build_args = {"output_dim": config.output_dim, "model_options": options.model_options}
+        apply_adapter(model, config.adapter, config.adapter_options, base=base_reference(source), build=build_args)
+        trainable, total = parameter_counts(model)
+        logger.info("adapter %s: %d of %d parameters train", config.adapter, trainable, total)
     accelerator = make_accelerator(config)
     _check_model_fits(model, fit_plan)
     if fit_plan.task == "clip":

@@ -26,7 +26,14 @@ from finetuner.training.resume import resolve_resume
 from finetuner.validation import validate_fit
 
 #: the settings that may be None in fit() and mean "empty"
-_DICT_OPTIONS = ("loss_options", "miner_options", "optimizer_options", "scheduler_options", "loss_optimizer_options")
+_DICT_OPTIONS = (
+    "loss_options",
+    "miner_options",
+    "optimizer_options",
+    "scheduler_options",
+    "loss_optimizer_options",
+    "adapter_options",
+)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 from finetuner import artifacts
 from finetuner.data.readers import CSVOptions
 from finetuner.evaluation.model_eval import evaluate_all
+from finetuner.models.adapters import merge_adapters
 from finetuner.report.table import metrics_table
 from finetuner.runs import Run, new_run_name, runs_root
 from finetuner.training.build import BuiltFit, build
@@ -92,6 +93,8 @@ def run_fit(
         try:
             logger.info("run %s: %s", run.name, fit_plan.summary(int(built.config.batch_size)))  # type: ignore[arg-type]
             trained = train_and_evaluate(checked, fit_plan, built, run, callbacks)
+            if built.config.adapter_options.get("merge"):  # save merged weights, not the adapter alone
+                trained.model = merge_adapters(trained.model)
             if main:
                 save(run, trained, to_onnx)
             built.accelerator.wait_for_everyone()

@@ -14,6 +14,7 @@ from torch import nn
 from finetuner import artifacts
 from finetuner.config import TrainingConfig
 from finetuner.errors import ArtifactError, ConfigError, closest, unknown_name
+from finetuner.models.adapters import adapter_problems
 from finetuner.safety import is_plain_name
 from finetuner.validation.report import ValidationReport
 
@@ -23,6 +24,7 @@ _DICT_OPTIONS = (
     "optimizer_options",
     "scheduler_options",
     "loss_optimizer_options",
+    "adapter_options",
 )
 _HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
 
@@ -275,6 +277,10 @@ def check_options(
     _check_device(report, config.device, config.precision)
     _check_launcher(report)
     _check_callbacks(report, callbacks)
+    for message in adapter_problems(
+        config.adapter, config.adapter_options, model=model, freeze=config.freeze, model_options=model_options
+    ):
+        report.add("config", message)
     if csv_options is not None and not isinstance(csv_options, CSVOptions):
         report.add("type", f"csv_options must be a finetuner.CSVOptions; received {type(csv_options).__name__}")
     for key in ("run_name", "experiment_name"):
