@@ -69,7 +69,7 @@ def adapter_problems(adapter: Any, options: Any, *, model: Any, freeze: Any, mod
 
     Example:
         >>> adapter_problems('lroa', {}, model='bert-base-en', freeze=False, model_options=None)
-        ["unknown adapter 'lroa' (did you mean 'lora'?); valid: lora"]
+        ["unknown adapter 'lroa'; did you mean 'lora'? Valid adapter names: lora"]
         >>> adapter_problems(None, {'r': 4}, model='bert-base-en', freeze=False, model_options=None)
         ["adapter_options given without an adapter; pass adapter='lora' too"]
     """

@@ -37,6 +37,8 @@ OPTION_RULES: dict[str, str] = {
     "use_dora": "True or False",
     "merge": "True or False",
 }
+#: peft's own names (and a common one) for the options above, named in the error
+_SYNONYMS = {"rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "modules": "target_modules"}
 DEFAULT_RANK = 16
 DEFAULT_DROPOUT = 0.05
 #: attention projections by naming convention, tried in this order; the first whose names all occur is the default
@@ -73,7 +75,7 @@ def option_problems(options: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for key in options:
         if key not in OPTION_RULES:
-            hint = closest(str(key), OPTION_RULES)
+            hint = _SYNONYMS.get(str(key)) or closest(str(key), OPTION_RULES)
             out.append(
                 f"adapter_options has unknown key {key!r}{f' (did you mean {hint!r}?)' if hint else ''}; valid keys: "
                 + ", ".join(OPTION_RULES)
