@@ -135,11 +135,13 @@ def _encode_inputs(model: Any, data: Any) -> tuple[list[Any], DocumentArray | No
     return list(data), None
 
 
-def encode(model: Any, data: Any, batch_size: int = 32, *, progress: bool = False) -> Any:
+def encode(model: Any, data: Any, batch_size: int = 32, *, progress: bool = False, dim: int | None = None) -> Any:
     """Embed ``data`` with ``model``.
 
     A list of items (texts for a text model; image paths, URIs, arrays or Documents for an image model) gives a
     ``np.ndarray`` of shape ``(n, dim)``; a DocumentArray gets each ``.embedding`` filled and is returned.
+    ``dim=N`` keeps the first N dimensions (for a model trained with ``matryoshka_dims``), L2-normalised again when
+    the model normalises; by default a saved model's ``truncate_dim`` (:mod:`finetuner.export.truncate`), if any.
 
     Example:
         >>> import finetuner
@@ -149,11 +151,16 @@ def encode(model: Any, data: Any, batch_size: int = 32, *, progress: bool = Fals
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int; received {batch_size!r}")
+    dim = _output_prefix(model, dim)
     items, docs = _encode_inputs(model, data)
     if hasattr(model, "encode_items"):  # ONNX and other non-torch models
         vectors = np.asarray(model.encode_items(items, batch_size=batch_size))
     else:
         vectors = embed_items(model, items, batch_size=batch_size, progress=progress).numpy()
+    if dim is not None:
+        vectors = vectors[:, :dim]  # (n, dim)
+        if getattr(model, "normalize", False):
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     if docs is not None:
         docs.embeddings = vectors
         if type(data).__module__.startswith("docarray"):  # fill the caller's own docarray objects too
@@ -161,6 +168,19 @@ def encode(model: Any, data: Any, batch_size: int = 32, *, progress: bool = Fals
             return data
         return docs
     return vectors
+
+
+def _output_prefix(model: Any, dim: int | None) -> int | None:
+    """The prefix ``encode`` returns: ``dim``, else the model's ``truncate_dim``; checked against its size."""
+    dim = dim if dim is not None else getattr(model, "truncate_dim", None)
+    if dim is None:
+        return None
+    width = getattr(model, "output_dim", None)
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise ConfigError(f"dim must be an int >= 1 (or None for the whole embedding); received {dim!r}")
+    if isinstance(width, int) and width and dim > width:
+        raise ConfigError(f"dim={dim} exceeds the model's embedding size {width}")
+    return dim
 
 
 def evaluate(

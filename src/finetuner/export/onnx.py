@@ -358,13 +358,15 @@ def load_onnx_model(directory: str | Path, providers: Sequence[str] | None = Non
     )
     builder = PREPROCESSORS.get(meta["kind"])
     preprocess = builder(d, meta) if builder is not None else load_model(d).preprocess
-    return OnnxEmbeddingModel(
+    model = OnnxEmbeddingModel(
         d / ONNX_FILE,
         preprocess,
         modality=str(meta.get("modality", info.get("modality", "text"))),
         output_dim=int(info.get("output_dim") or meta.get("output_dim") or 0),
         providers=providers,
     )
+    model.truncate_dim = meta.get("truncate_dim")  # encode's default size (finetuner.export.truncate)
+    return model
 
 
 def export_artifact(artifact: str | Path, select_model: str | None = None, *, opset: int = DEFAULT_OPSET) -> list[Path]:

@@ -14,6 +14,7 @@ from torch import nn
 
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.losses.contrastive import LOSSES as OWN_LOSSES
+from finetuner.losses.matryoshka import MatryoshkaLoss, split_options
 
 #: what ``loss='auto'`` (the default) means for each kind of training data
 AUTO_LOSSES = {"labelled": "TripletMarginLoss", "pairs": "InfoNCELoss", "clip": "CLIPLoss"}
@@ -134,7 +135,8 @@ def get_loss(
     """A loss module from a name (plus ``loss_options``), or the instance itself.
 
     ``embedding_size`` and ``num_classes`` are passed to losses that need them (ArcFace, CosFace, ...) unless
-    the options already set them.
+    the options already set them. ``matryoshka_dims`` (and ``matryoshka_weights``) in the options wrap the loss in a
+    :class:`~finetuner.losses.matryoshka.MatryoshkaLoss` over those prefixes (checked against ``embedding_size``).
 
     Example:
         >>> import torch
@@ -154,6 +156,11 @@ def get_loss(
         raise ConfigError("loss='auto' stands for the data's loss: resolve it first with resolve_loss(loss, data_kind)")
     if not isinstance(loss, str):
         raise InputTypeError(f"loss must be a name or a torch.nn.Module; received {type(loss).__name__}")
+    matryoshka, options = split_options(options)
+    if matryoshka:
+        inner = get_loss(loss, options, embedding_size=embedding_size, num_classes=num_classes)
+        dims, weights = matryoshka.get("matryoshka_dims") or [], matryoshka.get("matryoshka_weights")
+        return MatryoshkaLoss(inner, dims, weights, embedding_size=embedding_size)
     cls = loss_class(loss)
     params = inspect.signature(cls.__init__).parameters
     if "embedding_size" in params and "embedding_size" not in options and embedding_size is not None:

@@ -82,7 +82,8 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
     accelerator = make_accelerator(config)
     _check_model_fits(model, fit_plan)
     if fit_plan.task == "clip":
-        loss: nn.Module = PairObjective(get_loss("CLIPLoss", clip_loss_options(model, config.loss_options)))
+        clip_options = clip_loss_options(model, config.loss_options)
+        loss: nn.Module = PairObjective(get_loss("CLIPLoss", clip_options, embedding_size=model.output_dim))
         miner = None
     else:
         n_classes = len(fit_plan.train.classes)  # type: ignore[union-attr]  # labelled data in a metric run

@@ -21,8 +21,10 @@ from typing import Any
 
 from finetuner import artifacts
 from finetuner.data.readers import CSVOptions
-from finetuner.evaluation.model_eval import evaluate_all
+from finetuner.evaluation.dimensions import evaluate_with_dimensions
+from finetuner.losses.matryoshka import matryoshka_dims
 from finetuner.models.adapters import merge_adapters
+from finetuner.report.dimensions import dimension_table
 from finetuner.report.table import metrics_table
 from finetuner.runs import Run, new_run_name, runs_root
 from finetuner.training.build import BuiltFit, build
@@ -106,6 +108,8 @@ def run_fit(
             raise
     if verbose and trained.metrics and main:
         print(metrics_table(trained.metrics))
+        if trained.metrics.get("by_dimension"):
+            print(dimension_table(trained.metrics["by_dimension"]))
     return run
 
 
@@ -148,11 +152,19 @@ def train_and_evaluate(
     built.model.to(accelerator.device)
     metrics: dict[str, dict[str, float]] = {}
     examples: dict[str, Any] = {}
+    dims = matryoshka_dims(built.loss)  # a Matryoshka run is measured at each trained size too
+    by_dim: dict[int, dict[str, Any]] = {}
     if checked.checkpoint is not None and run.metrics().get("before"):  # measured before the interruption
         metrics["before"] = run.metrics()["before"]
         examples["before"] = run.example_results().get("before", [])
+        by_dim = {d: stages for d, stages in (run.metrics().get("by_dimension") or {}).items()}
     elif fit_plan.evaluations:
-        metrics["before"], examples["before"] = evaluate_all(fit_plan.evaluations, built.embed, limit)
+        metrics["before"], examples["before"], before_dims = evaluate_with_dimensions(
+            fit_plan.evaluations, built.embed, limit, dims
+        )
+        by_dim = {d: {"before": values} for d, values in before_dims.items()}
+        if by_dim:
+            metrics["by_dimension"] = by_dim  # type: ignore[assignment]  # {dim: {stage: metrics}}
         logger.info("before: %s", metrics["before"])
         if accelerator.is_main_process:
             artifacts.write_results(run.directory, metrics, examples)
@@ -170,7 +182,13 @@ def train_and_evaluate(
     model = accelerator.unwrap_model(state.model)
     logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
     if fit_plan.evaluations:
-        metrics["after"], examples["after"] = evaluate_all(fit_plan.evaluations, built.embed, limit)
+        metrics["after"], examples["after"], after_dims = evaluate_with_dimensions(
+            fit_plan.evaluations, built.embed, limit, dims
+        )
+        for d, values in after_dims.items():
+            by_dim.setdefault(d, {})["after"] = values
+        if by_dim:
+            metrics["by_dimension"] = by_dim  # type: ignore[assignment]
         logger.info("after: %s", metrics["after"])
     return Trained(model, state, metrics, examples)
 

@@ -14,6 +14,8 @@ from torch import nn
 from finetuner import artifacts
 from finetuner.config import TrainingConfig
 from finetuner.errors import ArtifactError, ConfigError, closest, unknown_name
+from finetuner.losses.matryoshka import option_problems as matryoshka_problems
+from finetuner.losses.matryoshka import split_options
 from finetuner.models.adapters import adapter_problems
 from finetuner.safety import is_plain_name
 from finetuner.validation.report import ValidationReport
@@ -182,7 +184,7 @@ def _check_loss_and_miner(report: ValidationReport, config: TrainingConfig) -> N
             report.add("config", str(exc))
         else:
             if isinstance(config.loss_options, dict):
-                _check_keys(report, "loss", cls, config.loss_options)
+                _check_keys(report, "loss", cls, split_options(config.loss_options)[1])
     elif not isinstance(config.loss, nn.Module):
         report.add("type", f"loss must be a loss name or a torch.nn.Module; received {type(config.loss).__name__}")
     elif config.loss_options:
@@ -273,6 +275,8 @@ def check_options(
             report.add("type", f"{key} keys must be option names (str); received {sorted(map(repr, value))}")
     _check_model(report, model, model_options)
     _check_loss_and_miner(report, config)
+    for message in matryoshka_problems(config.loss_options if isinstance(config.loss_options, dict) else {}):
+        report.add("config", message)
     _check_optimizer_and_scheduler(report, config)
     _check_device(report, config.device, config.precision)
     _check_launcher(report)
