@@ -1,5 +1,5 @@
-"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, export, merge, report,
-list-models, demo.
+"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, export, merge, truncate,
+report, list-models, demo.
 
 Under ``accelerate launch -m finetuner fit ...`` or ``torchrun --nproc_per_node N -m finetuner fit ...`` the same
 command trains on every process.
@@ -123,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("--data", required=True, help=".txt (one item a line) or .csv (first column)")
     enc.add_argument("--output", required=True, help="the .npy file to write")
     enc.add_argument("--batch-size", type=int, default=32)
+    enc.add_argument("--dim", type=int, help="keep the first N dimensions (a model trained with matryoshka_dims)")
 
     ev = sub.add_parser("evaluate", help="retrieval metrics of a model on labelled data")
     ev.add_argument("--model", required=True, help="artifact folder, run name, alias or hub id")
@@ -140,6 +141,10 @@ def _parser() -> argparse.ArgumentParser:
     mrg = sub.add_parser("merge", help="write a copy of an adapter artifact with the adapters merged into the weights")
     mrg.add_argument("artifact", help="artifact folder, run name or model folder")
     mrg.add_argument("--output", required=True, help="the new folder")
+    trn = sub.add_parser("truncate", help="set a saved model's default embedding size (Matryoshka: truncate_dim)")
+    trn.add_argument("artifact", help="artifact folder, run name or model folder")
+    trn.add_argument("--dim", type=int, required=True, help="the number of dimensions encode returns; 0 removes it")
+    trn.add_argument("--select-model", help="only this model (clip-text or clip-vision for CLIP)")
     rep = sub.add_parser("report", help="rebuild a run's report.html and open it")
     rep.add_argument("run", help="run name, run folder or artifact folder")
     rep.add_argument("--no-open", action="store_true", help="only print the page's path")
@@ -195,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
         import numpy as np
 
         vectors = finetuner.encode(
-            _load_any(args.model, args.select_model), _read_items(args.data), batch_size=args.batch_size
+            _load_any(args.model, args.select_model), _read_items(args.data), batch_size=args.batch_size, dim=args.dim
         )
         np.save(args.output, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {args.output}")
@@ -215,6 +220,12 @@ def _run(args: argparse.Namespace) -> int:
         from finetuner.runs import resolve_folder
 
         print(f"wrote {merge_artifact(resolve_folder(args.artifact), args.output)}")
+    elif args.command == "truncate":
+        from finetuner.export.truncate import set_truncate_dim
+        from finetuner.runs import resolve_folder
+
+        for folder in set_truncate_dim(resolve_folder(args.artifact), args.dim or None, args.select_model):
+            print(f"{folder}: truncate_dim={args.dim or None}")
     elif args.command in ("export", "report"):
         from finetuner.runs import resolve_folder
 

@@ -73,7 +73,9 @@ def test_every_prefix_improves_and_is_reported(tiny_bert, tmp_path):
     # the saved model's truncate option: get_model and sentence-transformers both give the 8-d prefix
     art = Path(run.save_artifact(tmp_path / "art"))
     full = finetuner.encode(finetuner.get_model(art), TEXTS)
-    set_truncate_dim(art, 8)
+    from finetuner.cli import main
+
+    assert main(["truncate", str(art), "--dim", "8"]) == 0  # set_truncate_dim
     model = finetuner.get_model(art)
     np.testing.assert_allclose(finetuner.encode(model, TEXTS), full[:, :8], rtol=1e-5, atol=1e-6)
     from sentence_transformers import SentenceTransformer

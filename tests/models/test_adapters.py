@@ -117,7 +117,10 @@ def test_adapter_artifact_round_trip_and_merge(bert, tmp_path):
     (tmp_path / "art" / "metadata.yml").write_text("run_name: x\n", encoding="utf-8")
     loaded = finetuner.get_model(tmp_path / "art")
     np.testing.assert_allclose(finetuner.encode(loaded, TEXTS), expected, atol=1e-6)
-    merged_dir = merge_artifact(tmp_path / "art", tmp_path / "merged")
+    from finetuner.cli import main
+
+    assert main(["merge", str(tmp_path / "art"), "--output", str(tmp_path / "merged")]) == 0  # merge_artifact
+    merged_dir = tmp_path / "merged"
     assert (merged_dir / "metadata.yml").is_file()  # the run's files are copied
     merged = finetuner.get_model(merged_dir)
     assert not has_adapter(merged)
