@@ -15,6 +15,7 @@ from torch import nn
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.losses.contrastive import LOSSES as OWN_LOSSES
 from finetuner.losses.matryoshka import MatryoshkaLoss, split_options
+from finetuner.losses.unsupervised import UNSUPERVISED_LOSSES
 
 #: what ``loss='auto'`` (the default) means for each kind of training data
 AUTO_LOSSES = {"labelled": "TripletMarginLoss", "pairs": "InfoNCELoss", "clip": "CLIPLoss"}
@@ -53,7 +54,7 @@ def list_losses() -> list[str]:
         >>> 'TripletMarginLoss' in list_losses() and 'ArcFaceLoss' in list_losses()
         True
     """
-    names = set(_pml_classes("losses", "BaseMetricLossFunction")) | set(OWN_LOSSES)
+    names = set(_pml_classes("losses", "BaseMetricLossFunction")) | set(OWN_LOSSES) | set(UNSUPERVISED_LOSSES)
     return sorted(names)
 
 
@@ -75,7 +76,8 @@ def loss_class(name: str) -> type:
         >>> loss_class('infonceloss').__name__
         'InfoNCELoss'
     """
-    return _lookup(name, "loss", {**_pml_classes("losses", "BaseMetricLossFunction"), **OWN_LOSSES})
+    own = {**OWN_LOSSES, **UNSUPERVISED_LOSSES}
+    return _lookup(name, "loss", {**_pml_classes("losses", "BaseMetricLossFunction"), **own})
 
 
 def miner_class(name: str) -> type:

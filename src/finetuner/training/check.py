@@ -23,6 +23,7 @@ from finetuner.errors import ConfigError, closest
 from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.loop import Callback
 from finetuner.training.resume import resolve_resume
+from finetuner.training.unsupervised import unsupervised_view
 from finetuner.validation import validate_fit
 
 #: the settings that may be None in fit() and mean "empty"
@@ -98,6 +99,7 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
     """
     _refuse_unknown(settings)
     settings = {k: v for k, v in settings.items() if not (k in _DICT_OPTIONS and v is None)}
+    train_data, settings = unsupervised_view(train_data, settings, options.csv_options)  # SimCSE: texts -> views
     config = TrainingConfig(model=_model_name(model), **settings)
     checkpoint, resumed_run, resume_problems = resolve_resume(options.resume_from)
     fit_only = {k: getattr(options, k) for k in ("eval_batch_size", "limit", "to_onnx", "verbose")}

@@ -1,0 +1,50 @@
+"""Training without labels: ``fit(model, train_data=[texts...], loss='SimCSE')`` is the whole call.
+
+Before the usual checks, :func:`unsupervised_view` turns the plain texts into the batches SimCSE needs: every text
+twice under a label of its own (:func:`~finetuner.data.unlabelled.two_views`), two per class in the class sampler,
+so each batch holds both views of its texts and dropout makes them differ. From there the run is an ordinary
+labelled run (evaluation data, if given, is labelled as usual).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from finetuner.data.readers import CSVOptions
+from finetuner.data.unlabelled import read_texts, two_views
+from finetuner.errors import ConfigError
+from finetuner.losses.unsupervised import is_unsupervised
+
+
+def unsupervised_view(
+    train_data: Any, settings: dict[str, Any], csv_options: CSVOptions | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """``(train_data, settings)`` as ``fit`` checks them: for an unsupervised loss, the texts as two-view rows and
+    the sampler settings that keep both views in a batch; anything else unchanged.
+
+    Raises:
+        ConfigError: a sampler or ``num_items_per_class`` that would split the views.
+        DataError: the data is not a plain list of texts (see :func:`~finetuner.data.unlabelled.read_texts`).
+
+    Example:
+        >>> rows, settings = unsupervised_view(['a cat', 'a dog'], {'loss': 'SimCSE'})
+        >>> rows[:2], settings['num_items_per_class'], settings['sampler']
+        ([('a cat', 'text-0'), ('a cat', 'text-0')], 2, 'class')
+    """
+    loss = settings.get("loss")
+    if not is_unsupervised(loss):
+        return train_data, settings
+    if settings.get("sampler", "auto") not in ("auto", "class"):
+        raise ConfigError(
+            f"loss={loss!r} puts two views of every text in one batch with the class sampler; "
+            f"sampler={settings['sampler']!r} would split them: leave sampler unset"
+        )
+    if settings.get("num_items_per_class", 2) != 2:
+        raise ConfigError(
+            f"loss={loss!r} trains on two views of each text; num_items_per_class="
+            f"{settings['num_items_per_class']!r} does not apply: leave it unset"
+        )
+    if settings.get("miner") is not None:
+        raise ConfigError(f"loss={loss!r} uses every in-batch negative; a miner does not apply: drop miner=")
+    rows = two_views(read_texts(train_data, csv_options, name="train_data"))
+    return rows, {**settings, "sampler": "class", "num_items_per_class": 2}
