@@ -39,6 +39,7 @@ from finetuner.training.checkpoint import CHECKPOINT_FILE
 from finetuner.training.loop import make_accelerator, make_objective
 from finetuner.training.plan import FitPlan
 from finetuner.training.resume import check_fingerprint, run_fingerprint
+from finetuner.training.unsupervised import check_views_differ
 
 logger = logging.getLogger("finetuner")
 
@@ -81,6 +82,7 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
         logger.info("adapter %s: %d of %d parameters train", config.adapter, trainable, total)
     accelerator = make_accelerator(config)
     _check_model_fits(model, fit_plan)
+    check_views_differ(model, config.loss)  # SimCSE's views come from dropout
     if fit_plan.task == "clip":
         clip_options = clip_loss_options(model, config.loss_options)
         loss: nn.Module = PairObjective(get_loss("CLIPLoss", clip_options, embedding_size=model.output_dim))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 from finetuner.data.readers import CSVOptions
 from finetuner.data.unlabelled import read_texts, two_views
 from finetuner.errors import ConfigError
@@ -48,3 +50,30 @@ def unsupervised_view(
         raise ConfigError(f"loss={loss!r} uses every in-batch negative; a miner does not apply: drop miner=")
     rows = two_views(read_texts(train_data, csv_options, name="train_data"))
     return rows, {**settings, "sampler": "class", "num_items_per_class": 2}
+
+
+def check_views_differ(model: Any, loss: Any) -> None:
+    """SimCSE's two views of a text differ only through dropout: refuse a model without any (both views would be
+    the same vector and the loss would only push texts apart).
+
+    Example:
+        >>> import torch
+        >>> check_views_differ(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1)), 'SimCSE')
+        >>> check_views_differ(torch.nn.Linear(2, 2), 'SimCSE')
+        Traceback (most recent call last):
+        ...
+        finetuner.errors.ConfigError: loss='SimCSE' makes two views of each text by dropout, but the model has no \
+dropout (no Dropout layer with p > 0); use a model trained with dropout (BERT-like models have it)
+    """
+    if not is_unsupervised(loss):
+        return
+    for module in model.modules():
+        if isinstance(module, nn.Dropout) and module.p > 0:
+            return
+        config = getattr(module, "config", None)
+        if any(getattr(config, key, 0) or 0 for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")):
+            return
+    raise ConfigError(
+        f"loss={loss!r} makes two views of each text by dropout, but the model has no dropout (no Dropout layer "
+        "with p > 0); use a model trained with dropout (BERT-like models have it)"
+    )
