@@ -26,6 +26,9 @@ SCHEDULERS = (
 )
 SAMPLERS = ("auto", "class", "random", "length")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
+#: settings newer than the artifact fixtures' format, recorded in ``config.yml`` only when set (so a run without
+#: them writes the same ``config.yml`` as before they existed)
+_NEWER_OPTIONS = ("adapter", "adapter_options")
 #: ``batch_size=None`` by device type (any other type: the CPU's)
 DEFAULT_BATCH_SIZE = {"cuda": 64, "cpu": 32}
 
@@ -195,7 +198,11 @@ class TrainingConfig:
             >>> TrainingConfig(loss=torch.nn.MSELoss()).to_dict()['loss']
             '<MSELoss instance>'
         """
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {
+            f.name: _plain(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if not (f.name in _NEWER_OPTIONS and getattr(self, f.name) in (None, {}))
+        }
 
 
 def _is_int(value: Any) -> bool:

@@ -9,6 +9,7 @@ the loss is InfoNCE over the batch's classes of two at temperature 0.05.
 from __future__ import annotations
 
 from finetuner.losses.contrastive import InfoNCELoss
+from finetuner.losses.distill import DISTILL_LOSSES
 
 
 class SimCSELoss(InfoNCELoss):
@@ -26,8 +27,8 @@ class SimCSELoss(InfoNCELoss):
     """
 
 
-#: the losses that train on unlabelled items (``fit`` makes their views), by name
-UNSUPERVISED_LOSSES: dict[str, type] = {"SimCSE": SimCSELoss}
+#: the losses that train on unlabelled items (``fit`` lays the items out for them), by name
+UNSUPERVISED_LOSSES: dict[str, type] = {"SimCSE": SimCSELoss, **DISTILL_LOSSES}
 
 
 def is_unsupervised(loss: object) -> bool:

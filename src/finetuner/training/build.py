@@ -36,6 +36,7 @@ from finetuner.training.autobatch import auto_start, probe_batch_size
 from finetuner.training.callbacks import bind_callbacks
 from finetuner.training.check import CheckedFit
 from finetuner.training.checkpoint import CHECKPOINT_FILE
+from finetuner.training.distill import prepare_distillation
 from finetuner.training.loop import make_accelerator, make_objective
 from finetuner.training.plan import FitPlan
 from finetuner.training.resume import check_fingerprint, run_fingerprint
@@ -91,6 +92,7 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
         n_classes = len(fit_plan.train.classes)  # type: ignore[union-attr]  # labelled data in a metric run
         loss = get_loss(config.loss, config.loss_options, embedding_size=model.output_dim, num_classes=n_classes)
         miner = get_miner(config.miner, config.miner_options)
+        prepare_distillation(loss, fit_plan.train.items, model.output_dim, accelerator.device.type)  # type: ignore
     make_loader = _loader_factory(model, fit_plan, config, accelerator, checked.seed)
     loader = None
     if config.batch_size == "auto":

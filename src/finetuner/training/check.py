@@ -23,7 +23,7 @@ from finetuner.errors import ConfigError, closest
 from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.loop import Callback
 from finetuner.training.resume import resolve_resume
-from finetuner.training.unsupervised import unsupervised_view
+from finetuner.training.unsupervised import one_view, unsupervised_view
 from finetuner.validation import validate_fit
 
 #: the settings that may be None in fit() and mean "empty"
@@ -118,7 +118,7 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
         from finetuner.export.onnx import check_onnx_available
 
         check_onnx_available()  # before training, not after it
-    train, evals = checked.train, checked.eval
+    train, evals = one_view(checked.train, config.loss), checked.eval  # distillation: each text once
     seed = config.seed if config.seed is not None else 0
     if config.val_split > 0:
         train, evals = split(train, config.val_split, seed)
