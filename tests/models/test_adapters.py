@@ -19,7 +19,7 @@ from finetuner.losses import get_loss
 from finetuner.losses.step_loss import MetricObjective
 from finetuner.models import build_model
 from finetuner.models.adapters import apply_adapter, base_reference, has_adapter, merge_adapters, parameter_counts
-from finetuner.models.adapters.lora import default_targets
+from finetuner.models.adapters.lora import ATTENTION_NAMES, default_targets
 from finetuner.training.gradcache import cached_backward
 
 pytest.importorskip("peft")
@@ -205,3 +205,38 @@ def test_fit_with_gradient_cache_checkpointing_and_merge(bert, tmp_path):
 def test_merge_adapters_is_a_no_op_without_adapter(bert):
     model = build_model(bert)
     assert merge_adapters(model) is model and not has_adapter(model)
+
+
+def test_clip_towers_each_get_an_adapter_and_round_trip(tmp_path):
+    from tests.fixtures.artifacts import tiny_models as tm
+
+    clip_dir = str(tm.tiny_clip(tmp_path / "clip"))
+    model = build_model(clip_dir)
+    for tower in (model.text, model.vision):
+        assert default_targets(tower.backbone) == ["q_proj", "k_proj", "v_proj"]
+    apply_adapter(model, "lora", {"r": 2, "dropout": 0.0}, base=base_reference(clip_dir))
+    for tower in (model.text, model.vision):
+        assert {n for n, p in tower.named_parameters() if p.requires_grad} == {
+            n for n, _ in tower.named_parameters() if "lora_" in n
+        }
+    _perturb_adapter(model)
+    model.eval()
+    images = tm.images(tmp_path / "img", 3)
+    expected_text = finetuner.encode(model.text, tm.PROBE_TEXTS)
+    expected_image = finetuner.encode(model.vision, images)
+    artifacts.save_models(tmp_path / "art", model)
+    text = finetuner.get_model(tmp_path / "art", select_model="clip-text")
+    vision = finetuner.get_model(tmp_path / "art", select_model="clip-vision")
+    np.testing.assert_allclose(finetuner.encode(text, tm.PROBE_TEXTS), expected_text, atol=1e-5)
+    np.testing.assert_allclose(finetuner.encode(vision, images), expected_image, atol=1e-5)
+
+
+def test_vision_defaults_fall_back_to_convolutions():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3))
+    assert default_targets(net) == ["0", "2"]
+    vit = pytest.importorskip("transformers").ViTModel(
+        pytest.importorskip("transformers").ViTConfig(
+            hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, image_size=8, patch_size=4
+        )
+    )
+    assert tuple(default_targets(vit)) in ATTENTION_NAMES[:2]  # the attention projections (names vary by version)
