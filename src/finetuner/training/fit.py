@@ -67,6 +67,9 @@ def run_fit(
     problems come in one error. ``resume_from`` (a run name, run folder or checkpoint folder) continues a run
     that was killed or interrupted from its last checkpoint, given the same arguments.
 
+    Nothing is printed to stdout: ``run.display_metrics()`` prints the before/after table, which the run's log
+    (``run.logs()``) and the ``finetuner`` logger (at INFO) also carry. ``verbose=False`` hides the progress bars.
+
     Example:
         >>> run = run_fit('all-MiniLM-L6-v2', [('a', 'x'), ('b', 'x'), ('c', 'y'), ('d', 'y')])  # doctest: +SKIP
     """
@@ -92,6 +95,8 @@ def run_fit(
         try:
             logger.info("run %s: %s", run.name, fit_plan.summary(int(built.config.batch_size)))  # type: ignore[arg-type]
             trained = train_and_evaluate(checked, fit_plan, built, run, callbacks)
+            if trained.metrics:  # the run's log has the table; run.display_metrics() prints it
+                logger.info("retrieval metrics:\n%s", metrics_table(trained.metrics))
             if main:
                 save(run, trained, to_onnx)
             built.accelerator.wait_for_everyone()
@@ -101,8 +106,6 @@ def run_fit(
         except BaseException as exc:
             _record_failure(run, exc, main)
             raise
-    if verbose and trained.metrics and main:
-        print(metrics_table(trained.metrics))
     return run
 
 
@@ -163,6 +166,7 @@ def train_and_evaluate(
             miner=built.miner,
             callbacks=callbacks,
             accelerator=accelerator,
+            progress=checked.options.verbose,
         )
     model = accelerator.unwrap_model(state.model)
     logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
