@@ -51,6 +51,23 @@ def default_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~current_umask()
 
 
+def apply_umask(root: str | Path) -> None:
+    """Give ``root`` and everything under it the modes the umask gives new files and folders.
+
+    Example:
+        >>> import tempfile
+        >>> old = os.umask(0o022); d = Path(tempfile.mkdtemp()); apply_umask(d); _ = os.umask(old)
+        >>> oct(d.stat().st_mode & 0o777)
+        '0o755'
+    """
+    root = Path(root)
+    file_mode, dir_mode = default_mode(), default_mode(directory=True)
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, dir_mode if path.is_dir() else file_mode)
+
+
 def fsync_tree(path: str | Path) -> None:
     """Flush every file under ``path`` (and ``path`` itself when it is a file) to disk.
 
@@ -83,9 +100,9 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    os.chmod(staging, default_mode(directory=True))  # mkdtemp makes it 0o700
     try:
         yield staging
+        apply_umask(staging)  # mkdtemp makes 0o700, and writers that stage their own files (safetensors) 0o600
         fsync_tree(staging)
         replace_directory(staging, target)
     finally:

@@ -18,7 +18,7 @@ from typing import Any
 
 from finetuner import artifacts
 from finetuner.errors import ArtifactError
-from finetuner.fileio import read_yaml, write_yaml
+from finetuner.fileio import apply_umask, read_yaml, write_yaml
 
 STATUSES = ("CREATED", "STARTED", "FINISHED", "FAILED")
 
@@ -127,6 +127,7 @@ class Run:
             shutil.copytree(
                 self.directory, staged, ignore=shutil.ignore_patterns(*artifacts.RUN_ONLY)
             )
+            apply_umask(staged)  # the modes a new folder gets here, whatever the run folder's files have
             if target.exists():
                 old = tmp / "replaced"
                 os.replace(target, old)

@@ -93,7 +93,8 @@ def run_fit(
         if main:
             run.set_status("STARTED")
         try:
-            logger.info("run %s: %s", run.name, fit_plan.summary(int(built.config.batch_size)))  # type: ignore[arg-type]
+            summary = fit_plan.summary(int(built.config.batch_size))  # type: ignore[arg-type]
+            logger.info("run %s: %s, seed=%s", run.name, summary, built.config.seed)
             trained = train_and_evaluate(checked, fit_plan, built, run, callbacks)
             if trained.metrics:  # the run's log has the table; run.display_metrics() prints it
                 logger.info("retrieval metrics:\n%s", metrics_table(trained.metrics))
