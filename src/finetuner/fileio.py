@@ -21,6 +21,9 @@ from typing import Any
 
 import yaml
 
+#: the names of what a write in progress (or one killed midway) leaves beside its target
+STAGING_PATTERNS = (".*.tmp-*", ".*.old-*", ".*.tmp")
+
 
 def current_umask() -> int:
     """The process's umask (read without changing it where ``/proc`` allows).

@@ -12,6 +12,7 @@ The run's folder is opened between 3 and 4; its log file records phases 4 and 5.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from finetuner import artifacts
 from finetuner.data.readers import CSVOptions
 from finetuner.evaluation.model_eval import evaluate_all
 from finetuner.report.table import metrics_table
+from finetuner.run_lock import hold_run
 from finetuner.runs import Run, new_run_name, runs_root
 from finetuner.training.build import BuiltFit, build
 from finetuner.training.check import CheckedFit, FitOptions, check
@@ -89,7 +91,9 @@ def run_fit(
     run = open_run(built.accelerator, built.config, checked.resumed_run)
     callbacks = checkpoint_callbacks(checked.callbacks, run, built.fingerprint, checked.checkpoint)
     main = built.accelerator.is_main_process
-    with run_log(run.directory / artifacts.LOG_FILE if main else None):
+    with hold_run(run.directory) if main else contextlib.nullcontext(), run_log(
+        run.directory / artifacts.LOG_FILE if main else None
+    ):
         if main:
             run.set_status("STARTED")
         try:
