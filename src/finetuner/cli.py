@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from finetuner.config import SAMPLERS
+from finetuner.config import IMAGE_ERROR_POLICIES, SAMPLERS
 from finetuner.errors import FinetunerError
 
 
@@ -119,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--to-onnx", action="store_true")
     fit.add_argument("--resume-from", help="continue a killed or interrupted run: its name or checkpoint folder")
     fit.add_argument("--save-every-n-steps", type=int, help="also checkpoint every N steps (always: each epoch)")
+    fit.add_argument(
+        "--prefetch-images",
+        action="store_true",
+        help="fetch every http(s) image into the disk cache before training (failures listed by item up front)",
+    )
+    fit.add_argument(
+        "--on-image-error",
+        choices=IMAGE_ERROR_POLICIES,
+        default="fail",
+        help="an image that cannot be fetched: fail (stop before training, listing them) or skip the item (the "
+        "count is reported, the run's log names each)",
+    )
     _add_csv_options(fit)
 
     enc = sub.add_parser("encode", help="embed items with a tuned (or pretrained) model into a .npy file")
@@ -219,7 +231,8 @@ def _run(args: argparse.Namespace) -> int:
         keys = (  # noqa: SIM905 - one readable string of fit's option names
             "epochs learning_rate batch_size loss loss_options miner miner_options optimizer optimizer_options "
             "scheduler scheduler_options output_dim freeze device precision num_workers num_items_per_class "
-            "sampler val_split seed run_name experiment_name model_options to_onnx resume_from"
+            "sampler val_split seed run_name experiment_name model_options to_onnx resume_from prefetch_images "
+            "on_image_error"
         ).split()
         options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
         if args.save_every_n_steps is not None:

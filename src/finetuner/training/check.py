@@ -25,6 +25,7 @@ from finetuner.data.tasks import LabelledData, PairData
 from finetuner.errors import ConfigError, closest
 from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.loop import Callback
+from finetuner.training.prefetch import fetch_images
 from finetuner.training.resume import resolve_resume
 from finetuner.validation import data_kind, validate_fit
 
@@ -59,6 +60,7 @@ class CheckedFit:
         options: ``fit``'s other arguments.
         callbacks: the callbacks, checked and in running order.
         checkpoint: the checkpoint folder a resume continues from; ``resumed_run``: that run's folder.
+        skipped: the items left out because their remote image could not be fetched (``on_image_error='skip'``).
     """
 
     model: Any
@@ -69,6 +71,7 @@ class CheckedFit:
     callbacks: list[Callback] = field(default_factory=list)
     checkpoint: Path | None = None
     resumed_run: Path | None = None
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def seed(self) -> int:
@@ -114,13 +117,14 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
         from finetuner.export.onnx import check_onnx_available
 
         check_onnx_available()  # before training, not after it
-    train, evals = checked.train, checked.eval
+    fetched = fetch_images(checked.train, checked.eval, config, progress=options.verbose)  # remote images, now
+    train, evals = fetched.train, fetched.eval
     config = dataclasses.replace(config, seed=resolve_seed(config, checkpoint))
     if config.val_split > 0:
         train, evals = split(train, config.val_split, config.seed)  # type: ignore[arg-type]  # resolved: an int
     config = resolve(config, checked.loss, train)
     callbacks = prepare_callbacks(options.callbacks, evals)  # their data and monitors, before a model is loaded
-    return CheckedFit(model, config, train, evals, options, callbacks, checkpoint, resumed_run)
+    return CheckedFit(model, config, train, evals, options, callbacks, checkpoint, resumed_run, fetched.skipped)
 
 
 def resolve(config: TrainingConfig, loss: Any, train: LabelledData | PairData) -> TrainingConfig:

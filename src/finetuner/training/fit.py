@@ -99,6 +99,8 @@ def run_fit(
         try:
             summary = fit_plan.summary(int(built.config.batch_size))  # type: ignore[arg-type]
             logger.info("run %s: %s, seed=%s", run.name, summary, built.config.seed)
+            for line in checked.skipped:  # on_image_error='skip': every item left out, by name
+                logger.warning("skipped %s", line)
             trained = train_and_evaluate(checked, fit_plan, built, run, callbacks)
             if trained.metrics:  # the run's log has the table; run.display_metrics() prints it
                 logger.info("retrieval metrics:\n%s", metrics_table(trained.metrics))
