@@ -60,7 +60,8 @@ def test_encode_csv_embeds_every_row(named_run, tmp_path, header):
 
 
 def test_encode_refuses_pair_rows_it_cannot_choose_from(named_run, tmp_path, capsys):
-    data = _write_csv(tmp_path / "pairs.csv", [("a red apple", "a fruit"), ("a bus", "a vehicle")], ("query", "document"))
+    rows = [("a red apple", "a fruit"), ("a bus", "a vehicle")]
+    data = _write_csv(tmp_path / "pairs.csv", rows, ("query", "document"))
     out = str(tmp_path / "v.npy")
     assert main(["encode", "--model", str(named_run.directory), "--data", str(data), "--output", out]) == 2
     assert "--csv-labeled" in capsys.readouterr().err
@@ -127,7 +128,7 @@ def test_uncached_model_without_network_fails_fast(empty_hub_cache, monkeypatch)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    with pytest.raises(ModelUnavailableError, match="cannot connect to 127.0.0.1"):
+    with pytest.raises(ModelUnavailableError, match=r"cannot connect to 127\.0\.0\.1"):
         finetuner.build_model("org-that-is/not-cached")
 
 

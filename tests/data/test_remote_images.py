@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ class Flaky(http.server.BaseHTTPRequestHandler):
     ``/drop/K/N.png``: the connection closed without an answer K times; ``/slow/K/N.png``: K answers too slow for
     the client's timeout; ``/missing/N.png``: 404; ``/html/N.png``: an HTML page with status 200."""
 
-    hits: Counter = Counter()
+    hits: ClassVar[Counter] = Counter()
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
@@ -187,9 +188,8 @@ def tiny_resnet(tmp_path_factory) -> str:
 
     directory = tmp_path_factory.mktemp("tiny-resnet-remote")
     torch.manual_seed(0)
-    ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")).save_pretrained(
-        directory
-    )
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    ResNetModel(config).save_pretrained(directory)
     ViTImageProcessor(size={"height": 16, "width": 16}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
         directory
     )

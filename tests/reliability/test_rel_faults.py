@@ -157,7 +157,7 @@ def test_two_runs_created_with_one_name_at_once_one_refuses(tmp_path, monkeypatc
             try:
                 Run.create(name, None, {"epochs": 1})
                 results.append("created")
-            except Exception as exc:  # noqa: BLE001 - what each loser gets is the point of the test
+            except Exception as exc:
                 results.append(exc)
 
         threads = [threading.Thread(target=create) for _ in range(8)]

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 import finetuner
 from finetuner.training import Callback
 
