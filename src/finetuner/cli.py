@@ -1,7 +1,8 @@
 """The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, export, report, list-models, demo.
 
 Under ``accelerate launch -m finetuner fit ...`` or ``torchrun --nproc_per_node N -m finetuner fit ...`` the same
-command trains on every process.
+command trains on every process (and on every machine with ``torchrun --nnodes``); process 0 alone prints the metrics
+and writes the artifact, and every process exits with status 0 when the run succeeds.
 """
 
 from __future__ import annotations

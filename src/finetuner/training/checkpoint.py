@@ -241,7 +241,8 @@ class TrainingCheckpoint(Callback):
     Args:
         last_k_epochs: how many epoch-end checkpoints to keep (older ones are deleted; step checkpoints are
             deleted once a newer checkpoint exists).
-        save_every_n_steps: also save every this many batches (None: only at epoch ends).
+        save_every_n_steps: also save every this many batches (None: only at epoch ends); under gradient accumulation
+            at the end of the step that reaches such a count, never in the middle of one.
         directory: where to write (default: the run's ``checkpoints`` folder, set by ``fit``).
 
     Example:
