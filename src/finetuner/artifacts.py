@@ -21,8 +21,9 @@ An artifact (``Run.save_artifact`` copies a run folder into one) looks like this
           model.onnx         ONNX_FILE          with fit(to_onnx=True) or `finetuner export`
           onnx.yml           ONNX_METADATA_FILE input names, opset, measured parity
 
-A run folder under the runs directory has the same layout plus ``status.yml`` (STATUS_FILE) and ``checkpoints/``
-(CHECKPOINTS_DIR), which an artifact leaves out. The run's metadata and a model's metadata share a file name but
+A run folder under the runs directory has the same layout plus ``status.yml`` (STATUS_FILE), ``checkpoints/``
+(CHECKPOINTS_DIR) and ``.lock`` (LOCK_FILE: held by the process that trains the run, :mod:`finetuner.run_lock`),
+which an artifact leaves out. The run's metadata and a model's metadata share a file name but
 not a schema: :func:`read_run_metadata` reads the first, :func:`read_model_metadata` the second.
 """
 
@@ -47,6 +48,7 @@ EXAMPLES_FILE = "example-results.yml"
 LOG_FILE = "logs.txt"
 REPORT_FILE = "report.html"
 STATUS_FILE = "status.yml"
+LOCK_FILE = ".lock"
 CHECKPOINTS_DIR = "checkpoints"
 MODELS_DIR = "models"
 INPUT_MAP_FILE = "input-map.yml"
@@ -57,13 +59,14 @@ RUN_METADATA_KEYS = ("run_name", "history", "finetuner_version")
 #: the name of the one model of a single-model artifact
 SINGLE_MODEL = "model"
 #: what only a run folder holds (``save_artifact`` leaves it out)
-RUN_ONLY = (STATUS_FILE, CHECKPOINTS_DIR)
+RUN_ONLY = (STATUS_FILE, CHECKPOINTS_DIR, LOCK_FILE)
 
 __all__ = [
     "CHECKPOINTS_DIR",
     "CONFIG_FILE",
     "EXAMPLES_FILE",
     "INPUT_MAP_FILE",
+    "LOCK_FILE",
     "LOG_FILE",
     "METRICS_FILE",
     "MODELS_DIR",

@@ -43,6 +43,14 @@ class ArtifactError(FinetunerError, ValueError):
     """A saved artifact that is missing, incomplete or unsafe to load."""
 
 
+class StorageError(FinetunerError, OSError):
+    """A file could not be written (disk full, read-only, no permission); the message says what was kept intact."""
+
+
+class ModelUnavailableError(FinetunerError, OSError):
+    """A pretrained model that is neither local nor cached and cannot be downloaded (offline, or no network)."""
+
+
 class ValidationError(DataError, ConfigError):
     """The check before training found problems of several kinds (data and options); ``.problems`` lists all.
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from finetuner import artifacts
 from finetuner.errors import ArtifactError
-from finetuner.fileio import read_yaml, write_yaml
+from finetuner.fileio import STAGING_PATTERNS, apply_umask, read_yaml, write_yaml
 
 STATUSES = ("CREATED", "STARTED", "FINISHED", "FAILED")
 
@@ -56,11 +56,14 @@ class Run:
         """Make a new run folder under the runs directory and record its config."""
         name = name or new_run_name()
         directory = runs_root() / (experiment_name or "default") / name
-        if directory.exists():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir()  # atomic: of two runs started with one name at once, exactly one gets the folder
+        except FileExistsError:
             raise ArtifactError(
-                f"a run named {name!r} already exists at {directory}; choose another run_name"
-            )
-        directory.mkdir(parents=True)
+                f"a run named {name!r} already exists at {directory}; choose another run_name (or continue that "
+                f"run with resume_from={name!r})"
+            ) from None
         run = cls(directory)
         write_yaml(directory / artifacts.CONFIG_FILE, config)
         run.set_status("CREATED")
@@ -125,8 +128,9 @@ class Run:
         try:
             staged = tmp / self.name
             shutil.copytree(
-                self.directory, staged, ignore=shutil.ignore_patterns(*artifacts.RUN_ONLY)
+                self.directory, staged, ignore=shutil.ignore_patterns(*artifacts.RUN_ONLY, *STAGING_PATTERNS)
             )
+            apply_umask(staged)  # the modes a new folder gets here, whatever the run folder's files have
             if target.exists():
                 old = tmp / "replaced"
                 os.replace(target, old)

@@ -17,6 +17,7 @@ from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.models.base import EmbeddingModel, freeze_backbone
 from finetuner.models.clip.open_clip_names import is_open_clip_name
 from finetuner.models.clip.two_tower import TwoTowerModel, build_two_tower, lock_towers
+from finetuner.models.hub import ensure_available
 from finetuner.models.io import METADATA_FILE, load_model
 from finetuner.models.registry import MODELS, builder, get_spec
 from finetuner.models.text.encoder import TextEncoder
@@ -160,9 +161,12 @@ def _from_name(name: str, output_dim: int | None, options: dict[str, Any]) -> An
         family, source = detect_family(str(local)), str(local)
     elif name.lower() in {k.lower() for k in MODELS}:
         spec = get_spec(name)
-        family, source = spec.family, spec.resolve_source()
+        source = spec.resolve_source()
+        ensure_available(source, name)  # not cached and no way to download: a clear error now, not after retries
+        family = spec.family
         options = {**spec.options, **options}
     elif "/" in name or ":" in name:
+        ensure_available(name)
         family, source = detect_family(name), name
     else:
         err = unknown_name("model", name, MODELS)

@@ -93,7 +93,7 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
     loader = loader or make_loader(int(config.batch_size))  # type: ignore[arg-type]  # a number from here on
     embed = embedder_for(model, options.eval_batch_size)
     bind_callbacks(checked.callbacks, loss, embed, int(config.batch_size), config.num_items_per_class, checked.seed)
-    fingerprint = run_fingerprint(config, int(config.batch_size), fit_plan.keys, fit_plan.key_labels)
+    fingerprint = run_fingerprint(config, int(config.batch_size), fit_plan.train)
     if checked.checkpoint is not None:
         check_fingerprint(checked.checkpoint, fingerprint)
     return BuiltFit(model, accelerator, config, loss, miner, loader, embed, fingerprint)

@@ -12,6 +12,7 @@ The run's folder is opened between 3 and 4; its log file records phases 4 and 5.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from finetuner import artifacts
 from finetuner.data.readers import CSVOptions
 from finetuner.evaluation.model_eval import evaluate_all
 from finetuner.report.table import metrics_table
+from finetuner.run_lock import hold_run
 from finetuner.runs import Run, new_run_name, runs_root
 from finetuner.training.build import BuiltFit, build
 from finetuner.training.check import CheckedFit, FitOptions, check
@@ -67,6 +69,9 @@ def run_fit(
     problems come in one error. ``resume_from`` (a run name, run folder or checkpoint folder) continues a run
     that was killed or interrupted from its last checkpoint, given the same arguments.
 
+    Nothing is printed to stdout: ``run.display_metrics()`` prints the before/after table, which the run's log
+    (``run.logs()``) and the ``finetuner`` logger (at INFO) also carry. ``verbose=False`` hides the progress bars.
+
     Example:
         >>> run = run_fit('all-MiniLM-L6-v2', [('a', 'x'), ('b', 'x'), ('c', 'y'), ('d', 'y')])  # doctest: +SKIP
     """
@@ -86,12 +91,19 @@ def run_fit(
     run = open_run(built.accelerator, built.config, checked.resumed_run)
     callbacks = checkpoint_callbacks(checked.callbacks, run, built.fingerprint, checked.checkpoint)
     main = built.accelerator.is_main_process
-    with run_log(run.directory / artifacts.LOG_FILE if main else None):
+    with hold_run(run.directory) if main else contextlib.nullcontext(), run_log(
+        run.directory / artifacts.LOG_FILE if main else None
+    ):
         if main:
             run.set_status("STARTED")
         try:
-            logger.info("run %s: %s", run.name, fit_plan.summary(int(built.config.batch_size)))  # type: ignore[arg-type]
+            summary = fit_plan.summary(int(built.config.batch_size))  # type: ignore[arg-type]
+            logger.info("run %s: %s, seed=%s", run.name, summary, built.config.seed)
+            for line in checked.skipped:  # on_image_error='skip': every item left out, by name
+                logger.warning("skipped %s", line)
             trained = train_and_evaluate(checked, fit_plan, built, run, callbacks)
+            if trained.metrics:  # the run's log has the table; run.display_metrics() prints it
+                logger.info("retrieval metrics:\n%s", metrics_table(trained.metrics))
             if main:
                 save(run, trained, to_onnx)
             built.accelerator.wait_for_everyone()
@@ -101,8 +113,6 @@ def run_fit(
         except BaseException as exc:
             _record_failure(run, exc, main)
             raise
-    if verbose and trained.metrics and main:
-        print(metrics_table(trained.metrics))
     return run
 
 
@@ -163,6 +173,7 @@ def train_and_evaluate(
             miner=built.miner,
             callbacks=callbacks,
             accelerator=accelerator,
+            progress=checked.options.verbose,
         )
     model = accelerator.unwrap_model(state.model)
     logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
