@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from finetuner import aliases
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.losses.contrastive import LOSSES as OWN_LOSSES
 
@@ -108,7 +109,7 @@ def _lookup(name: str, what: str, table: dict[str, type]) -> type:
     for key, cls in table.items():
         if key.lower() == name.lower():
             return cls
-    raise unknown_name(what, name, table)
+    raise unknown_name(what, name, table, aliases.LOSSES if what == "loss" else None)
 
 
 def _construct(cls: type, options: dict[str, Any], what: str) -> Any:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finetuner import aliases
 from finetuner.errors import unknown_name
 
 
@@ -126,7 +127,7 @@ def get_spec(name: str) -> ModelSpec:
     for key, spec in MODELS.items():
         if key.lower() == name.lower():
             return spec
-    raise unknown_name("model", name, MODELS)
+    raise unknown_name("model", name, MODELS, aliases.MODELS)
 
 
 def _minilm_path() -> str | None:

@@ -58,6 +58,7 @@ def run_fit(
     eval_batch_size: int = 64,
     limit: int = 20,
     resume_from: str | Path | None = None,
+    description: str | None = None,
     **settings: Any,
 ) -> Run:
     """Everything ``finetuner.fit`` does (see there); the settings are :class:`~finetuner.config.TrainingConfig`'s
@@ -79,6 +80,7 @@ def run_fit(
         eval_batch_size=eval_batch_size,
         limit=limit,
         resume_from=resume_from,
+        description=description,
     )
     checked = check(model, train_data, eval_data, settings, options)
     fit_plan = plan(checked)
@@ -93,7 +95,7 @@ def run_fit(
             logger.info("run %s: %s", run.name, fit_plan.summary(int(built.config.batch_size)))  # type: ignore[arg-type]
             trained = train_and_evaluate(checked, fit_plan, built, run, callbacks)
             if main:
-                save(run, trained, to_onnx)
+                save(run, trained, to_onnx, description)
             built.accelerator.wait_for_everyone()
             if main:
                 run.set_status("FINISHED")
@@ -172,16 +174,16 @@ def train_and_evaluate(
     return Trained(model, state, metrics, examples)
 
 
-def save(run: Run, trained: Trained, to_onnx: bool = False) -> None:
-    """Write the run's artifact into its folder: the models and input map, metrics, examples, the run's metadata,
-    ONNX files (``to_onnx``) and ``report.html``.
+def save(run: Run, trained: Trained, to_onnx: bool = False, description: str | None = None) -> None:
+    """Write the run's artifact into its folder: the models and input map, metrics, examples, the run's metadata
+    (with the run's ``description``, when it has one), ONNX files (``to_onnx``) and ``report.html``.
 
     Example:
         >>> save(run, trained)  # doctest: +SKIP
     """
     folders = artifacts.save_models(run.directory, trained.model)
     artifacts.write_results(run.directory, trained.metrics, trained.examples)
-    artifacts.write_run_metadata(run.directory, run.name, trained.state.history)
+    artifacts.write_run_metadata(run.directory, run.name, trained.state.history, description)
     if to_onnx:
         from finetuner.export.onnx import export_onnx
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from finetuner import artifacts
+from finetuner import aliases, artifacts
 from finetuner.config import TrainingConfig
 from finetuner.errors import ArtifactError, ConfigError, closest, unknown_name
 from finetuner.safety import is_plain_name
@@ -164,7 +164,7 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
         if problem:
             report.add("config", problem)
     elif "/" not in name and ":" not in name and name.lower() not in {k.lower() for k in MODELS}:
-        err = unknown_name("model", name, MODELS)
+        err = unknown_name("model", name, MODELS, aliases.MODELS)
         report.add("config", f"{err} (or give a Hugging Face hub id like 'org/name', or a local folder)")
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
-from finetuner.models.heads import POOLINGS, ProjectionHead, pool_tokens
+from finetuner.models.heads import POOLINGS, ProjectionHead, check_pooling_options, pool_tokens
 from finetuner.models.text.st_folder import read_sentence_transformers_config, write_sentence_transformers_files
 from finetuner.models.text.tokens import Pretokenized, length_groups
 
@@ -28,7 +28,9 @@ class TextEncoder(Pretokenized, EmbeddingModel):
     Args:
         backbone: a ``transformers`` model whose output has ``last_hidden_state``.
         tokenizer: the matching tokenizer.
-        pooling: ``'mean'``, ``'cls'`` or ``'max'`` over the non-padding tokens.
+        pooling: ``'mean'``, ``'cls'``, ``'max'`` or ``'gem'`` (generalised mean) over the non-padding tokens.
+        pooling_options: GeM's ``p`` (default 3, fixed) and ``eps`` (1e-6); see
+            :func:`~finetuner.models.heads.pool_tokens`.
         max_length: longest tokenised input; longer texts are truncated.
         output_dim: add a :class:`~finetuner.models.heads.ProjectionHead` to this size (None: no head).
         normalize: L2-normalise the embeddings (as sentence-transformers' ``Normalize`` module).
@@ -58,10 +60,12 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         max_length: int = 128,
         output_dim: int | None = None,
         normalize: bool = False,
+        pooling_options: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        self.pooling_options = check_pooling_options(pooling, pooling_options)
         if tokenizer is None:
             raise ConfigError("a text model needs a tokenizer: pass model_options={'tokenizer': ...}")
         self.backbone = backbone
@@ -115,13 +119,13 @@ class TextEncoder(Pretokenized, EmbeddingModel):
 
     def _pooled(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.backbone(**inputs).last_hidden_state  # (batch, seq, hidden)
-        return pool_tokens(hidden, inputs["attention_mask"], self.pooling)  # (batch, hidden)
+        return pool_tokens(hidden, inputs["attention_mask"], self.pooling, **self.pooling_options)  # (batch, hidden)
 
     # -- persistence ---------------------------------------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:
         """What ``metadata.yml`` records for this model."""
-        return {
+        meta = {
             "kind": self.kind,
             "modality": self.modality,
             "pooling": self.pooling,
@@ -130,6 +134,9 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             "head": self.head is not None,
             "normalize": self.normalize,
         }
+        if self.pooling_options:
+            meta["pooling_options"] = dict(self.pooling_options)
+        return meta
 
     def save(self, directory: str | Path) -> None:
         """Save as a Hugging Face model folder that is also a sentence-transformers folder."""
@@ -144,6 +151,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             max_length=self.max_length,
             head=self.head,
             normalize=self.normalize,
+            pooling_options=self.pooling_options,
         )
 
     @classmethod
@@ -153,6 +161,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             pooling=metadata.get("pooling"),
             max_length=metadata.get("max_length"),
             normalize=metadata.get("normalize"),
+            pooling_options=metadata.get("pooling_options"),
         )
         return enc
 
@@ -164,6 +173,7 @@ def from_pretrained_text(
     max_length: int | None = None,
     output_dim: int | None = None,
     normalize: bool | None = None,
+    pooling_options: dict[str, float] | None = None,
     **hf_kwargs: Any,
 ) -> TextEncoder:
     """Build a :class:`TextEncoder` from a Hugging Face hub id or a local folder (HF or sentence-transformers).
@@ -181,7 +191,16 @@ def from_pretrained_text(
 
     local = Path(name_or_path)
     st = read_sentence_transformers_config(local) if local.is_dir() else {}
-    backbone = AutoModel.from_pretrained(name_or_path, **hf_kwargs)
+    try:
+        backbone = AutoModel.from_pretrained(name_or_path, **hf_kwargs)
+    except TypeError as exc:  # an option that is neither ours nor transformers' reached the model's constructor
+        if not hf_kwargs:
+            raise
+        raise ConfigError(
+            f"model_options {sorted(hf_kwargs)} are not options of a text model ({exc}); text models take "
+            "pooling ('mean', 'cls', 'max', 'gem'), pooling_options, max_length, normalize (Finetuner's "
+            "'pooler' / 'pooler_options' too) and keyword arguments of transformers' from_pretrained"
+        ) from exc
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     dense_dir = st.get("dense")
     dense_state = load_file(str(dense_dir / "model.safetensors")) if dense_dir is not None else None
@@ -194,6 +213,7 @@ def from_pretrained_text(
         max_length=max_length or st.get("max_length") or min(getattr(tokenizer, "model_max_length", 512), 512),
         output_dim=output_dim,
         normalize=bool(st.get("normalize", False)) if normalize is None else normalize,
+        pooling_options=pooling_options if pooling_options is not None else st.get("pooling_options"),
     )
     if dense_state is not None and enc.head is not None and enc.head.linear.out_features == output_dim:
         enc.head.load_state_dict(dense_state)  # keys linear.weight / linear.bias, as sentence-transformers'

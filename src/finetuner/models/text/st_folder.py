@@ -14,6 +14,10 @@ from typing import Any
 from safetensors.torch import save_file
 from torch import nn
 
+#: the module type a GeM-pooled text model's ``modules.json`` names: sentence-transformers has no GeM pooling, so
+#: ``SentenceTransformer(path)`` refuses the folder (it names a class outside sentence_transformers) instead of
+#: loading it with another pooling; ``finetuner.get_model(path)`` loads it
+GEM_MODULE = "finetuner.models.heads.GeMPooling"
 ST_POOLING_KEYS = {
     "mean": "pooling_mode_mean_tokens",
     "cls": "pooling_mode_cls_token",
@@ -22,17 +26,25 @@ ST_POOLING_KEYS = {
 
 
 def write_sentence_transformers_files(
-    d: Path, *, hidden_dim: int, pooling: str, max_length: int, head: nn.Module | None, normalize: bool
+    d: Path,
+    *,
+    hidden_dim: int,
+    pooling: str,
+    max_length: int,
+    head: nn.Module | None,
+    normalize: bool,
+    pooling_options: dict[str, float] | None = None,
 ) -> None:
     """Write the sentence-transformers modules of a text model into folder ``d`` (the backbone is already there).
 
     Args:
         d: the model folder.
         hidden_dim: the backbone's hidden size.
-        pooling: ``'mean'``, ``'cls'`` or ``'max'``.
+        pooling: ``'mean'``, ``'cls'``, ``'max'`` or ``'gem'`` (see :data:`GEM_MODULE`).
         max_length: the longest tokenised input.
         head: the projection head (its ``linear`` layer is saved as a ``Dense`` module), or None.
         normalize: whether the embeddings are L2-normalised.
+        pooling_options: GeM's ``p`` and ``eps``.
 
     Example:
         >>> import tempfile
@@ -46,8 +58,11 @@ def write_sentence_transformers_files(
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     ]
-    pool_cfg = {"word_embedding_dimension": hidden_dim, "pooling_mode_mean_sqrt_len_tokens": False}
+    pool_cfg: dict[str, Any] = {"word_embedding_dimension": hidden_dim, "pooling_mode_mean_sqrt_len_tokens": False}
     pool_cfg.update({key: pooling == name for name, key in ST_POOLING_KEYS.items()})
+    if pooling == "gem":
+        modules[1]["type"] = GEM_MODULE
+        pool_cfg.update({"pooling_mode": "gem", **(pooling_options or {})})
     _write_json(d / "1_Pooling" / "config.json", pool_cfg)
     if head is not None:
         lin = head.linear
@@ -98,8 +113,11 @@ def read_sentence_transformers_config(directory: Path) -> dict[str, Any]:
     for module in json.loads(modules_file.read_text(encoding="utf-8")):
         kind = module.get("type", "").rsplit(".", 1)[-1]
         sub = directory / module.get("path", "")
-        if kind == "Pooling" and (sub / "config.json").is_file():
+        if kind in ("Pooling", "GeMPooling") and (sub / "config.json").is_file():
             cfg = json.loads((sub / "config.json").read_text(encoding="utf-8"))
+            if cfg.get("pooling_mode") == "gem":
+                out["pooling"] = "gem"
+                out["pooling_options"] = {k: float(cfg[k]) for k in ("p", "eps") if k in cfg}
             for name, key in ST_POOLING_KEYS.items():
                 if cfg.get(key):
                     out["pooling"] = name
