@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from finetuner import aliases, artifacts
-from finetuner.config import TrainingConfig
+from finetuner.config import SCHEDULERS, TrainingConfig
 from finetuner.errors import ArtifactError, ConfigError, closest, unknown_name
 from finetuner.safety import is_plain_name
 from finetuner.validation.report import ValidationReport
+from finetuner.validation.schedules import scheduler_problems
 
 _DICT_OPTIONS = (
     "loss_options",
@@ -214,13 +215,9 @@ def _check_optimizer_and_scheduler(report: ValidationReport, config: TrainingCon
             if what == "optimizer" and "lr" in options:
                 report.add("config", "set the learning rate with learning_rate=..., not optimizer_options={'lr': ...}")
     options = config.scheduler_options if isinstance(config.scheduler_options, dict) else {}
-    warmup, ratio = options.get("num_warmup_steps"), options.get("warmup_ratio")
-    if warmup is not None and not (_is_int(warmup) and warmup >= 0):
-        report.add("config", f"scheduler_options['num_warmup_steps'] must be an int >= 0; received {warmup!r}")
-    if ratio is not None and not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and 0 <= ratio < 1):
-        report.add("config", f"scheduler_options['warmup_ratio'] must be a number in [0, 1); received {ratio!r}")
-    if options and config.scheduler is None:
-        report.add("config", "scheduler_options given without a scheduler; pass scheduler='linear' (or another) too")
+    if config.scheduler is None or config.scheduler in SCHEDULERS:  # an unknown name is reported on its own
+        for message in scheduler_problems(config.scheduler, options):
+            report.add("config", message)
 
 
 def _check_callbacks(report: ValidationReport, callbacks: Any) -> None:
