@@ -132,10 +132,11 @@ def artifact_model(model: Any, artifact: Any) -> str:
             "run.save_artifact(...) returned, or run.artifact_id"
         )
     tuned_from = (read_yaml(Path(folder) / artifacts.CONFIG_FILE, {}) or {}).get("model")
-    if isinstance(model, (str, os.PathLike)) and tuned_from and os.fspath(model) not in (tuned_from, os.fspath(artifact)):
+    given = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+    if given and tuned_from and given not in (tuned_from, os.fspath(artifact)):
         logger.warning(
             "model=%r is not what trains: model_artifact continues the model of %s, which was tuned from %r",
-            os.fspath(model),
+            given,
             folder,
             tuned_from,
         )
