@@ -10,6 +10,8 @@ from torch import nn
 
 from finetuner.config import TrainingConfig
 from finetuner.errors import FinetunerError
+from finetuner.training.layer_decay import OPTION as LAYER_DECAY
+from finetuner.training.layer_decay import layer_decay_groups
 
 
 def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module) -> torch.optim.Optimizer:
@@ -19,10 +21,13 @@ def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module
     if not any(p.requires_grad for p in model.parameters()):
         raise FinetunerError("the model has no trainable parameters (everything is frozen)")
     options = dict(config.optimizer_options)
+    decay = options.pop(LAYER_DECAY, None)
     # fused Adam/AdamW on every device torch has it for: on the CPU the plain implementation steps the parameters one
     # by one (MiniLM: 107 ms a step against 18 ms fused; benchmarks/bench_optimizer_step.py)
     fuse = config.optimizer in ("Adam", "AdamW") and "fused" not in options
-    if hasattr(model, "param_groups"):  # e.g. per-tower learning rates of a two-tower model
+    if decay is not None:  # a learning rate per layer (and per tower)
+        groups = layer_decay_groups(model, lr, decay)
+    elif hasattr(model, "param_groups"):  # e.g. per-tower learning rates of a two-tower model
         groups: list[dict[str, Any]] = model.param_groups(lr)
     else:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]

@@ -211,9 +211,17 @@ def _check_optimizer_and_scheduler(report: ValidationReport, config: TrainingCon
         (config.loss_optimizer, config.loss_optimizer_options, "loss_optimizer"),
     ):
         if isinstance(name, str) and name in OPTIMIZERS and isinstance(options, dict):
-            _check_keys(report, what, getattr(torch.optim, name), options, skip=("lr",) if what == "optimizer" else ())
+            own = {k: v for k, v in options.items() if not (what == "optimizer" and k == "layer_wise_lr_decay")}
+            _check_keys(report, what, getattr(torch.optim, name), own, skip=("lr",) if what == "optimizer" else ())
             if what == "optimizer" and "lr" in options:
                 report.add("config", "set the learning rate with learning_rate=..., not optimizer_options={'lr': ...}")
+            decay = options.get("layer_wise_lr_decay", 1.0) if what == "optimizer" else 1.0
+            if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
+                report.add(
+                    "config",
+                    "optimizer_options['layer_wise_lr_decay'] (each layer's learning rate is this times the rate of "
+                    f"the layer above) must be a number in (0, 1]; received {decay!r}",
+                )
     options = config.scheduler_options if isinstance(config.scheduler_options, dict) else {}
     if config.scheduler is None or config.scheduler in SCHEDULERS:  # an unknown name is reported on its own
         for message in scheduler_problems(config.scheduler, options):
