@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from finetuner import artifacts
+from finetuner import aliases, artifacts
 from finetuner.compat.fit_args import ignore_token, translate_fit_args, translate_model_options
 from finetuner.data.documents import Document, DocumentArray
 from finetuner.data.readers import CSVOptions, load_data
@@ -317,6 +317,8 @@ def describe_models(task: str | None = None, *, show: bool = True) -> str:
     widths = [max(len(r[i]) for r in [("name", "task", "source", "description"), *rows]) for i in range(3)]
     lines = [f"{'name':<{widths[0]}}  {'task':<{widths[1]}}  {'source':<{widths[2]}}  description"]
     lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in sorted(rows)]
+    if task in (None, "mesh-to-mesh"):
+        lines.append(f"(no mesh-to-mesh models: {aliases.MODELS['pointnet-base']})")
     text = "\n".join(lines)
     if show:
         print(text)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finetuner.data.documents import LABEL_TAG, Document, DocumentArray
+from finetuner.data.vectors import VECTOR, is_vector
 from finetuner.errors import DataError
 
 
@@ -82,16 +83,19 @@ class PairData:
 
 
 def doc_modality(doc: Document) -> str:
-    """``'text'`` or ``'image'``: the chunk's stated modality, else guessed from its content fields.
+    """``'text'``, ``'image'`` or ``'vector'`` (a 1-D tensor, :mod:`finetuner.data.vectors`): the chunk's stated
+    modality, else guessed from its content fields.
 
     Example:
         >>> doc_modality(Document(text='hi')), doc_modality(Document(uri='a.png'))
         ('text', 'image')
     """
-    if doc.modality in ("text", "image"):
+    if doc.modality in ("text", "image", VECTOR):
         return doc.modality
     if doc.text is not None:
         return "text"
+    if is_vector(doc.tensor):
+        return VECTOR
     if doc.uri is not None or doc.blob is not None or doc.tensor is not None:
         return "image"
     return "unknown"
@@ -152,7 +156,8 @@ def _labelled(docs: DocumentArray, name: str) -> LabelledData:
         if doc_modality(doc) == "unknown":
             problems.append(f"{where}: no content; set text, uri, blob or tensor")
     if len(modalities - {"unknown"}) > 1:
-        problems.append(f"{name} mixes text and image items; a single-modality model takes one kind")
+        kinds = " and ".join(m for m in ("text", "image", VECTOR) if m in modalities)
+        problems.append(f"{name} mixes {kinds} items; a single-modality model takes one kind")
     if problems:
         raise DataError(f"{name} has {len(problems)} problem(s):\n  " + "\n  ".join(problems), problems)
     modality = (modalities - {"unknown"}).pop()

@@ -10,6 +10,8 @@ from torch import nn
 from finetuner.errors import ConfigError
 
 POOLINGS = ("mean", "cls", "max", "gem")
+#: what may follow a projection head's linear map
+HEAD_ACTIVATIONS = (None, "tanh")
 #: the options of GeM pooling and their defaults (Finetuner's ``pooler_options``)
 GEM_OPTIONS = {"p": 3.0, "eps": 1e-6}
 
@@ -18,7 +20,8 @@ class ProjectionHead(nn.Module):
     """A linear map from the backbone's size to ``output_dim`` (what ``fit(..., output_dim=N)`` adds).
 
     The parameter names (``linear.weight``, ``linear.bias``) match sentence-transformers' ``Dense`` module so a
-    saved text model loads there too.
+    saved text model loads there too. ``activation='tanh'`` follows the linear map with tanh, as the ``Dense``
+    module of some sentence-transformers models does (distiluse-base-multilingual).
 
     Example:
         >>> import torch
@@ -26,12 +29,16 @@ class ProjectionHead(nn.Module):
         torch.Size([2, 4])
     """
 
-    def __init__(self, in_dim: int, out_dim: int, bias: bool = True) -> None:
+    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, activation: str | None = None) -> None:
         super().__init__()
+        if activation not in HEAD_ACTIVATIONS:
+            raise ConfigError(f"unknown head activation {activation!r}; valid: None, 'tanh'")
         self.linear = nn.Linear(in_dim, out_dim, bias=bias)
+        self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)  # (batch, out_dim)
+        out = self.linear(x)  # (batch, out_dim)
+        return torch.tanh(out) if self.activation == "tanh" else out
 
 
 def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str, **options: float) -> torch.Tensor:

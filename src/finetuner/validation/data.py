@@ -28,6 +28,7 @@ import numpy as np
 from finetuner.data.documents import LABEL_TAG, SCORE_TAG, Document, DocumentArray
 from finetuner.data.readers import load_data
 from finetuner.data.tasks import LabelledData, PairData, doc_modality, to_task_data
+from finetuner.data.vectors import VECTOR, vector_problem
 from finetuner.errors import FinetunerError
 from finetuner.validation.report import ValidationReport
 
@@ -164,6 +165,10 @@ def _check_content(report: ValidationReport, images: _ImageChecks, where: str, d
         _check_text(report, where, doc.text)
     elif modality == "image":
         images.check(report, where, doc)
+    elif modality == VECTOR:
+        problem = vector_problem(doc.tensor)
+        if problem:
+            report.add("data", f"{where}: {problem}")
     return modality  # 'unknown' (no content) is reported by to_task_data
 
 

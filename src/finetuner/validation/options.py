@@ -164,7 +164,12 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
         problem = open_clip_name_problem(name)
         if problem:
             report.add("config", problem)
-    elif "/" not in name and ":" not in name and name.lower() not in {k.lower() for k in MODELS}:
+    elif name.lower() in {k.lower() for k in MODELS}:
+        source = next(spec.source for key, spec in MODELS.items() if key.lower() == name.lower())
+        problem = open_clip_name_problem(source) if is_open_clip_name(source) else None  # clip-base-multi
+        if problem:
+            report.add("config", f"model {name!r} is {source!r}: {problem}")
+    elif "/" not in name and ":" not in name:
         err = unknown_name("model", name, MODELS, aliases.MODELS)
         report.add("config", f"{err} (or give a Hugging Face hub id like 'org/name', or a local folder)")
 

@@ -18,7 +18,11 @@ from torch import nn
 from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
 from finetuner.models.heads import POOLINGS, ProjectionHead, check_pooling_options, pool_tokens
-from finetuner.models.text.st_folder import read_sentence_transformers_config, write_sentence_transformers_files
+from finetuner.models.text.st_folder import (
+    hub_sentence_transformers_folder,
+    read_sentence_transformers_config,
+    write_sentence_transformers_files,
+)
 from finetuner.models.text.tokens import Pretokenized, length_groups
 
 
@@ -61,6 +65,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         output_dim: int | None = None,
         normalize: bool = False,
         pooling_options: dict[str, float] | None = None,
+        head_activation: str | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -74,7 +79,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         self.max_length = int(max_length)
         self.normalize = normalize
         hidden = int(backbone.config.hidden_size)
-        self.head = ProjectionHead(hidden, output_dim) if output_dim else None
+        self.head = ProjectionHead(hidden, output_dim, activation=head_activation) if output_dim else None
         pooler = getattr(backbone, "pooler", None)
         if isinstance(pooler, nn.Module):  # unused by token pooling: frozen, so DDP does not wait for its grads
             pooler.requires_grad_(False)
@@ -136,6 +141,8 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         }
         if self.pooling_options:
             meta["pooling_options"] = dict(self.pooling_options)
+        if self.head is not None and self.head.activation is not None:
+            meta["head_activation"] = self.head.activation
         return meta
 
     def save(self, directory: str | Path) -> None:
@@ -162,6 +169,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             max_length=metadata.get("max_length"),
             normalize=metadata.get("normalize"),
             pooling_options=metadata.get("pooling_options"),
+            head_activation=metadata.get("head_activation"),
         )
         return enc
 
@@ -174,6 +182,7 @@ def from_pretrained_text(
     output_dim: int | None = None,
     normalize: bool | None = None,
     pooling_options: dict[str, float] | None = None,
+    head_activation: str | None = None,
     **hf_kwargs: Any,
 ) -> TextEncoder:
     """Build a :class:`TextEncoder` from a Hugging Face hub id or a local folder (HF or sentence-transformers).
@@ -187,12 +196,14 @@ def from_pretrained_text(
         >>> enc.output_dim, enc.pooling  # doctest: +SKIP
         (384, 'mean')
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     local = Path(name_or_path)
+    if not local.is_dir():  # a hub id: its sentence-transformers modules (pooling, Dense head) count too
+        local = hub_sentence_transformers_folder(name_or_path) or local
     st = read_sentence_transformers_config(local) if local.is_dir() else {}
     try:
-        backbone = AutoModel.from_pretrained(name_or_path, **hf_kwargs)
+        backbone = _backbone_class(name_or_path).from_pretrained(name_or_path, **hf_kwargs)
     except TypeError as exc:  # an option that is neither ours nor transformers' reached the model's constructor
         if not hf_kwargs:
             raise
@@ -206,6 +217,8 @@ def from_pretrained_text(
     dense_state = load_file(str(dense_dir / "model.safetensors")) if dense_dir is not None else None
     if output_dim is None and dense_state is not None:
         output_dim = int(dense_state["linear.weight"].shape[0])
+    if head_activation is None:
+        head_activation = _dense_activation(st, dense_state, output_dim)
     enc = TextEncoder(
         backbone,
         tokenizer,
@@ -214,7 +227,36 @@ def from_pretrained_text(
         output_dim=output_dim,
         normalize=bool(st.get("normalize", False)) if normalize is None else normalize,
         pooling_options=pooling_options if pooling_options is not None else st.get("pooling_options"),
+        head_activation=head_activation,
     )
     if dense_state is not None and enc.head is not None and enc.head.linear.out_features == output_dim:
         enc.head.load_state_dict(dense_state)  # keys linear.weight / linear.bias, as sentence-transformers'
     return enc
+
+
+
+def _dense_activation(st: dict[str, Any], dense_state: dict[str, Any] | None, output_dim: int | None) -> str | None:
+    """The activation of the folder's Dense head when that head is the one loaded (same size)."""
+    if dense_state is None or output_dim is None or int(dense_state["linear.weight"].shape[0]) != int(output_dim):
+        return None
+    return st.get("dense_activation")
+
+
+#: encoder-decoder families whose encoder alone embeds text (as sentence-transformers loads them)
+ENCODERS = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
+
+
+def _backbone_class(name_or_path: str) -> Any:
+    """``AutoModel``, or for a T5-family model its encoder class (the Jina embeddings v1 and sentence-T5 models)."""
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(name_or_path)
+    if config.model_type in ENCODERS:  # a saved encoder keeps the family's model_type
+        return getattr(transformers, ENCODERS[config.model_type])
+    if getattr(config, "is_encoder_decoder", False):
+        raise ConfigError(
+            f"{name_or_path} is an encoder-decoder model ({config.model_type}); as a text encoder finetuner takes the "
+            f"encoder of {', '.join(sorted(ENCODERS))} models only"
+        )
+    return AutoModel

@@ -14,10 +14,14 @@ from typing import Any
 from safetensors.torch import save_file
 from torch import nn
 
+from finetuner.errors import ConfigError
+
 #: the module type a GeM-pooled text model's ``modules.json`` names: sentence-transformers has no GeM pooling, so
 #: ``SentenceTransformer(path)`` refuses the folder (it names a class outside sentence_transformers) instead of
 #: loading it with another pooling; ``finetuner.get_model(path)`` loads it
 GEM_MODULE = "finetuner.models.heads.GeMPooling"
+#: a projection head's activation -> sentence-transformers' Dense ``activation_function``
+ST_ACTIVATIONS = {None: "torch.nn.modules.linear.Identity", "tanh": "torch.nn.modules.activation.Tanh"}
 ST_POOLING_KEYS = {
     "mean": "pooling_mode_mean_tokens",
     "cls": "pooling_mode_cls_token",
@@ -73,7 +77,7 @@ def write_sentence_transformers_files(
                 "in_features": lin.in_features,
                 "out_features": lin.out_features,
                 "bias": lin.bias is not None,
-                "activation_function": "torch.nn.modules.linear.Identity",
+                "activation_function": ST_ACTIVATIONS[getattr(head, "activation", None)],
             },
         )
         state = {f"linear.{k}": v.detach().cpu().contiguous() for k, v in lin.state_dict().items()}
@@ -126,9 +130,63 @@ def read_sentence_transformers_config(directory: Path) -> dict[str, Any]:
             out["normalize"] = True
         elif kind == "Dense" and (sub / "model.safetensors").is_file():
             out["dense"] = sub
+            out["dense_activation"] = _activation(sub)
     st_cfg = directory / "sentence_bert_config.json"
     if st_cfg.is_file():
         max_len = json.loads(st_cfg.read_text(encoding="utf-8")).get("max_seq_length")
         if max_len:
             out["max_length"] = int(max_len)
     return out
+
+
+def _activation(dense: Path) -> str | None:
+    """The activation of a sentence-transformers Dense module (None, 'tanh'); any other is refused, since loading it
+    without would give other embeddings than the model's."""
+    cfg_file = dense / "config.json"
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.is_file() else {}
+    name = str(cfg.get("activation_function", ST_ACTIVATIONS[None]))
+    for activation, full in ST_ACTIVATIONS.items():
+        if name == full or name.rsplit(".", 1)[-1] == full.rsplit(".", 1)[-1]:
+            return activation
+    raise ConfigError(
+        f"{dense}: the Dense module's activation {name} is not supported (finetuner's projection head has none or "
+        "tanh); this model cannot be loaded without changing its embeddings"
+    )
+
+
+#: the files of a sentence-transformers repository that say how it pools and projects
+_ST_FILES = ("sentence_bert_config.json", "config.json", "model.safetensors")
+
+
+def hub_sentence_transformers_folder(repo_id: str) -> Path | None:
+    """The local snapshot of a hub repository's sentence-transformers modules (``modules.json``, the pooling
+    config, a Dense head's config and safetensors weights), fetched into the Hugging Face cache; None for a repository
+    without ``modules.json`` (a plain transformers model) or when the hub cannot be reached and nothing is cached.
+
+    A Dense head with pickle weights only is refused: loading the model without it would change its embeddings.
+
+    Example:
+        >>> hub_sentence_transformers_folder('./no/such/repo') is None
+        True
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        modules_file = Path(hf_hub_download(repo_id, "modules.json"))
+    except Exception:  # no such file, no such repo, offline with nothing cached, an invalid id
+        return None
+    folder = modules_file.parent
+    for module in json.loads(modules_file.read_text(encoding="utf-8")):
+        sub = module.get("path", "")
+        wanted = ("sentence_bert_config.json",) if not sub else _ST_FILES[1:]
+        for name in wanted:
+            try:
+                hf_hub_download(repo_id, f"{sub}/{name}" if sub else name)
+            except EntryNotFoundError:
+                if name == "model.safetensors" and module.get("type", "").endswith("Dense"):
+                    raise ConfigError(
+                        f"{repo_id}: its Dense module ({sub}) has no safetensors weights; finetuner does not unpickle "
+                        "weights, and the model without its Dense head would give other embeddings"
+                    ) from None
+    return folder
