@@ -8,6 +8,7 @@ Example:
     1
 """
 
+from finetuner import model
 from finetuner.api import build_model, describe_models, encode, evaluate, fit, get_model, list_losses, list_models
 from finetuner.callback import list_callbacks
 from finetuner.compat.cloud import cos_sim, get_token, list_model_options, login
@@ -24,9 +25,11 @@ from finetuner.experiments import (
     list_experiments,
 )
 from finetuner.runs import Run, get_run, list_runs
+from finetuner.synthesis import SynthesisModels, synthesize
 
-#: Finetuner's other names of ``fit``
+#: Finetuner's other names of ``fit`` and ``synthesize``
 create_training_run = create_run = fit
+create_synthesis_run = synthesize
 
 __version__ = "0.1.0"
 
@@ -41,11 +44,13 @@ __all__ = [
     "FinetunerError",
     "InputTypeError",
     "Run",
+    "SynthesisModels",
     "__version__",
     "build_model",
     "cos_sim",
     "create_experiment",
     "create_run",
+    "create_synthesis_run",
     "create_training_run",
     "delete_experiment",
     "delete_experiments",
@@ -66,4 +71,6 @@ __all__ = [
     "list_models",
     "list_runs",
     "login",
+    "model",
+    "synthesize",
 ]

@@ -103,8 +103,11 @@ class DocumentArrayOps:
         labels = Counter(d.tags.get("finetuner_label") for d in docs if "finetuner_label" in d.tags)
         lines = [f"DocumentArray of {len(docs)} documents", f"  content: {dict(sorted(kinds.items()))}"]
         if labels:
-            lines.append(f"  labels: {len(labels)} ({', '.join(f'{k!r}: {v}' for k, v in labels.most_common(5))}"
-                         + (", ..." if len(labels) > 5 else "") + ")")
+            lines.append(
+                f"  labels: {len(labels)} ({', '.join(f'{k!r}: {v}' for k, v in labels.most_common(5))}"
+                + (", ..." if len(labels) > 5 else "")
+                + ")"
+            )
         chunked = sum(1 for d in docs if len(d.chunks))
         if chunked:
             lines.append(f"  documents with chunks: {chunked}")

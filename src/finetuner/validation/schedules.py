@@ -68,7 +68,8 @@ def scheduler_problems(scheduler: str | None, options: dict[str, Any]) -> list[s
         else:
             hint = suggest(str(key), valid)
         out.append(
-            f"scheduler {scheduler!r} has no option {key!r}" + (f" ({hint})" if hint else "")
+            f"scheduler {scheduler!r} has no option {key!r}"
+            + (f" ({hint})" if hint else "")
             + f"; its options are: {', '.join(valid)}"
         )
     step = options.get("scheduler_step", "batch")
