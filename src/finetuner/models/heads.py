@@ -101,6 +101,16 @@ def check_pooling_options(pooling: str, options: dict[str, Any] | None) -> dict[
     return {k: float(v) for k, v in out.items()}
 
 
+def changed_pooling_options(options: dict[str, float]) -> dict[str, float]:
+    """The pooling options that differ from their defaults (what a saved model's metadata records).
+
+    Example:
+        >>> changed_pooling_options({'p': 2.0, 'eps': 1e-6})
+        {'p': 2.0}
+    """
+    return {k: v for k, v in options.items() if v != GEM_OPTIONS.get(k)}
+
+
 class GeMPooling(nn.Module):
     """GeM token pooling as a sentence-transformers module: what a GeM-pooled text model's ``modules.json`` names,
     so ``SentenceTransformer(path, trust_remote_code=True)`` (with finetuner installed) pools as finetuner does.

@@ -202,6 +202,7 @@ def _refuse_unknown(settings: dict[str, Any]) -> None:
         return
     fit_only = {f.name for f in dataclasses.fields(FitOptions)} - {"resume_from"}
     valid = [*sorted({*TrainingConfig.__dataclass_fields__, *fit_only}), "eval_data", "resume_from"]
+    valid += ["model_artifact", "public", "scheduler_step"]  # Finetuner's, which finetuner.fit translates
     advice = {u: suggest(u, valid, aliases.FIT_OPTIONS) for u in unknown}  # a known alias's advice, or a typo's fix
     hints = [f"{u!r} ({advice[u]})" if advice[u] else repr(u) for u in unknown]
     raise ConfigError(f"fit() got unknown option(s) {', '.join(hints)}; valid options: {', '.join(valid)}")

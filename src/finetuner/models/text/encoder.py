@@ -17,7 +17,13 @@ from torch import nn
 
 from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
-from finetuner.models.heads import POOLINGS, ProjectionHead, check_pooling_options, pool_tokens
+from finetuner.models.heads import (
+    POOLINGS,
+    ProjectionHead,
+    changed_pooling_options,
+    check_pooling_options,
+    pool_tokens,
+)
 from finetuner.models.text.st_folder import (
     hub_sentence_transformers_folder,
     read_sentence_transformers_config,
@@ -139,8 +145,8 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             "head": self.head is not None,
             "normalize": self.normalize,
         }
-        if self.pooling_options:
-            meta["pooling_options"] = dict(self.pooling_options)
+        if changed_pooling_options(self.pooling_options):
+            meta["pooling_options"] = changed_pooling_options(self.pooling_options)
         if self.head is not None and self.head.activation is not None:
             meta["head_activation"] = self.head.activation
         return meta

@@ -119,13 +119,9 @@ def read_sentence_transformers_config(directory: Path) -> dict[str, Any]:
         sub = directory / module.get("path", "")
         if kind in ("Pooling", "GeMPooling") and (sub / "config.json").is_file():
             cfg = json.loads((sub / "config.json").read_text(encoding="utf-8"))
-            if cfg.get("pooling_mode") == "gem":
-                out["pooling"] = "gem"
+            out["pooling"] = _pooling_mode(cfg, sub)
+            if out["pooling"] == "gem":
                 out["pooling_options"] = {k: float(cfg[k]) for k in ("p", "eps") if k in cfg}
-            for name, key in ST_POOLING_KEYS.items():
-                if cfg.get(key):
-                    out["pooling"] = name
-                    break
         elif kind == "Normalize":
             out["normalize"] = True
         elif kind == "Dense" and (sub / "model.safetensors").is_file():
@@ -190,3 +186,23 @@ def hub_sentence_transformers_folder(repo_id: str) -> Path | None:
                         "weights, and the model without its Dense head would give other embeddings"
                     ) from None
     return folder
+
+
+def _pooling_mode(cfg: dict[str, Any], folder: Path) -> str:
+    """The pooling a sentence-transformers Pooling config asks for: ``pooling_mode`` (sentence-transformers 5+) or
+    the ``pooling_mode_*_tokens`` flags (older). Modes finetuner does not have (weighted mean, last token, several at
+    once) are refused: pooling otherwise would change the model's embeddings."""
+    mode = cfg.get("pooling_mode")
+    if mode is None:
+        flags = [
+            key[len("pooling_mode_") :].removesuffix("_tokens").removesuffix("_token")
+            for key, on in cfg.items()
+            if key.startswith("pooling_mode_") and on is True
+        ]
+        mode = flags[0] if len(flags) == 1 else "+".join(flags) or "mean"
+    if mode not in ("mean", "cls", "max", "gem"):
+        raise ConfigError(
+            f"{folder}: sentence-transformers pooling {mode!r} is not supported (finetuner pools by mean, cls, max or "
+            "gem); loading the model with another pooling would change its embeddings"
+        )
+    return str(mode)

@@ -28,7 +28,7 @@ from torch import nn
 from finetuner.data.images import load_image
 from finetuner.errors import ArtifactError, ConfigError
 from finetuner.models.base import EmbeddingModel
-from finetuner.models.heads import ProjectionHead, check_pooling_options
+from finetuner.models.heads import ProjectionHead, changed_pooling_options, check_pooling_options
 from finetuner.models.io import read_metadata
 from finetuner.models.vision.backbones import BACKBONES, ModuleBackbone, VisionFeatures, load_state
 from finetuner.models.vision.transforms import (
@@ -204,7 +204,7 @@ class ImageEncoder(EmbeddingModel):
             "head": self.head is not None,
             "normalize": self.normalize,
             "augment": self.augment.describe() if self.augment is not None else None,
-            **({"pooling_options": dict(self.pooling_options)} if self.pooling_options else {}),
+            **({"pooling_options": changed} if (changed := changed_pooling_options(self.pooling_options)) else {}),
         }
 
     def save(self, directory: str | Path) -> None:
