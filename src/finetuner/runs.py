@@ -183,11 +183,14 @@ def resolve_folder(ref: str | Path) -> Path:
         >>> resolve_folder('no/such/folder')
         Traceback (most recent call last):
         ...
-        finetuner.errors.ArtifactError: no/such/folder is neither an artifact folder nor a run name
+        finetuner.errors.ArtifactError: no/such/folder is neither an artifact folder nor a run name (...
     """
     path = Path(ref).expanduser()
     if path.is_dir():
         return path
     if isinstance(ref, str) and "/" not in ref:
         return get_run(ref).directory
-    raise ArtifactError(f"{ref} is neither an artifact folder nor a run name")
+    raise ArtifactError(
+        f"{ref} is neither an artifact folder nor a run name (a pretrained model, such as a Hugging Face hub id, loads "
+        "with finetuner.build_model)"
+    )

@@ -125,11 +125,20 @@ def artifact_model(model: Any, artifact: Any) -> str:
         folder = resolve_folder(artifact)
     except ArtifactError as exc:
         raise ArtifactError(f"model_artifact={os.fspath(artifact)!r}: {exc}") from None
+    if (Path(folder) / artifacts.MODEL_METADATA_FILE).is_file() and not artifacts.is_artifact(folder):
+        return str(folder)  # one model folder of an artifact (a CLIP tower)
     if not artifacts.is_artifact(folder):
         raise ArtifactError(
             f"model_artifact={os.fspath(artifact)!r}: {folder} holds no tuned model (no "
             f"{artifacts.MODELS_DIR}/{artifacts.INPUT_MAP_FILE}); give a finished run, the folder "
             "run.save_artifact(...) returned, or run.artifact_id"
+        )
+    towers = list(artifacts.read_input_map(folder))
+    if len(towers) > 1:
+        raise ConfigError(
+            f"model_artifact={os.fspath(artifact)!r} holds {len(towers)} models ({', '.join(towers)}): continuing a "
+            "two-tower (CLIP) run from its artifact is not available; fit trains one of its models at a time, e.g. "
+            f"model_artifact={str(Path(folder) / artifacts.MODELS_DIR / towers[0])!r} on data of its modality"
         )
     tuned_from = (read_yaml(Path(folder) / artifacts.CONFIG_FILE, {}) or {}).get("model")
     given = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None

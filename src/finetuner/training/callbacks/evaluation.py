@@ -51,6 +51,7 @@ class EvaluationCallback(Callback):
             of all of them; the index keeps every item (None: all queries).
         multi_modal: Finetuner's flag for queries and index of different modalities (CLIP). Each item goes to
             the tower of its modality anyway; when given, it is checked against the data.
+        steps_per_interval: Finetuner's evaluation every N batches; refused (the evaluation runs at each epoch's end).
 
     Without ``eval_data`` in ``fit``, the first EvaluationCallback measures the run: its metrics before and after
     training are what ``run.metrics()`` returns (as in Finetuner).
@@ -81,8 +82,14 @@ class EvaluationCallback(Callback):
         num_example_queries: int = 5,
         query_sample_size: int | None = None,
         multi_modal: bool | None = None,
+        steps_per_interval: int | None = None,
     ) -> None:
         problems = _option_problems(num_workers, gather_examples, num_example_queries, query_sample_size, multi_modal)
+        if steps_per_interval is not None:
+            problems.append(
+                "steps_per_interval (Finetuner 0.7.2: evaluate every N batches) is not available: the evaluation runs "
+                "at each epoch's end; drop it"
+            )
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             problems.append(f"limit must be an int >= 1; received {limit!r}")
         if distance not in DISTANCES:
