@@ -138,6 +138,13 @@ def test_layer_decay_groups_of_a_text_model_and_each_clip_tower(tiny_bert, tmp_p
 # -- text models: GeM, Dense(tanh), T5 encoders ------------------------------------------------------------------
 
 
+def _dim(module) -> int:
+    """The embedding size of a sentence-transformers module (the method's name changed in sentence-transformers 6)."""
+    return module.get_embedding_dimension() if hasattr(module, "get_embedding_dimension") else (
+        module.get_word_embedding_dimension()
+    )
+
+
 def _st_encode(path: str, texts: list[str], **kwargs) -> np.ndarray:
     from sentence_transformers import SentenceTransformer
 
@@ -163,19 +170,19 @@ def test_sentence_transformers_dense_tanh_heads_load_exactly(tiny_bert, tmp_path
     from sentence_transformers import SentenceTransformer, models
 
     base = models.Transformer(tiny_bert)
-    dense = models.Dense(base.get_word_embedding_dimension(), 6, activation_function=torch.nn.Tanh())
-    SentenceTransformer(modules=[base, models.Pooling(base.get_word_embedding_dimension()), dense]).save(
+    dense = models.Dense(_dim(base), 6, activation_function=torch.nn.Tanh())
+    SentenceTransformer(modules=[base, models.Pooling(_dim(base)), dense]).save(
         str(tmp_path / "st-tanh")
     )
     texts = ["a red apple", "a bus"]
     model = finetuner.build_model(str(tmp_path / "st-tanh"))
     assert model.head.activation == "tanh"
     np.testing.assert_allclose(finetuner.encode(model, texts), _st_encode(str(tmp_path / "st-tanh"), texts), atol=1e-5)
-    relu = models.Dense(base.get_word_embedding_dimension(), 6, activation_function=torch.nn.ReLU())
-    SentenceTransformer(modules=[base, models.Pooling(base.get_word_embedding_dimension()), relu]).save(
+    relu = models.Dense(_dim(base), 6, activation_function=torch.nn.ReLU())
+    SentenceTransformer(modules=[base, models.Pooling(_dim(base)), relu]).save(
         str(tmp_path / "st-relu")
     )
-    with pytest.raises(finetuner.ConfigError, match="activation .*ReLU is not supported"):
+    with pytest.raises(finetuner.ConfigError, match=r"activation .*ReLU is not supported"):
         finetuner.build_model(str(tmp_path / "st-relu"))
 
 
@@ -183,9 +190,9 @@ def test_a_hub_repo_s_sentence_transformers_modules_are_read(tiny_bert, tmp_path
     from sentence_transformers import SentenceTransformer, models
 
     base = models.Transformer(tiny_bert)
-    dense = models.Dense(base.get_word_embedding_dimension(), 6, activation_function=torch.nn.Tanh())
+    dense = models.Dense(_dim(base), 6, activation_function=torch.nn.Tanh())
     repo = tmp_path / "repo"
-    SentenceTransformer(modules=[base, models.Pooling(base.get_word_embedding_dimension(), "cls"), dense]).save(
+    SentenceTransformer(modules=[base, models.Pooling(_dim(base), "cls"), dense]).save(
         str(repo)
     )
 
@@ -225,10 +232,10 @@ def test_t5_family_repos_load_their_encoder(tiny_bert, tmp_path):
 def test_mlp_refuses_vectors_of_another_size_and_bad_vectors_before_training(tmp_path):
     docs = [Document(tensor=np.ones(8, dtype=np.float32), tags={"finetuner_label": str(i % 2)}) for i in range(8)]
     before = _runs()
-    with pytest.raises(finetuner.DataError, match="input_size=16 .* shape \\(8,\\)"):
+    with pytest.raises(finetuner.DataError, match=r"input_size=16 .* shape \(8,\)"):
         finetuner.fit("mlp", docs, model_options={"input_size": 16}, epochs=1, **CPU)
     docs[3] = Document(tensor=np.array([1.0] * 7 + [np.nan], dtype=np.float32), tags={"finetuner_label": "1"})
-    with pytest.raises(finetuner.DataError, match="item 3 .*NaN"):
+    with pytest.raises(finetuner.DataError, match=r"item 3 .*NaN"):
         finetuner.fit("mlp", docs, model_options={"input_size": 8}, epochs=1, **CPU)
     with pytest.raises(finetuner.ConfigError, match="input_size"):
         finetuner.build_model("mlp")

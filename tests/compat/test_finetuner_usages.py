@@ -85,7 +85,9 @@ def test_run_job_advanced_configuration(first_run):
 
 def test_save_model_page(first_run, tmp_path):
     """walkthrough/save-model.md: reconnect by name, artifact id, logs, save."""
-    run = finetuner.get_run(run_name="finetune-flickr-dataset-efficientnet-1", experiment_name="finetune-flickr-dataset")
+    run = finetuner.get_run(
+        run_name="finetune-flickr-dataset-efficientnet-1", experiment_name="finetune-flickr-dataset"
+    )
     assert run.status()["status"] == "FINISHED"
     assert isinstance(run.artifact_id, str)
     entries = list(run.stream_logs())
@@ -202,7 +204,8 @@ def test_advanced_losses_page(tiny_bert, data):
         )
         assert run.status()["status"] == "FINISHED", loss
     run = finetuner.fit(
-        tiny_bert, data, epochs=1, batch_size=8, model_options={"pooler": "GeM", "pooler_options": {"p": 2.4, "eps": 1e-5}},
+        tiny_bert, data, epochs=1, batch_size=8,
+        model_options={"pooler": "GeM", "pooler_options": {"p": 2.4, "eps": 1e-5}},
         optimizer="Adam", optimizer_options={"layer_wise_lr_decay": 0.98}, **CPU,
     )
     model = finetuner.get_model(run.artifact_id)
@@ -298,7 +301,7 @@ def test_text_to_image_notebook_and_select_model(tmp_path):
         **CPU,
     )
     assert "reciprocal_rank" in run.metrics()["after"]
-    with pytest.raises(finetuner.ConfigError, match="continuing a two-tower .* models/clip-text"):
+    with pytest.raises(finetuner.ConfigError, match=r"continuing a two-tower .* models/clip-text"):
         finetuner.fit(model=clip, train_data=pairs, model_artifact=run.artifact_id, **CPU)
     artifact = run.save_artifact(str(tmp_path / "clip-model"))
     text_encoder = finetuner.get_model(artifact=artifact, select_model="clip-text")
