@@ -301,7 +301,7 @@ def test_text_to_image_notebook_and_select_model(tmp_path):
         **CPU,
     )
     assert "reciprocal_rank" in run.metrics()["after"]
-    with pytest.raises(finetuner.ConfigError, match=r"continuing a two-tower .* models/clip-text"):
+    with pytest.raises(finetuner.ConfigError, match=r"continuing a two-tower .*/models/clip-text"):
         finetuner.fit(model=clip, train_data=pairs, model_artifact=run.artifact_id, **CPU)
     artifact = run.save_artifact(str(tmp_path / "clip-model"))
     text_encoder = finetuner.get_model(artifact=artifact, select_model="clip-text")

@@ -22,6 +22,7 @@ from torch import nn
 from finetuner import artifacts
 from finetuner.config import TrainingConfig
 from finetuner.data.datasets import PairCollate, labelled_loader, pair_loader
+from finetuner.data.groups import item_key
 from finetuner.data.samplers import ClassSampler, LengthBucketPairSampler, PairBatchSampler, RandomBatchSampler
 from finetuner.errors import ConfigError
 from finetuner.evaluation.embedders import Embedder, embedder_for
@@ -35,7 +36,7 @@ from finetuner.training.callbacks import bind_callbacks
 from finetuner.training.check import CheckedFit
 from finetuner.training.checkpoint import CHECKPOINT_FILE
 from finetuner.training.loop import make_accelerator, make_objective
-from finetuner.training.plan import FitPlan, item_key
+from finetuner.training.plan import FitPlan
 from finetuner.training.resume import check_fingerprint, run_fingerprint
 
 logger = logging.getLogger("finetuner")
@@ -184,7 +185,7 @@ def _loader_factory(
     def labelled(batch_size: int) -> torch.utils.data.DataLoader:
         if fit_plan.sampler == "length":
             lengths = [len(row["input_ids"]) for row in items]
-            sampler: Any = LengthBucketPairSampler(lengths, batch_size, seed=seed, **shard)
+            sampler: Any = LengthBucketPairSampler(lengths, batch_size, seed=seed, labels=labels, **shard)
         elif fit_plan.sampler == "class":
             sampler = ClassSampler(labels, batch_size, fit_plan.items_per_class, seed=seed, **shard)
         else:
