@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from finetuner import artifacts
+from finetuner import aliases, artifacts
+from finetuner.compat.fit_args import ignore_token, translate_fit_args, translate_model_options
 from finetuner.data.documents import Document, DocumentArray
 from finetuner.data.readers import CSVOptions, load_data
 from finetuner.data.shapes import LabelledData, PairData, model_input
@@ -37,7 +38,9 @@ def fit(model: Any, train_data: Any, eval_data: Any = None, **options: Any) -> R
         train_data: labelled Documents, pair Documents, a CSV path, ``(item, label)`` tuples, a DataFrame ...
         eval_data: data of the same forms to measure retrieval before and after (optional).
         **options: the settings of :func:`finetuner.training.fit.run_fit` (``loss``, ``epochs``,
-            ``learning_rate``, ``batch_size``, ``output_dim``, ``freeze``, ``callbacks``, ``csv_options`` ...).
+            ``learning_rate``, ``batch_size``, ``output_dim``, ``freeze``, ``callbacks``, ``csv_options``,
+            ``description`` ...), and Finetuner's ``model_artifact`` (continue training a saved artifact) and
+            ``public`` (no local meaning: ignored with a warning); see :mod:`finetuner.compat.fit_args`.
 
     ``fit`` prints nothing to stdout (``verbose=False`` also hides the progress bars); ``run.display_metrics()``
     prints the before/after table, and the run's log (``run.logs()``) holds it.
@@ -52,6 +55,7 @@ def fit(model: Any, train_data: Any, eval_data: Any = None, **options: Any) -> R
     """
     from finetuner.training.fit import run_fit
 
+    model, options = translate_fit_args(model, options)
     return run_fit(model, train_data, eval_data, **options)
 
 
@@ -60,55 +64,73 @@ def get_model(
     select_model: str | None = None,
     device: str | None = None,
     is_onnx: bool = False,
+    *,
+    batch_size: int = 32,
+    token: str | None = None,
+    logging_level: str | int | None = None,
 ) -> Any:
     """Load a tuned model from an artifact folder (what ``Run.save_artifact`` returned) or a run name.
 
     Args:
         artifact: the artifact folder, a model folder inside it, a ``.zip`` of either (extracted safely to a
-            temporary folder), or a run name. Weights are read from safetensors only; nothing is unpickled.
+            temporary folder), a run name or ``Run.artifact_id``. Weights are read from safetensors only; nothing
+            is unpickled.
         select_model: which model of a multi-model artifact (``'clip-text'`` or ``'clip-vision'`` for CLIP).
         device: where to put the model (``'cpu'``, ``'cuda'``; default CPU).
-        is_onnx: load the ONNX export and run it with onnxruntime.
+        is_onnx: load the ONNX export and run it with onnxruntime (on a GPU with ``device='cuda'`` when
+            onnxruntime-gpu is installed).
+        batch_size: items per forward pass when :func:`encode` is not given one (Finetuner's argument).
+        token: Finetuner's Jina AI token; ignored, as nothing is downloaded.
+        logging_level: the level of the ``finetuner`` logger (``'INFO'``, ``'WARNING'`` ...), as Finetuner's.
 
     Example:
         >>> model = finetuner.get_model('artifacts/run-20261127-120000-ab12')  # doctest: +SKIP
         >>> finetuner.encode(model, ['a pencil skirt']).shape  # doctest: +SKIP
         (1, 384)
     """
+    ignore_token(token)
+    _set_logging_level(logging_level)
     if str(artifact).lower().endswith(".zip") and Path(artifact).expanduser().is_file():
         with tempfile.TemporaryDirectory(prefix="finetuner-artifact-") as tmp:  # extracted safely, then removed
             root = artifacts.find_artifact_root(safe_extract_zip(Path(artifact).expanduser(), tmp))
-            return get_model(root, select_model=select_model, device=device, is_onnx=is_onnx)
+            return get_model(root, select_model=select_model, device=device, is_onnx=is_onnx, batch_size=batch_size)
     model_dir = artifacts.select_model_dir(resolve_folder(artifact), select_model)
     if is_onnx:
         from finetuner.export.onnx import load_onnx_model
 
-        return load_onnx_model(model_dir)
+        return _with_batch_size(load_onnx_model(model_dir, _onnx_providers(device)), batch_size)
     check_model_dir(model_dir)  # refuses pickle-only weights and custom code before any loader runs
     model = load_model(model_dir)
     model.to(torch.device(device) if device else torch.device("cpu"))
     model.eval()
-    return model
+    return _with_batch_size(model, batch_size)
 
 
 def build_model(
     model: Any,
-    *,
+    model_options: dict[str, Any] | None = None,
+    batch_size: int = 32,
     select_model: str | None = None,
+    device: str | None = None,
+    is_onnx: bool = False,
+    *,
     output_dim: int | None = None,
     freeze: bool | int | dict[str, bool | int] = False,
-    model_options: dict[str, Any] | None = None,
 ) -> Any:
     """Build an embedding model: pretrained (an alias, a hub id, a local folder, a ``torch.nn.Module``) or saved by
     finetuner (a model folder, or an artifact folder: its model, or for CLIP the one ``select_model`` names).
 
     Args:
         model: see :func:`list_models` for the aliases; any Hugging Face hub id or local folder works too.
-        select_model: which model of a multi-model artifact (``'clip-text'`` or ``'clip-vision'`` for CLIP).
+        model_options: passed to the builder (``pooling``, ``max_length``, ``tokenizer`` for a raw module;
+            Finetuner's ``pooler`` / ``pooler_options`` ...).
+        batch_size: items per forward pass when :func:`encode` is not given one.
+        select_model: one tower of a CLIP model or artifact: ``'clip-text'`` or ``'clip-vision'``.
+        device: where to put the model (default CPU).
+        is_onnx: export the model to ONNX (checked against PyTorch) and return it run by onnxruntime.
         output_dim: add a linear projection head to this size.
         freeze: ``True`` trains only the head; an int N trains the last N backbone layers (plus the head); for a
             two-tower model also ``{'text': ..., 'vision': ...}``.
-        model_options: passed to the builder (``pooling``, ``max_length``, ``tokenizer`` for a raw module, ...).
 
     Example:
         >>> import finetuner
@@ -117,7 +139,72 @@ def build_model(
         384
     """
     source = artifacts.model_source(model, select_model)
-    return build_pretrained(source, output_dim=output_dim, freeze=freeze, model_options=model_options)
+    options = translate_model_options(model_options)
+    built = build_pretrained(source, output_dim=output_dim, freeze=freeze, model_options=options)
+    if select_model is not None and source is model:  # not an artifact: a tower of a pretrained two-tower model
+        built = _select_tower(built, select_model)
+    if device:
+        built.to(torch.device(device))
+    if is_onnx:
+        built = _as_onnx(built, device)
+    return _with_batch_size(built, batch_size)
+
+
+def _select_tower(model: Any, select_model: str) -> Any:
+    towers = model.towers() if callable(getattr(model, "towers", None)) else None
+    if not towers:
+        raise ConfigError(
+            f"select_model={select_model!r} picks a tower of a CLIP (two-tower) model or artifact; "
+            f"{type(model).__name__} has a single model: leave select_model out"
+        )
+    if select_model not in towers:
+        raise ConfigError(f"select_model={select_model!r} names no tower of this model; choose {' or '.join(towers)}")
+    return towers[select_model]
+
+
+def _as_onnx(model: Any, device: str | None) -> Any:
+    """The model exported to ONNX (parity-checked) and loaded with onnxruntime; the files go once loaded."""
+    from finetuner.export.onnx import export_onnx, load_onnx_model
+    from finetuner.models.io import save_model
+
+    if callable(getattr(model, "towers", None)):
+        raise ConfigError(
+            "is_onnx=True exports one model; pick a CLIP tower with select_model='clip-text' or 'clip-vision'"
+        )
+    with tempfile.TemporaryDirectory(prefix="finetuner-onnx-") as tmp:
+        folder = save_model(model, Path(tmp) / "model")
+        export_onnx(model, folder)
+        return load_onnx_model(folder, _onnx_providers(device))
+
+
+def _onnx_providers(device: str | None) -> list[str]:
+    """onnxruntime's providers for ``device``: CUDA first when asked for and available."""
+    if not device or not str(device).startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        logger.warning(
+            "device=%r: onnxruntime has no CUDA provider here (pip install onnxruntime-gpu); using the CPU", device
+        )
+        return ["CPUExecutionProvider"]
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _with_batch_size(model: Any, batch_size: int) -> Any:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive int; received {batch_size!r}")
+    model.inference_batch_size = batch_size  # encode's default batch size for this model
+    return model
+
+
+def _set_logging_level(level: str | int | None) -> None:
+    if level is None:
+        return
+    value = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if not isinstance(value, int):
+        raise ConfigError(f"logging_level must be a logging level such as 'INFO' or 'WARNING'; received {level!r}")
+    logger.setLevel(value)
 
 
 def _encode_inputs(model: Any, data: Any) -> tuple[list[Any], DocumentArray | None]:
@@ -138,11 +225,12 @@ def _encode_inputs(model: Any, data: Any) -> tuple[list[Any], DocumentArray | No
     return list(data), None
 
 
-def encode(model: Any, data: Any, batch_size: int = 32, *, progress: bool = False) -> Any:
+def encode(model: Any, data: Any, batch_size: int | None = None, *, progress: bool = False) -> Any:
     """Embed ``data`` with ``model``.
 
     A list of items (texts for a text model; image paths, URIs, arrays or Documents for an image model) gives a
     ``np.ndarray`` of shape ``(n, dim)``; a DocumentArray gets each ``.embedding`` filled and is returned.
+    ``batch_size`` defaults to the one given to ``get_model`` / ``build_model`` (32).
 
     Example:
         >>> import finetuner
@@ -150,6 +238,8 @@ def encode(model: Any, data: Any, batch_size: int = 32, *, progress: bool = Fals
         >>> finetuner.encode(model, ['a pencil skirt', 'a shirt']).shape
         (2, 384)
     """
+    if batch_size is None:
+        batch_size = getattr(model, "inference_batch_size", 32)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int; received {batch_size!r}")
     items, docs = _encode_inputs(model, data)
@@ -252,6 +342,8 @@ def describe_models(task: str | None = None, *, show: bool = True, local_only: b
     lines = [
         "  ".join(f"{cell:<{w}}" for cell, w in zip(row[:4], widths)) + f"  {row[4]}" for row in [header, *sorted(rows)]
     ]
+    if task in (None, "mesh-to-mesh"):
+        lines.append(f"(no mesh-to-mesh models: {aliases.MODELS['pointnet-base']})")
     text = "\n".join(lines)
     if show:
         print(text)

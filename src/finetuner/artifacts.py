@@ -6,7 +6,7 @@ An artifact (``Run.save_artifact`` copies a run folder into one) looks like this
       config.yml             CONFIG_FILE        the run's settings, loss and batch size resolved (TrainingConfig)
       metadata.yml           RUN_METADATA_FILE  the run's metadata (RUN_METADATA_KEYS):
                                                   run_name, history (a record per epoch: epoch, loss, metrics),
-                                                  finetuner_version
+                                                  finetuner_version; description when the run has one
       metrics.yml            METRICS_FILE       {'before': {metric: value}, 'after': {...}} (empty without eval data)
       example-results.yml    EXAMPLES_FILE      {'before': [query, label, results], 'after': [...]}
       logs.txt               LOG_FILE           the run's log
@@ -110,8 +110,11 @@ def write_results(root: Path, metrics: dict[str, Any], examples: dict[str, Any])
     write_yaml(root / EXAMPLES_FILE, examples)
 
 
-def write_run_metadata(root: Path, run_name: str, history: Sequence[dict[str, Any]]) -> None:
-    """Write the run's ``metadata.yml``: its name, the history of its epochs and the finetuner version.
+def write_run_metadata(
+    root: Path, run_name: str, history: Sequence[dict[str, Any]], description: str | None = None
+) -> None:
+    """Write the run's ``metadata.yml``: its name, the history of its epochs, the finetuner version and the
+    ``description`` given to ``fit`` (the key is left out when there is none).
 
     Example:
         >>> import tempfile
@@ -121,7 +124,10 @@ def write_run_metadata(root: Path, run_name: str, history: Sequence[dict[str, An
         True
     """
     values = (run_name, [dict(h) for h in history], _version())
-    write_yaml(root / RUN_METADATA_FILE, dict(zip(RUN_METADATA_KEYS, values)))
+    meta = dict(zip(RUN_METADATA_KEYS, values))
+    if description is not None:
+        meta["description"] = description
+    write_yaml(root / RUN_METADATA_FILE, meta)
 
 
 def read_run_metadata(root: Path) -> dict[str, Any]:

@@ -99,7 +99,8 @@ def _labelled(table: Table, problems: list[str]) -> LabelledData | None:
             problems.append(f"{table.where(row, item_at) or where}: no content; set text, uri, blob or tensor")
         modalities.add(modality)
     if len(modalities - {"unknown"}) > 1:
-        problems.append(f"{table.name} mixes text and image items; a single-modality model takes one kind")
+        kinds = " and ".join(m for m in ("text", "image", "vector") if m in modalities)
+        problems.append(f"{table.name} mixes {kinds} items; a single-modality model takes one kind")
     if problems:
         return None
     modality = (modalities - {"unknown"}).pop()

@@ -46,7 +46,7 @@ def model_embedder(model: Any, batch_size: int = 64, num_workers: int = 0) -> Em
     return embed
 
 
-def two_tower_embedder(model: Any, batch_size: int = 64) -> Embedder:
+def two_tower_embedder(model: Any, batch_size: int = 64, num_workers: int = 0) -> Embedder:
     """``embed(items, modality)`` that sends texts to ``model.text`` and images to ``model.vision`` (a two-tower
     model such as :class:`~finetuner.models.clip.TwoTowerModel`).
 
@@ -55,7 +55,8 @@ def two_tower_embedder(model: Any, batch_size: int = 64) -> Embedder:
         >>> embed(['a red square'], 'text').shape, embed(['red.png'], 'image').shape  # doctest: +SKIP
         (torch.Size([1, 512]), torch.Size([1, 512]))
     """
-    text, vision = model_embedder(model.text, batch_size), model_embedder(model.vision, batch_size)
+    text = model_embedder(model.text, batch_size, num_workers)
+    vision = model_embedder(model.vision, batch_size, num_workers)
 
     def embed(items: list[Any], modality: str) -> torch.Tensor:
         return text(items, modality) if modality == "text" else vision(items, modality)
@@ -63,8 +64,9 @@ def two_tower_embedder(model: Any, batch_size: int = 64) -> Embedder:
     return embed
 
 
-def embedder_for(model: Any, batch_size: int = 64) -> Embedder:
-    """The embedder of ``model``: by modality for a two-tower model, else the model itself.
+def embedder_for(model: Any, batch_size: int = 64, num_workers: int = 0) -> Embedder:
+    """The embedder of ``model``: by modality for a two-tower model, else the model itself (``num_workers``
+    DataLoader processes preprocess the items).
 
     Example:
         >>> embed = embedder_for(model)  # doctest: +SKIP
@@ -72,8 +74,8 @@ def embedder_for(model: Any, batch_size: int = 64) -> Embedder:
     from finetuner.models.clip import TwoTowerModel
 
     if isinstance(model, TwoTowerModel):
-        return two_tower_embedder(model, batch_size)
-    return model_embedder(model, batch_size)
+        return two_tower_embedder(model, batch_size, num_workers)
+    return model_embedder(model, batch_size, num_workers)
 
 
 def model_device(model: Any) -> torch.device:

@@ -162,7 +162,10 @@ def export_onnx(
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     path = d / ONNX_FILE
-    trace_items, check_items = sample_items or _sample_items(getattr(model, "modality", "text"))
+    own = getattr(model, "example_items", None)  # a model whose inputs no modality describes (mlp's vectors)
+    if sample_items is None:
+        sample_items = own() if callable(own) else _sample_items(getattr(model, "modality", "text"))
+    trace_items, check_items = sample_items
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval().cpu()

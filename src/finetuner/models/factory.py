@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from finetuner import aliases
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.models.base import EmbeddingModel, freeze_backbone
 from finetuner.models.clip.open_clip_names import is_open_clip_name
@@ -169,7 +170,7 @@ def _from_name(name: str, output_dim: int | None, options: dict[str, Any]) -> An
         ensure_available(name)
         family, source = detect_family(name), name
     else:
-        err = unknown_name("model", name, MODELS)
+        err = unknown_name("model", name, MODELS, aliases.MODELS)
         raise ConfigError(f"{err} (or give a Hugging Face hub id like 'org/name', or a local folder)")
     return builder(family)(source, output_dim=output_dim, **options)
 

@@ -144,6 +144,9 @@ def _check_model_fits(model: Any, fit_plan: FitPlan) -> None:
         raise ConfigError(
             f"the model encodes {model.modality} but train_data holds {modality} items; choose a {modality} model"
         )
+    check_items = getattr(model, "check_items", None)  # a model that can tell unusable items up front (mlp's size)
+    if callable(check_items):
+        check_items(fit_plan.train.items)  # type: ignore[union-attr]
     if fit_plan.sampler == "length" and not hasattr(model, "pretokenize"):
         raise ConfigError("sampler='length' batches text pairs of similar length; this run has no text pairs")
 

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from finetuner import aliases
 from finetuner.config import TrainingConfig
 from finetuner.data.readers import CSVOptions
 from finetuner.data.shapes import LabelledData, PairData, data_kind
-from finetuner.errors import ConfigError, closest
+from finetuner.errors import ConfigError, suggest
 from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.loop import Callback
 from finetuner.training.prefetch import fetch_images
@@ -47,6 +48,7 @@ class FitOptions:
     eval_batch_size: int = 64
     limit: int = 20
     resume_from: str | Path | None = None
+    description: str | None = None
 
 
 @dataclass
@@ -244,7 +246,9 @@ def _refuse_unknown(settings: dict[str, Any]) -> None:
         return
     fit_only = {f.name for f in dataclasses.fields(FitOptions)} - {"resume_from"}
     valid = [*sorted({*TrainingConfig.__dataclass_fields__, *fit_only}), "eval_data", "resume_from"]
-    hints = [f"{u!r} (did you mean {closest(u, valid)!r}?)" if closest(u, valid) else repr(u) for u in unknown]
+    valid += ["model_artifact", "public", "scheduler_step"]  # Finetuner's, which finetuner.fit translates
+    advice = {u: suggest(u, valid, aliases.FIT_OPTIONS) for u in unknown}  # a known alias's advice, or a typo's fix
+    hints = [f"{u!r} ({advice[u]})" if advice[u] else repr(u) for u in unknown]
     raise ConfigError(f"fit() got unknown option(s) {', '.join(hints)}; valid options: {', '.join(valid)}")
 
 
