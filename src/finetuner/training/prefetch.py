@@ -17,20 +17,25 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from finetuner.config import TrainingConfig
 from finetuner.data.images import DEFAULT_TIMEOUT
 from finetuner.data.remote import is_remote, prefetch
-from finetuner.data.tasks import LabelledData, PairData
+from finetuner.data.shapes import LabelledData, PairData, ScoredPairData, TripletData
 from finetuner.errors import DataError
 
 logger = logging.getLogger("finetuner")
 
-#: the per-item fields of each kind of task data (what a skipped item is removed from)
-_ITEM_FIELDS = {LabelledData: ("items", "labels", "ids"), PairData: ("left", "right", "ids", "labels")}
-_MEMBERS = {LabelledData: ("items",), PairData: ("left", "right")}
+#: the fields of each data shape that hold model inputs (where remote images are); the row-aligned lists of a
+#: shape (inputs, labels, ids, groups, scores) are what a skipped row is removed from
+_MEMBERS = {
+    LabelledData: ("items",),
+    PairData: ("left", "right"),
+    TripletData: ("queries", "positives", "negatives"),
+    ScoredPairData: ("left", "right"),
+}
 
 
 @dataclass
@@ -81,10 +86,11 @@ def fetch_images(
     where: list[tuple[str, int, str]] = []  # (data name, row index, url)
     for name, data in named:
         for member in _MEMBERS[type(data)]:
-            for index, item in enumerate(getattr(data, member)):
-                url = remote_uri(item)
-                if url is not None:
-                    where.append((name, index, url))
+            for index, row in enumerate(getattr(data, member)):
+                for item in row if isinstance(row, tuple) else (row,):  # a triplet row's negatives: a tuple
+                    url = remote_uri(item)
+                    if url is not None:
+                        where.append((name, index, url))
     if not where:
         return Fetched(train, evals)
     failures = _agreed(prefetch([u for _, _, u in where], timeout=DEFAULT_TIMEOUT, progress=progress), config)
@@ -128,9 +134,9 @@ def _without(data: LabelledData | PairData, drop: set[int], name: str) -> Labell
         return data
     keep = [i for i in range(len(data)) if i not in drop]
     changes = {}
-    for attribute in _ITEM_FIELDS[type(data)]:
+    for attribute in (f.name for f in fields(data)):
         values = getattr(data, attribute)
-        if isinstance(values, list) and len(values) == len(data):
+        if isinstance(values, list) and len(values) == len(data) and attribute != "classes":
             changes[attribute] = [values[i] for i in keep]
     left = replace(data, **changes)
     classes = len(set(left.labels)) if isinstance(left, LabelledData) else len(left)

@@ -157,7 +157,7 @@ def run_fingerprint(config: TrainingConfig, batch_size: int, data: Any) -> dict[
     content: :func:`content_key`).
 
     Example:
-        >>> from finetuner.data.tasks import LabelledData
+        >>> from finetuner.data.shapes import LabelledData
         >>> data = LabelledData(['a', 'b'], [0, 1], ['x', 'y'], ['1', '2'], 'text')
         >>> run_fingerprint(TrainingConfig(), 8, data)['batch_size']
         8
