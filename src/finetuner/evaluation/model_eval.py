@@ -16,7 +16,7 @@ from finetuner.data.shapes import LabelledData, PairData, ScoredPairData, Triple
 from finetuner.errors import DataError
 from finetuner.evaluation.embedders import Embedder
 from finetuner.evaluation.evaluator import evaluate_embeddings, retrieve
-from finetuner.evaluation.metrics import compute_metrics
+from finetuner.evaluation.standard_metrics import retrieval_metrics, search_depth
 
 
 @dataclass
@@ -154,14 +154,14 @@ def evaluate_all(
 def _relevance_metrics(
     sets: RetrievalSets, q_emb: torch.Tensor, i_emb: torch.Tensor, limit: int, distance: str, exclude_self: bool
 ) -> dict[str, float]:
-    """Finetuner's metrics where ``sets.relevant`` lists each query's relevant index positions."""
+    """Retrieval metrics where ``sets.relevant`` lists each query's relevant index positions."""
     assert sets.relevant is not None and sets.index is not None
     _, indices = retrieve(
         q_emb,
         i_emb,
         query_ids=sets.query_ids,
         index_ids=sets.index_ids,
-        limit=limit,
+        limit=search_depth(limit),
         distance=distance,
         exclude_self=exclude_self,
     )  # (n_queries, n_results), -1 where exclusion left a slot empty
@@ -170,7 +170,7 @@ def _relevance_metrics(
     pairs = np.repeat(np.arange(len(counts)), counts) * n_index + np.concatenate([*sets.relevant, []]).astype(np.int64)
     found = np.arange(len(indices))[:, None] * n_index + indices  # (n_queries, n_results)
     relevance = (indices >= 0) & np.isin(found, pairs)  # (n_queries, n_results)
-    return compute_metrics(relevance, counts, k=limit)
+    return retrieval_metrics(relevance, counts, limit)
 
 
 def _examples(
