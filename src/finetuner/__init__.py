@@ -12,6 +12,7 @@ from finetuner.api import build_model, describe_models, encode, evaluate, fit, g
 from finetuner.callback import list_callbacks
 from finetuner.data import CSVOptions, Document, DocumentArray
 from finetuner.errors import ArtifactError, ConfigError, DataError, FinetunerError, InputTypeError
+from finetuner.mining import mine_hard_negatives
 from finetuner.runs import Run, get_run, list_runs
 
 __version__ = "0.1.0"
@@ -38,4 +39,5 @@ __all__ = [
     "list_losses",
     "list_models",
     "list_runs",
+    "mine_hard_negatives",
 ]

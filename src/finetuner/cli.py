@@ -1,4 +1,5 @@
-"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, export, report, list-models, demo.
+"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, mine, export, report, list-models,
+demo.
 
 Under ``accelerate launch -m finetuner fit ...`` or ``torchrun --nproc_per_node N -m finetuner fit ...`` the same
 command trains on every process.
@@ -120,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("--data", required=True, help=".txt (one item a line) or .csv (first column)")
     enc.add_argument("--output", required=True, help="the .npy file to write")
     enc.add_argument("--batch-size", type=int, default=32)
+    enc.add_argument("--role", choices=["query", "document"], help="put the model's prompt for this role first")
 
     ev = sub.add_parser("evaluate", help="retrieval metrics of a model on labelled data")
     ev.add_argument("--model", required=True, help="artifact folder, run name, alias or hub id")
@@ -129,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=20)
     _add_csv_options(ev)
 
+    from finetuner.cli_mine import add_mine_command
+
+    add_mine_command(sub, _add_csv_options)
     sub.add_parser("list-models", help="the model aliases")
     exp = sub.add_parser("export", help="write model.onnx into an artifact's model folder(s), checked against PyTorch")
     exp.add_argument("artifact", help="artifact folder or run name")
@@ -189,7 +194,7 @@ def _run(args: argparse.Namespace) -> int:
         import numpy as np
 
         vectors = finetuner.encode(
-            _load_any(args.model, args.select_model), _read_items(args.data), batch_size=args.batch_size
+            _load_any(args.model, args.select_model), _read_items(args.data), batch_size=args.batch_size, role=args.role
         )
         np.save(args.output, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {args.output}")
@@ -220,6 +225,11 @@ def _run(args: argparse.Namespace) -> int:
             print(page)
             if not args.no_open:
                 open_report(page)
+    elif args.command == "mine":
+        from finetuner.cli_mine import run_mine
+
+        corpus = _read_items(args.corpus) if args.corpus else None
+        print(run_mine(args, _load_any(args.model, None), corpus, _csv_options(args)))
     elif args.command == "list-models":
         finetuner.describe_models()
     elif args.command == "demo":

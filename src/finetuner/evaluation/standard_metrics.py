@@ -236,8 +236,10 @@ def is_standard_metric(name: str) -> bool:
     """Whether ``name`` is one of the standard metrics (with or without a caption or direction prefix).
 
     Example:
-        >>> is_standard_metric('ndcg_at_10'), is_standard_metric('image_to_text/map_at_20'), is_standard_metric('ndcg_at_k')
-        (True, True, False)
+        >>> is_standard_metric('ndcg_at_10'), is_standard_metric('image_to_text/map_at_20')
+        (True, True)
+        >>> is_standard_metric('ndcg_at_k')
+        False
     """
     return bool(_STANDARD_NAME.search(name))
 

@@ -233,7 +233,8 @@ def prompt_data(data: Any, prompts: Mapping[str, str]) -> Any:
 
     Example:
         >>> from finetuner.data.shapes import PairData
-        >>> p = prompt_data(PairData(['a cat'], ['a cat sits'], 'text', 'text', ['0']), {'query': 'q: ', 'document': 'd: '})
+        >>> pairs = PairData(['a cat'], ['a cat sits'], 'text', 'text', ['0'])
+        >>> p = prompt_data(pairs, {'query': 'q: ', 'document': 'd: '})
         >>> p.left, p.right
         (['q: a cat'], ['d: a cat sits'])
     """
@@ -280,7 +281,8 @@ def prompt_option_problems(model: Any, prompts: Any) -> list[str]:
 
         family = next((s.family for k, s in MODELS.items() if k.lower() == str(model).lower()), None)
     if family not in (None, "text"):
-        return [f"model_options['prompts'] are put before texts, but {_name(model)} is not a text model (it is {family})"]
+        name = _name(model)
+        return [f"model_options['prompts'] are put before texts, but {name} is not a text model (it is {family})"]
     return []
 
 

@@ -28,8 +28,10 @@ class EvaluationCallback(Callback):
     """Retrieval metrics at the end of every epoch (Finetuner's ``EvaluationCallback``).
 
     The metrics (Finetuner's ``precision_at_k``, ``recall_at_k``, ..., ``ndcg_at_k``, then the standard ``ndcg_at_10``,
-    ``mrr_at_10``, ``map_at_{limit}``, ``recall_at_{limit}``; prefixed with ``caption_`` when a caption is given) go into ``state.metrics`` and the epoch's history (so ``metadata.yml``, the loggers and the report
-    see them), and into the run's log. :class:`BestModelCheckpoint` and :class:`EarlyStopping` can monitor them.
+    ``mrr_at_10``, ``map_at_{limit}``, ``recall_at_{limit}``; prefixed with ``caption_`` when a caption is given) go
+    into ``state.metrics`` and the epoch's history (so ``metadata.yml``, the loggers and the report see them), and
+    into the run's log. A model with query / document prompts embeds the queries and the index with them.
+    :class:`BestModelCheckpoint` and :class:`EarlyStopping` can monitor them.
 
     Args:
         query_data: labelled data (any form ``fit`` accepts) whose items search the index.
