@@ -11,8 +11,8 @@ import torch
 import finetuner
 from finetuner import CSVOptions
 from finetuner.cli import main
-from finetuner.data.shaping import read_shape
 from finetuner.data.shapes import TripletData
+from finetuner.data.shaping import read_shape
 from finetuner.errors import ConfigError, DataError
 from finetuner.mining import mine_hard_negatives
 
