@@ -198,4 +198,4 @@ def test_cli_mine_writes_a_triplets_csv(tiny_bert, tmp_path, capsys):
     data = read_shape(tmp_path / "t.csv")
     assert isinstance(data, TripletData) and len(data) == 4 and data.num_negatives == 2
     for query, positive, negatives in zip(data.queries, data.positives, data.negatives):
-        assert positive not in negatives and len(set(negatives)) == 2
+        assert positive not in negatives and query not in negatives and len(set(negatives)) == 2
