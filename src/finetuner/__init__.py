@@ -24,6 +24,7 @@ from finetuner.experiments import (
     get_experiment,
     list_experiments,
 )
+from finetuner.mining import mine_hard_negatives
 from finetuner.runs import Run, get_run, list_runs
 from finetuner.synthesis import SynthesisModels, synthesize
 
@@ -71,6 +72,7 @@ __all__ = [
     "list_models",
     "list_runs",
     "login",
+    "mine_hard_negatives",
     "model",
     "synthesize",
 ]

@@ -23,6 +23,7 @@ from finetuner.losses import list_losses as _list_losses
 from finetuner.models import build_model as build_pretrained
 from finetuner.models.inference import embed_items
 from finetuner.models.io import load_model
+from finetuner.models.prompts import for_role, model_prompts
 from finetuner.models.registry import MODELS
 from finetuner.runs import Run, resolve_folder
 from finetuner.safety import check_model_dir, safe_extract_zip
@@ -225,12 +226,16 @@ def _encode_inputs(model: Any, data: Any) -> tuple[list[Any], DocumentArray | No
     return list(data), None
 
 
-def encode(model: Any, data: Any, batch_size: int | None = None, *, progress: bool = False) -> Any:
+def encode(
+    model: Any, data: Any, batch_size: int | None = None, *, progress: bool = False, role: str | None = None
+) -> Any:
     """Embed ``data`` with ``model``.
 
     A list of items (texts for a text model; image paths, URIs, arrays or Documents for an image model) gives a
     ``np.ndarray`` of shape ``(n, dim)``; a DocumentArray gets each ``.embedding`` filled and is returned.
     ``batch_size`` defaults to the one given to ``get_model`` / ``build_model`` (32).
+    ``role='query'`` or ``'document'`` puts the model's prompt for that role before every text (``model.prompts``,
+    e.g. ``'query: '`` for E5; see :mod:`finetuner.models.prompts`); the default encodes the texts as they are.
 
     Example:
         >>> import finetuner
@@ -243,6 +248,7 @@ def encode(model: Any, data: Any, batch_size: int | None = None, *, progress: bo
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int; received {batch_size!r}")
     items, docs = _encode_inputs(model, data)
+    items = for_role(items, model_prompts(model), role)
     if hasattr(model, "encode_items"):  # ONNX and other non-torch models
         vectors = np.asarray(model.encode_items(items, batch_size=batch_size))
     else:

@@ -1,4 +1,5 @@
-"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, export, report, list-models, demo.
+"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, mine, export, report, list-models,
+demo.
 
 Under ``accelerate launch -m finetuner fit ...`` or ``torchrun --nproc_per_node N -m finetuner fit ...`` the same
 command trains on every process (and on every machine with ``torchrun --nnodes``); process 0 alone prints the metrics
@@ -146,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("--output", required=True, help="the .npy file to write")
     enc.add_argument("--batch-size", type=int, default=32)
     _add_csv_options(enc)
+    enc.add_argument("--role", choices=["query", "document"], help="put the model's prompt for this role first")
 
     ev = sub.add_parser("evaluate", help="retrieval metrics of a model on labelled data")
     ev.add_argument("--model", required=True, help="artifact folder, run name, alias or hub id")
@@ -159,6 +161,9 @@ def _parser() -> argparse.ArgumentParser:
         "list-models", help="the model aliases, and whether each loads here without a download (package, cached)"
     )
     models.add_argument("--local", action="store_true", help="only the models available on this machine")
+    from finetuner.cli_mine import add_mine_command
+
+    add_mine_command(sub, _add_csv_options)
     exp = sub.add_parser("export", help="write model.onnx into an artifact's model folder(s), checked against PyTorch")
     exp.add_argument("artifact", help="artifact folder or run name")
     exp.add_argument("--select-model", help="export only this model (clip-text or clip-vision for CLIP)")
@@ -251,7 +256,8 @@ def _run(args: argparse.Namespace) -> int:
         import numpy as np
 
         items = _read_items(args.data, _csv_options(args))
-        vectors = finetuner.encode(_load_any(args.model, args.select_model), items, batch_size=args.batch_size)
+        model = _load_any(args.model, args.select_model)
+        vectors = finetuner.encode(model, items, batch_size=args.batch_size, role=args.role)
         np.save(args.output, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {args.output}")
     elif args.command == "evaluate":
@@ -281,6 +287,11 @@ def _run(args: argparse.Namespace) -> int:
             print(page)
             if not args.no_open:
                 open_report(page)
+    elif args.command == "mine":
+        from finetuner.cli_mine import run_mine
+
+        corpus = _read_items(args.corpus) if args.corpus else None
+        print(run_mine(args, _load_any(args.model, None), corpus, _csv_options(args)))
     elif args.command == "list-models":
         finetuner.describe_models(local_only=args.local)
     elif args.command == "demo":

@@ -183,6 +183,11 @@ def _lite(variant: str, size: int) -> ModelSpec:
     return ModelSpec(variant, variant, family, task, description, options, _lite_weights(variant))
 
 
+#: E5's prefixes (its model card: "query: " before queries, "passage: " before passages)
+E5_PROMPTS = {"query": "query: ", "document": "passage: "}
+#: BGE v1.5's instruction for retrieval queries (its model card: none before passages)
+BGE_V15_PROMPTS = {"query": "Represent this sentence for searching relevant passages: "}
+
 _ALIASES = [
     _text("bert-base-en", "bert-base-cased", "BERT base, cased, English (CLS-free mean pooling)"),
     _text("bert-base-multi", "bert-base-multilingual-cased", "multilingual BERT base, cased"),
@@ -196,9 +201,17 @@ _ALIASES = [
         "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "alias of sentence-transformers/all-MiniLM-L6-v2"
     ),
     _text("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "all-mpnet-base-v2, 768-d"),
-    _text("e5-small-v2", "intfloat/e5-small-v2", "E5 small v2, 384-d"),
     _text(
-        "bge-small-en-v1.5", "BAAI/bge-small-en-v1.5", "BGE small English v1.5, 384-d (CLS pooling)", {"pooling": "cls"}
+        "e5-small-v2",
+        "intfloat/e5-small-v2",
+        "E5 small v2, 384-d (prompts 'query: ' / 'passage: ')",
+        {"prompts": E5_PROMPTS},
+    ),
+    _text(
+        "bge-small-en-v1.5",
+        "BAAI/bge-small-en-v1.5",
+        "BGE small English v1.5, 384-d (CLS pooling; a query instruction, no document prompt)",
+        {"pooling": "cls", "prompts": BGE_V15_PROMPTS},
     ),
     _text("jina-embedding-t-en-v1", "jinaai/jina-embedding-t-en-v1", "Jina embeddings v1 tiny, English, 312-d"),
     _text("jina-embedding-s-en-v1", "jinaai/jina-embedding-s-en-v1", "Jina embeddings v1 small (T5 encoder), 512-d"),

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from finetuner import aliases
+from finetuner import aliases, artifacts
 from finetuner.config import TrainingConfig
 from finetuner.data.readers import CSVOptions
 from finetuner.data.shapes import LabelledData, PairData, data_kind
 from finetuner.errors import ConfigError, suggest
+from finetuner.models.prompts import prompt_data, resolve_prompts
 from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.loop import Callback
 from finetuner.training.prefetch import fetch_images
@@ -124,8 +125,13 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
     config = dataclasses.replace(config, seed=resolve_seed(config, checkpoint))
     if config.val_split > 0:
         train, evals = split(train, config.val_split, config.seed)  # type: ignore[arg-type]  # resolved: an int
+    # query / document prompts: trained with (the evaluations add them as they embed), built into the model
+    prompts = resolve_prompts(artifacts.model_source(model), options.model_options)
+    train, prompted_evals = prompt_data(train, prompts), prompt_data(evals, prompts) if evals is not None else None
+    if prompts or "prompts" in (options.model_options or {}):
+        options = dataclasses.replace(options, model_options={**(options.model_options or {}), "prompts": prompts})
     config = resolve(config, checked.loss, train)
-    callbacks = prepare_callbacks(options.callbacks, evals)  # their data and monitors, before a model is loaded
+    callbacks = prepare_callbacks(options.callbacks, prompted_evals)  # their data and monitors, before a model loads
     return CheckedFit(model, config, train, evals, options, callbacks, checkpoint, resumed_run, fetched.skipped)
 
 

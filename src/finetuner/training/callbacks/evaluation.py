@@ -28,9 +28,11 @@ _TOWER_OF = {"text": "clip-text", "image": "clip-vision"}
 class EvaluationCallback(Callback):
     """Retrieval metrics at the end of every epoch (Finetuner's ``EvaluationCallback``).
 
-    The metrics (``precision_at_k``, ``recall_at_k``, ..., ``ndcg_at_k``; prefixed with ``caption_`` when a caption
-    is given) go into ``state.metrics`` and the epoch's history (so ``metadata.yml``, the loggers and the report
-    see them), and into the run's log. :class:`BestModelCheckpoint` and :class:`EarlyStopping` can monitor them.
+    The metrics (Finetuner's ``precision_at_k``, ``recall_at_k``, ..., ``ndcg_at_k``, then the standard ``ndcg_at_10``,
+    ``mrr_at_10``, ``map_at_{limit}``, ``recall_at_{limit}``; prefixed with ``caption_`` when a caption is given) go
+    into ``state.metrics`` and the epoch's history (so ``metadata.yml``, the loggers and the report see them), and
+    into the run's log. A model with query / document prompts embeds the queries and the index with them.
+    :class:`BestModelCheckpoint` and :class:`EarlyStopping` can monitor them.
 
     Args:
         query_data: labelled data (any form ``fit`` accepts) whose items search the index.
@@ -121,10 +123,10 @@ class EvaluationCallback(Callback):
 
     def metric_names(self) -> list[str]:
         """The keys this callback writes into ``state.metrics``."""
-        from finetuner.evaluation.metrics import METRIC_NAMES
+        from finetuner.evaluation.standard_metrics import metric_names
 
         prefix = f"{self.caption}_" if self.caption else ""
-        return [prefix + n for n in METRIC_NAMES]
+        return [prefix + n for n in metric_names(self.limit)]
 
     def setup(self) -> None:
         """Read and check the data (``fit`` calls this before training, so bad data fails early)."""
