@@ -113,8 +113,8 @@ def unknown_name(what: str, name: object, valid: Iterable[str], aliases: dict[st
     from ``aliases``, else the closest valid name).
 
     Example:
-        >>> str(unknown_name('loss', 'TripletLos', ['TripletMarginLoss', 'ArcFaceLoss']))[:45]
-        "unknown loss 'TripletLos'; did you mean 'Trip"
+        >>> str(unknown_name('loss', 'TripletMarginLos', ['TripletMarginLoss', 'ArcFaceLoss']))[:51]
+        "unknown loss 'TripletMarginLos'; did you mean 'Trip"
     """
     valid = sorted(valid)
     hint = suggest(str(name), valid, aliases)

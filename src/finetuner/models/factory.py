@@ -170,8 +170,9 @@ def _from_name(name: str, output_dim: int | None, options: dict[str, Any]) -> An
         spec = get_spec(name)
         spec = get_spec(name)
         source = spec.resolve_source()
-        ensure_available(source, name)  # not cached and no way to download: a clear error now, not after retries
         family = spec.family
+        if family != "mlp":  # the MLP starts from random weights: nothing to download
+            ensure_available(source, name)  # not cached and no way to download: a clear error now, not after retries
         options = {**{k: v for k, v in spec.options.items() if k != "prompts"}, **options}
         if "prompts" in spec.options:  # the alias's model was trained with these (replaced by model_options')
             return set_prompts(builder(family)(source, output_dim=output_dim, **options), spec.options["prompts"])

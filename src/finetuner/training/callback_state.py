@@ -49,7 +49,7 @@ def split_state(callbacks: Sequence[Any]) -> tuple[dict[str, Any], dict[str, tor
         ...     def load_state_dict(self, state): pass
         >>> plain, tensors = split_state([Best()])
         >>> plain, sorted(tensors)
-        ({'Best': {'best': 0.5}}, ['Best/weights/w'])
+        ({'Best': {'best': 0.5, 'weights/': ['w']}}, ['Best/weights/w'])
     """
     plain: dict[str, Any] = {}
     tensors: dict[str, torch.Tensor] = {}

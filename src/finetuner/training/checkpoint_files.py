@@ -65,7 +65,7 @@ def checkpoint_problem(folder: Path) -> str | None:
 
     Example:
         >>> checkpoint_problem(Path('/nonexistent'))
-        "/nonexistent/checkpoint.yml is missing"
+        '/nonexistent/checkpoint.yml is missing'
     """
     folder = Path(folder)
     meta_path = folder / CHECKPOINT_FILE
