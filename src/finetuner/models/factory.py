@@ -168,7 +168,6 @@ def _from_name(name: str, output_dim: int | None, options: dict[str, Any]) -> An
         family, source = detect_family(str(local)), str(local)
     elif name.lower() in {k.lower() for k in MODELS}:
         spec = get_spec(name)
-        spec = get_spec(name)
         source = spec.resolve_source()
         family = spec.family
         if family != "mlp":  # the MLP starts from random weights: nothing to download
