@@ -16,6 +16,8 @@ from finetuner.errors import ArtifactError, ConfigError
 TRAINING, SYNTHESIS = "training", "synthesis"
 #: the file a synthesis run writes its (query, document) rows into
 SYNTHESIS_FILE = "synthesized.csv"
+#: the triplets of a synthesis run with a relation_miner: (query, positive, negative_1..n)
+TRIPLETS_FILE = "synthesized-triplets.csv"
 
 
 class RunViews:
@@ -64,7 +66,8 @@ class RunViews:
     @property
     def train_data(self) -> str:
         """The training data a synthesis run made: the path of its CSV of (query, document) rows, which ``fit``
-        reads as pairs. A training run makes no data (a :class:`~finetuner.errors.ConfigError`, as in Finetuner)."""
+        reads as pairs, or with a ``relation_miner`` its CSV of ``query, positive, negative_1..n`` rows (triplets).
+        A training run makes no data (a :class:`~finetuner.errors.ConfigError`, as in Finetuner)."""
         if self.task != SYNTHESIS:
             raise ConfigError(
                 f"run {self.directory.name} is a {self.task} run, which makes no training data; train_data belongs to "
@@ -76,7 +79,8 @@ class RunViews:
                 f"synthesis run {self.directory.name} has status {status}; its data is complete once it has finished "
                 "(rerun synthesize with the same run_name to continue it)"
             )
-        return str(self.directory.resolve() / SYNTHESIS_FILE)
+        mined = "relation_miner" in self.config
+        return str(self.directory.resolve() / (TRIPLETS_FILE if mined else SYNTHESIS_FILE))
 
     def display_examples(self, k: int = 5) -> str:
         """A table of the top ``k`` results of the example queries before and after tuning; printed and returned."""

@@ -126,8 +126,10 @@ def test_refusals_name_the_fix(tiny_t5, tiny_bert):
         from finetuner.model import synthesis_model_en
 
         finetuner.synthesize(corpus_data=CORPUS, models=synthesis_model_en)
-    with pytest.raises(finetuner.ConfigError, match="mine_hard_negatives"):
-        finetuner.synthesize(corpus_data=CORPUS, models=SynthesisModels("sbert-base-en", generator=tiny_t5))
+    with pytest.raises(finetuner.ConfigError, match="give one embedding model"):
+        finetuner.synthesize(corpus_data=CORPUS, models=SynthesisModels(["a", "b"], generator=tiny_t5))
+    with pytest.raises(finetuner.ConfigError, match="num_relations must be an int >= 1"):
+        finetuner.synthesize(corpus_data=CORPUS, models=SynthesisModels(tiny_bert, generator=tiny_t5), num_relations=0)
     with pytest.raises(finetuner.DataError, match="item 1 is empty"):
         finetuner.synthesize(corpus_data=["a", " "], models=tiny_t5)
     with pytest.raises(finetuner.ConfigError, match="not a text generation model"):
@@ -137,3 +139,19 @@ def test_refusals_name_the_fix(tiny_t5, tiny_bert):
     with pytest.raises(finetuner.ConfigError, match="makes no training data"):
         _ = finetuner.fit(tiny_bert, [("a apple", "x"), ("a cherry", "x"), ("a bus", "y"), ("a car", "y")],
                           epochs=1, device="cpu", verbose=False).train_data
+
+
+def test_a_relation_miner_adds_hard_negatives_from_the_corpus(tiny_t5, tiny_bert):
+    models = SynthesisModels(relation_miner=tiny_bert, generator=tiny_t5)
+    run = finetuner.synthesize(corpus_data=CORPUS, models=models, num_relations=2, num_queries=1, batch_size=4,
+                               max_new_tokens=6, run_name="mined", progress=False)
+    assert run.status()["status"] == "FINISHED" and run.train_data.endswith("synthesized-triplets.csv")
+    pairs = _rows(run.directory / "synthesized.csv")
+    triplets = _rows(run.train_data)
+    assert triplets and set(triplets[0]) == {"anchor", "positive", "negative_1", "negative_2"}
+    pair_set = {(p["query"], p["document"]) for p in pairs}
+    for row in triplets:
+        assert (row["anchor"], row["positive"]) in pair_set  # every triplet is one of the synthesized pairs
+        negatives = {row["negative_1"], row["negative_2"]}
+        assert len(negatives) == 2 and negatives <= set(CORPUS) and row["positive"] not in negatives
+    assert not list(run.directory.glob("*.partial.csv"))

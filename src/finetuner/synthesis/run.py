@@ -6,8 +6,11 @@ run's folder, which ``fit`` reads as pairs (``run.train_data``). The rows are wr
 seeded: a run stopped midway (Ctrl-C, a crash) continues where it stopped when ``synthesize`` is called again with the
 same ``run_name`` and arguments, and ends with the same file an uninterrupted run writes.
 
-Hard negatives mined with a ``relation_miner`` model (Finetuner's ``SynthesisModels.relation_miner``) are pending:
-they come with ``finetuner.mine_hard_negatives``; a ``relation_miner`` is refused until then.
+With a ``relation_miner`` (Finetuner's ``SynthesisModels.relation_miner``: an embedding model), the pairs then get
+``num_relations`` hard negatives each, mined by :func:`finetuner.mine_hard_negatives` from the corpus (the documents
+closest to the query that are not its own, with the usual margin against unlabelled positives), and
+``synthesized-triplets.csv`` (``query, positive, negative_1..n``) becomes the run's training data. A pair for which
+too few candidates pass the guards is left out, with a warning that counts them.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from tqdm.auto import tqdm
 from finetuner import artifacts
 from finetuner.errors import ArtifactError, ConfigError, DataError, InputTypeError
 from finetuner.fileio import read_yaml, write_yaml
-from finetuner.run_views import SYNTHESIS, SYNTHESIS_FILE
+from finetuner.run_views import SYNTHESIS, SYNTHESIS_FILE, TRIPLETS_FILE
 from finetuner.runs import Run, new_run_name, runs_root
 
 logger = logging.getLogger("finetuner")
@@ -44,7 +47,7 @@ class SynthesisModels:
     """The models of a synthesis run (Finetuner's ``SynthesisModels``, plus the ``generator`` a local run needs).
 
     Args:
-        relation_miner: an embedding model to mine hard negatives with (pending: ``finetuner.mine_hard_negatives``).
+        relation_miner: an embedding model (an alias, hub id or folder) to mine hard negatives with; one name.
         cross_encoder: Finetuner scored pairs with a cross-encoder on its cloud; not available here.
         generator: the Hugging Face generation model (hub id or folder) that writes the queries.
 
@@ -92,7 +95,7 @@ def synthesize(
         corpus_data: the documents: a list of texts, a DocumentArray of text Documents, a ``.txt`` file (one
             document a line) or a ``.csv`` file with a header (its ``text`` column, or its only column).
         models: ``SynthesisModels(generator=...)``, or the generator's name alone.
-        num_relations: Finetuner's number of mined relations per query; used with a ``relation_miner`` (pending).
+        num_relations: hard negatives mined per pair when ``models`` has a ``relation_miner``.
         run_name, experiment_name, description: as for ``fit``; the same ``run_name`` continues a stopped run.
         device: ``'auto'`` (a GPU when there is one), ``'cpu'``, ``'cuda'``...
         num_workers, csv_options: accepted for Finetuner's signature; unused.
@@ -144,6 +147,11 @@ def synthesize(
         "description": description,
         "device": device,
     }
+    miner = _relation_miner(models)
+    if miner is not None:
+        if isinstance(num_relations, bool) or not isinstance(num_relations, int) or num_relations < 1:
+            raise ConfigError(f"num_relations must be an int >= 1; received {num_relations!r}")
+        config.update(relation_miner=miner, num_relations=num_relations)
     folder = runs_root() / (experiment_name or "default") / (run_name or new_run_name())
     resume = _resume_point(folder, config)  # None for a new run; a mismatch is refused before the model loads
     from finetuner.synthesis.generation import QueryGenerator
@@ -154,7 +162,9 @@ def synthesize(
     run, (done, offset) = (
         (_create(folder, experiment_name, config), (0, 0)) if resume is None else (Run(folder), resume)
     )
-    _write(run, corpus, generator, num_queries, batch_size, seed, done, offset or _size(run), progress)
+    _write(run, corpus, generator, num_queries, batch_size, seed, done, offset or _size(run), progress, miner is None)
+    if miner is not None:
+        _mine(run, miner, corpus, num_relations, progress)
     return run
 
 
@@ -168,6 +178,7 @@ def _write(
     done: int,
     offset: int,
     progress: bool,
+    finish: bool = True,
 ) -> None:
     """Generate from document ``done`` on, appending rows batch by batch; the state names the file's safe length."""
     path, state_path = run.directory / SYNTHESIS_FILE, run.directory / STATE_FILE
@@ -202,7 +213,39 @@ def _write(
         _log(run, f"stopped: {type(exc).__name__}: {exc}")
         raise
     _log(run, f"done: {len(corpus)} documents; {dropped} empty or repeated queries left out")
+    if finish:
+        run.set_status("FINISHED")
+
+
+def _mine(run: Run, miner: str, corpus: list[str], num_relations: int, progress: bool) -> None:
+    """Hard negatives from ``corpus`` for every synthesized pair, written to the run's triplets file (a rerun with
+    the same run_name mines again, into a fresh file: the file is written only once the mining has finished)."""
+    from finetuner.data.shapes import PairData
+    from finetuner.mining import mine_hard_negatives
+
+    _log(run, f"mining {num_relations} hard negatives per pair with {miner}")
+    target = run.directory / TRIPLETS_FILE
+    partial = target.with_name("synthesized-triplets.partial.csv")  # mine_hard_negatives writes .csv files
+    try:
+        rows = _pairs_of(run.directory / SYNTHESIS_FILE)
+        pairs = PairData([q for q, _ in rows], [d for _, d in rows], "text", "text", [str(i) for i in range(len(rows))])
+        mine_hard_negatives(miner, pairs, corpus, num_negatives=num_relations, output=partial, progress=progress)
+        os.replace(partial, target)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)
+        run.set_status("FAILED", f"{type(exc).__name__}: {exc}\nrun synthesize again with run_name={run.name!r}")
+        _log(run, f"mining stopped: {type(exc).__name__}: {exc}")
+        raise
+    _log(run, f"hard negatives written to {TRIPLETS_FILE}")
     run.set_status("FINISHED")
+
+
+def _pairs_of(path: Path) -> list[tuple[str, str]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = [(row["query"], row["document"]) for row in csv.DictReader(f)]
+    if len(rows) < 2:
+        raise DataError(f"{path} holds {len(rows)} (query, document) pair(s); mining hard negatives needs at least 2")
+    return rows
 
 
 def read_texts(data: Any, name: str) -> list[str]:
@@ -264,17 +307,26 @@ def _generator(models: Any) -> str:
             "synthesize needs a generation model: models=SynthesisModels(generator='doc2query/msmarco-t5-small-v1') "
             "or any Hugging Face seq2seq / causal language model (Finetuner's synthesis models ran on its cloud)"
         )
-    if models.relation_miner is not None:
-        raise ConfigError(
-            f"relation_miner={models.relation_miner!r}: mining hard negatives for synthesized pairs is pending (it "
-            "comes with finetuner.mine_hard_negatives); drop relation_miner to write (query, document) pairs"
-        )
     if models.cross_encoder is not None:
         raise ConfigError(
             f"cross_encoder={models.cross_encoder!r}: scoring pairs with a cross-encoder (Finetuner's cloud synthesis) "
             "is not available; drop it"
         )
     return models.generator
+
+
+def _relation_miner(models: Any) -> str | None:
+    """The embedding model that mines hard negatives, or None; Finetuner allowed a list: one name is taken here."""
+    miner = getattr(models, "relation_miner", None)
+    if isinstance(miner, (list, tuple)):
+        if len(miner) != 1:
+            raise ConfigError(
+                f"relation_miner={miner!r}: give one embedding model to mine hard negatives with (a name or folder)"
+            )
+        miner = miner[0]
+    if miner is not None and not isinstance(miner, str):
+        raise ConfigError(f"relation_miner must be a model name or folder; received {type(miner).__name__}")
+    return miner
 
 
 def _device(device: str) -> str:
