@@ -27,6 +27,7 @@ from finetuner.artifacts import ONNX_FILE, ONNX_METADATA_FILE, model_dirs
 from finetuner.errors import ArtifactError, ConfigError, DataError, FinetunerError
 from finetuner.models.adapters import has_adapter, merge_adapters
 from finetuner.models.io import load_model, read_metadata
+from finetuner.models.prompts import check_prompts
 
 logger = logging.getLogger("finetuner")
 
@@ -166,7 +167,10 @@ def export_onnx(
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     path = d / ONNX_FILE
-    trace_items, check_items = sample_items or _sample_items(getattr(model, "modality", "text"))
+    own = getattr(model, "example_items", None)  # a model whose inputs no modality describes (mlp's vectors)
+    if sample_items is None:
+        sample_items = own() if callable(own) else _sample_items(getattr(model, "modality", "text"))
+    trace_items, check_items = sample_items
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval().cpu()
@@ -365,6 +369,7 @@ def load_onnx_model(directory: str | Path, providers: Sequence[str] | None = Non
         output_dim=int(info.get("output_dim") or meta.get("output_dim") or 0),
         providers=providers,
     )
+    model.prompts = check_prompts(meta.get("prompts") or {})  # encode(..., role=) prefixes as the torch model does
     model.truncate_dim = meta.get("truncate_dim")  # encode's default size (finetuner.export.truncate)
     return model
 

@@ -12,9 +12,10 @@ The run's folder is opened between 3 and 4; its log file records phases 4 and 5.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,15 @@ from typing import Any
 from finetuner import artifacts
 from finetuner.data.readers import CSVOptions
 from finetuner.evaluation.dimensions import evaluate_with_dimensions
+from finetuner.evaluation.model_eval import evaluate_all
 from finetuner.losses.matryoshka import matryoshka_dims
 from finetuner.models.adapters import merge_adapters
 from finetuner.report.dimensions import dimension_table
 from finetuner.report.table import metrics_table
+from finetuner.run_lock import hold_run
 from finetuner.runs import Run, new_run_name, runs_root
 from finetuner.training.build import BuiltFit, build
+from finetuner.training.callbacks import EvaluationCallback
 from finetuner.training.check import CheckedFit, FitOptions, check
 from finetuner.training.checkpoint import TrainingInterrupted, deferred_interrupts
 from finetuner.training.loop import Callback, TrainState, train
@@ -61,6 +65,7 @@ def run_fit(
     eval_batch_size: int = 64,
     limit: int = 20,
     resume_from: str | Path | None = None,
+    description: str | None = None,
     **settings: Any,
 ) -> Run:
     """Everything ``finetuner.fit`` does (see there); the settings are :class:`~finetuner.config.TrainingConfig`'s
@@ -69,6 +74,9 @@ def run_fit(
     Every option and every data item is checked before a model is loaded (:mod:`finetuner.validation`); all
     problems come in one error. ``resume_from`` (a run name, run folder or checkpoint folder) continues a run
     that was killed or interrupted from its last checkpoint, given the same arguments.
+
+    Nothing is printed to stdout: ``run.display_metrics()`` prints the before/after table, which the run's log
+    (``run.logs()``) and the ``finetuner`` logger (at INFO) also carry. ``verbose=False`` hides the progress bars.
 
     Example:
         >>> run = run_fit('all-MiniLM-L6-v2', [('a', 'x'), ('b', 'x'), ('c', 'y'), ('d', 'y')])  # doctest: +SKIP
@@ -82,6 +90,7 @@ def run_fit(
         eval_batch_size=eval_batch_size,
         limit=limit,
         resume_from=resume_from,
+        description=description,
     )
     checked = check(model, train_data, eval_data, settings, options)
     fit_plan = plan(checked)
@@ -89,16 +98,25 @@ def run_fit(
     run = open_run(built.accelerator, built.config, checked.resumed_run)
     callbacks = checkpoint_callbacks(checked.callbacks, run, built.fingerprint, checked.checkpoint)
     main = built.accelerator.is_main_process
-    with run_log(run.directory / artifacts.LOG_FILE if main else None):
+    with hold_run(run.directory) if main else contextlib.nullcontext(), run_log(
+        run.directory / artifacts.LOG_FILE if main else None
+    ):
         if main:
             run.set_status("STARTED")
         try:
-            logger.info("run %s: %s", run.name, fit_plan.summary(int(built.config.batch_size)))  # type: ignore[arg-type]
+            summary = fit_plan.summary(int(built.config.batch_size))  # type: ignore[arg-type]
+            logger.info("run %s: %s, seed=%s", run.name, summary, built.config.seed)
+            for line in checked.skipped:  # on_image_error='skip': every item left out, by name
+                logger.warning("skipped %s", line)
             trained = train_and_evaluate(checked, fit_plan, built, run, callbacks)
             if built.config.adapter_options.get("merge"):  # save merged weights, not the adapter alone
                 trained.model = merge_adapters(trained.model)
+            if trained.metrics:  # the run's log has the table; run.display_metrics() prints it
+                logger.info("retrieval metrics:\n%s", metrics_table(trained.metrics))
+                if trained.metrics.get("by_dimension"):
+                    logger.info("by embedding size:\n%s", dimension_table(trained.metrics["by_dimension"]))
             if main:
-                save(run, trained, to_onnx)
+                save(run, trained, to_onnx, description)
             built.accelerator.wait_for_everyone()
             if main:
                 run.set_status("FINISHED")
@@ -106,10 +124,6 @@ def run_fit(
         except BaseException as exc:
             _record_failure(run, exc, main)
             raise
-    if verbose and trained.metrics and main:
-        print(metrics_table(trained.metrics))
-        if trained.metrics.get("by_dimension"):
-            print(dimension_table(trained.metrics["by_dimension"]))
     return run
 
 
@@ -148,23 +162,32 @@ def train_and_evaluate(
         >>> sorted(trained.metrics)  # doctest: +SKIP
         ['after', 'before']
     """
-    accelerator, limit = built.accelerator, checked.options.limit
+    accelerator = built.accelerator
     built.model.to(accelerator.device)
     metrics: dict[str, dict[str, float]] = {}
     examples: dict[str, Any] = {}
-    dims = matryoshka_dims(built.loss)  # a Matryoshka run is measured at each trained size too
-    by_dim: dict[int, dict[str, Any]] = {}
+    measure = measurement(fit_plan, built, checked.callbacks, checked.options.limit)
+    dims = matryoshka_dims(built.loss) if fit_plan.evaluations else []
+    by_dim: dict[int, dict[str, Any]] = {}  # a Matryoshka run: {size: {stage: metrics}}
+    if dims:  # the same embedding of the evaluation data, measured at each trained size too
+        measured: list[dict[int, dict[str, float]]] = []
+
+        def measure(model: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
+            values, shown, per_dim = evaluate_with_dimensions(
+                fit_plan.evaluations, built.embed, checked.options.limit, dims
+            )
+            measured.append(per_dim)
+            return values, shown
+
     if checked.checkpoint is not None and run.metrics().get("before"):  # measured before the interruption
         metrics["before"] = run.metrics()["before"]
         examples["before"] = run.example_results().get("before", [])
-        by_dim = {d: stages for d, stages in (run.metrics().get("by_dimension") or {}).items()}
-    elif fit_plan.evaluations:
-        metrics["before"], examples["before"], before_dims = evaluate_with_dimensions(
-            fit_plan.evaluations, built.embed, limit, dims
-        )
-        by_dim = {d: {"before": values} for d, values in before_dims.items()}
-        if by_dim:
-            metrics["by_dimension"] = by_dim  # type: ignore[assignment]  # {dim: {stage: metrics}}
+        by_dim = dict(run.metrics().get("by_dimension") or {})
+    elif measure is not None:
+        metrics["before"], examples["before"] = measure(built.model)
+        if dims:
+            by_dim = {d: {"before": values} for d, values in measured[-1].items()}
+            metrics["by_dimension"] = by_dim  # type: ignore[assignment]
         logger.info("before: %s", metrics["before"])
         if accelerator.is_main_process:
             artifacts.write_results(run.directory, metrics, examples)
@@ -178,31 +201,46 @@ def train_and_evaluate(
             miner=built.miner,
             callbacks=callbacks,
             accelerator=accelerator,
+            progress=checked.options.verbose,
         )
     model = accelerator.unwrap_model(state.model)
     logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
-    if fit_plan.evaluations:
-        metrics["after"], examples["after"], after_dims = evaluate_with_dimensions(
-            fit_plan.evaluations, built.embed, limit, dims
-        )
-        for d, values in after_dims.items():
-            by_dim.setdefault(d, {})["after"] = values
-        if by_dim:
+    if measure is not None:
+        metrics["after"], examples["after"] = measure(model)
+        if dims:
+            for d, values in measured[-1].items():
+                by_dim.setdefault(d, {})["after"] = values
             metrics["by_dimension"] = by_dim  # type: ignore[assignment]
         logger.info("after: %s", metrics["after"])
     return Trained(model, state, metrics, examples)
 
 
-def save(run: Run, trained: Trained, to_onnx: bool = False) -> None:
-    """Write the run's artifact into its folder: the models and input map, metrics, examples, the run's metadata,
-    ONNX files (``to_onnx``) and ``report.html``.
+def measurement(
+    fit_plan: FitPlan, built: BuiltFit, callbacks: Sequence[Callback], limit: int
+) -> Callable[[Any], tuple[dict[str, float], list[dict[str, Any]]]] | None:
+    """How the run's metrics before and after are measured: on the evaluation data (``eval_data`` or
+    ``val_split``), else by the first :class:`~finetuner.callback.EvaluationCallback` (as Finetuner did), else not.
+
+    Example:
+        >>> measure = measurement(fit_plan, built, callbacks, 20)  # doctest: +SKIP
+        >>> metrics, examples = measure(built.model)  # doctest: +SKIP
+    """
+    if fit_plan.evaluations:
+        return lambda model: evaluate_all(fit_plan.evaluations, built.embed, limit)  # built.embed: the tuned model
+    first = next((cb for cb in callbacks if isinstance(cb, EvaluationCallback)), None)
+    return first.measure if first is not None else None
+
+
+def save(run: Run, trained: Trained, to_onnx: bool = False, description: str | None = None) -> None:
+    """Write the run's artifact into its folder: the models and input map, metrics, examples, the run's metadata
+    (with the run's ``description``, when it has one), ONNX files (``to_onnx``) and ``report.html``.
 
     Example:
         >>> save(run, trained)  # doctest: +SKIP
     """
     folders = artifacts.save_models(run.directory, trained.model)
     artifacts.write_results(run.directory, trained.metrics, trained.examples)
-    artifacts.write_run_metadata(run.directory, run.name, trained.state.history)
+    artifacts.write_run_metadata(run.directory, run.name, trained.state.history, description)
     if to_onnx:
         from finetuner.export.onnx import export_onnx
 
