@@ -25,6 +25,7 @@ from finetuner.models.inference import embed_items
 from finetuner.models.io import load_model
 from finetuner.models.prompts import for_role, model_prompts
 from finetuner.models.registry import MODELS
+from finetuner.models.truncation import output_prefix, truncate
 from finetuner.runs import Run, resolve_folder
 from finetuner.safety import check_model_dir, safe_extract_zip
 
@@ -255,17 +256,14 @@ def encode(
         batch_size = getattr(model, "inference_batch_size", 32)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int; received {batch_size!r}")
-    dim = _output_prefix(model, dim)
+    dim = output_prefix(model, dim)
     items, docs = _encode_inputs(model, data)
     items = for_role(items, model_prompts(model), role)
     if hasattr(model, "encode_items"):  # ONNX and other non-torch models
         vectors = np.asarray(model.encode_items(items, batch_size=batch_size))
     else:
         vectors = embed_items(model, items, batch_size=batch_size, progress=progress).numpy()
-    if dim is not None:
-        vectors = vectors[:, :dim]  # (n, dim)
-        if getattr(model, "normalize", False):
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors = truncate(vectors, dim, normalize=bool(getattr(model, "normalize", False)))  # (n, dim) for dim=N
     if docs is not None:
         docs.embeddings = vectors
         if type(data).__module__.startswith("docarray"):  # fill the caller's own docarray objects too
@@ -273,19 +271,6 @@ def encode(
             return data
         return docs
     return vectors
-
-
-def _output_prefix(model: Any, dim: int | None) -> int | None:
-    """The prefix ``encode`` returns: ``dim``, else the model's ``truncate_dim``; checked against its size."""
-    dim = dim if dim is not None else getattr(model, "truncate_dim", None)
-    if dim is None:
-        return None
-    width = getattr(model, "output_dim", None)
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-        raise ConfigError(f"dim must be an int >= 1 (or None for the whole embedding); received {dim!r}")
-    if isinstance(width, int) and width and dim > width:
-        raise ConfigError(f"dim={dim} exceeds the model's embedding size {width}")
-    return dim
 
 
 def evaluate(
