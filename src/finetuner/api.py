@@ -25,6 +25,7 @@ from finetuner.models.inference import embed_items
 from finetuner.models.io import load_model
 from finetuner.models.prompts import for_role, model_prompts
 from finetuner.models.registry import MODELS
+from finetuner.models.truncation import output_prefix, truncate
 from finetuner.runs import Run, resolve_folder
 from finetuner.safety import check_model_dir, safe_extract_zip
 
@@ -227,7 +228,13 @@ def _encode_inputs(model: Any, data: Any) -> tuple[list[Any], DocumentArray | No
 
 
 def encode(
-    model: Any, data: Any, batch_size: int | None = None, *, progress: bool = False, role: str | None = None
+    model: Any,
+    data: Any,
+    batch_size: int | None = None,
+    *,
+    progress: bool = False,
+    role: str | None = None,
+    dim: int | None = None,
 ) -> Any:
     """Embed ``data`` with ``model``.
 
@@ -236,6 +243,8 @@ def encode(
     ``batch_size`` defaults to the one given to ``get_model`` / ``build_model`` (32).
     ``role='query'`` or ``'document'`` puts the model's prompt for that role before every text (``model.prompts``,
     e.g. ``'query: '`` for E5; see :mod:`finetuner.models.prompts`); the default encodes the texts as they are.
+    ``dim=N`` keeps the first N dimensions (for a model trained with ``matryoshka_dims``), L2-normalised again when
+    the model normalises; by default a saved model's ``truncate_dim`` (:mod:`finetuner.export.truncate`), if any.
 
     Example:
         >>> import finetuner
@@ -247,12 +256,14 @@ def encode(
         batch_size = getattr(model, "inference_batch_size", 32)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int; received {batch_size!r}")
+    dim = output_prefix(model, dim)
     items, docs = _encode_inputs(model, data)
     items = for_role(items, model_prompts(model), role)
     if hasattr(model, "encode_items"):  # ONNX and other non-torch models
         vectors = np.asarray(model.encode_items(items, batch_size=batch_size))
     else:
         vectors = embed_items(model, items, batch_size=batch_size, progress=progress).numpy()
+    vectors = truncate(vectors, dim, normalize=bool(getattr(model, "normalize", False)))  # (n, dim) for dim=N
     if docs is not None:
         docs.embeddings = vectors
         if type(data).__module__.startswith("docarray"):  # fill the caller's own docarray objects too

@@ -36,6 +36,8 @@ from typing import Any
 
 from finetuner.errors import ArtifactError
 from finetuner.fileio import read_yaml, write_yaml
+from finetuner.models.adapters import has_adapter
+from finetuner.models.adapters.files import save_adapted
 from finetuner.models.io import METADATA_FILE as MODEL_METADATA_FILE
 from finetuner.models.io import read_metadata as read_model_metadata
 from finetuner.models.io import save_model
@@ -166,14 +168,19 @@ def model_towers(model: Any) -> dict[str, Any]:
 
 def save_models(root: Path, model: Any) -> dict[str, Path]:
     """Save ``model`` under ``root/models``: each tower of a two-tower model in its own folder (``clip-text``,
-    ``clip-vision``), any other model as ``model``; then ``input-map.yml``. Returns ``{name: folder}``.
+    ``clip-vision``), any other model as ``model``; then ``input-map.yml``. Returns ``{name: folder}``. A tower
+    that carries an adapter (``fit(adapter='lora')``) is saved as its adapter alone
+    (:mod:`finetuner.models.adapters.files`).
 
     Example:
         >>> save_models(Path('runs/default/run-1'), model)  # doctest: +SKIP
         {'model': PosixPath('runs/default/run-1/models/model')}
     """
     towers = model_towers(model)
-    folders = {name: save_model(tower, Path(root) / MODELS_DIR / name) for name, tower in towers.items()}
+    folders = {
+        name: (save_adapted if has_adapter(tower) else save_model)(tower, Path(root) / MODELS_DIR / name)
+        for name, tower in towers.items()
+    }
     write_yaml(Path(root) / MODELS_DIR / INPUT_MAP_FILE, {name: tower.modality for name, tower in towers.items()})
     return folders
 

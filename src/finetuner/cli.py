@@ -1,5 +1,5 @@
-"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, mine, export, report, list-models,
-demo.
+"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, mine, export, merge,
+truncate, report, list-models, demo.
 
 Under ``accelerate launch -m finetuner fit ...`` or ``torchrun --nproc_per_node N -m finetuner fit ...`` the same
 command trains on every process (and on every machine with ``torchrun --nnodes``); process 0 alone prints the metrics
@@ -118,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--run-name")
     fit.add_argument("--experiment-name")
     fit.add_argument("--model-options", type=_json)
+    fit.add_argument("--adapter", choices=["lora"], help="train a LoRA adapter (pip install 'finetuner[peft]')")
+    fit.add_argument("--adapter-options", type=_json, help='e.g. \'{"r": 16, "alpha": 32, "merge": true}\'')
     fit.add_argument("--to-onnx", action="store_true")
     fit.add_argument("--resume-from", help="continue a killed or interrupted run: its name or checkpoint folder")
     fit.add_argument("--save-every-n-steps", type=int, help="also checkpoint every N steps (always: each epoch)")
@@ -148,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("--batch-size", type=int, default=32)
     _add_csv_options(enc)
     enc.add_argument("--role", choices=["query", "document"], help="put the model's prompt for this role first")
+    enc.add_argument("--dim", type=int, help="keep the first N dimensions (a model trained with matryoshka_dims)")
 
     ev = sub.add_parser("evaluate", help="retrieval metrics of a model on labelled data")
     ev.add_argument("--model", required=True, help="artifact folder, run name, alias or hub id")
@@ -168,6 +171,13 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("artifact", help="artifact folder or run name")
     exp.add_argument("--select-model", help="export only this model (clip-text or clip-vision for CLIP)")
     exp.add_argument("--opset", type=int, default=17)
+    mrg = sub.add_parser("merge", help="write a copy of an adapter artifact with the adapters merged into the weights")
+    mrg.add_argument("artifact", help="artifact folder, run name or model folder")
+    mrg.add_argument("--output", required=True, help="the new folder")
+    trn = sub.add_parser("truncate", help="set a saved model's default embedding size (Matryoshka: truncate_dim)")
+    trn.add_argument("artifact", help="artifact folder, run name or model folder")
+    trn.add_argument("--dim", type=int, required=True, help="the number of dimensions encode returns; 0 removes it")
+    trn.add_argument("--select-model", help="only this model (clip-text or clip-vision for CLIP)")
     rep = sub.add_parser("report", help="rebuild a run's report.html and open it")
     rep.add_argument("run", help="run name, run folder or artifact folder")
     rep.add_argument("--no-open", action="store_true", help="only print the page's path")
@@ -238,7 +248,7 @@ def _run(args: argparse.Namespace) -> int:
             "epochs learning_rate batch_size loss loss_options miner miner_options optimizer optimizer_options "
             "scheduler scheduler_options output_dim freeze device precision num_workers num_items_per_class "
             "sampler val_split seed run_name experiment_name model_options to_onnx resume_from prefetch_images "
-            "on_image_error"
+            "on_image_error adapter adapter_options"
         ).split()
         options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
         if args.save_every_n_steps is not None:
@@ -257,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
 
         items = _read_items(args.data, _csv_options(args))
         model = _load_any(args.model, args.select_model)
-        vectors = finetuner.encode(model, items, batch_size=args.batch_size, role=args.role)
+        vectors = finetuner.encode(model, items, batch_size=args.batch_size, role=args.role, dim=args.dim)
         np.save(args.output, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {args.output}")
     elif args.command == "evaluate":
@@ -271,6 +281,17 @@ def _run(args: argparse.Namespace) -> int:
             csv_options=_csv_options(args),
         )
         print(metrics_table({"metrics": metrics}))
+    elif args.command == "merge":
+        from finetuner.export.merge import merge_artifact
+        from finetuner.runs import resolve_folder
+
+        print(f"wrote {merge_artifact(resolve_folder(args.artifact), args.output)}")
+    elif args.command == "truncate":
+        from finetuner.export.truncate import set_truncate_dim
+        from finetuner.runs import resolve_folder
+
+        for folder in set_truncate_dim(resolve_folder(args.artifact), args.dim or None, args.select_model):
+            print(f"{folder}: truncate_dim={args.dim or None}")
     elif args.command in ("export", "report"):
         from finetuner.runs import resolve_folder
 

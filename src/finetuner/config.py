@@ -69,6 +69,8 @@ class TrainingConfig:
     mini_batch_size: int | None = None
     gradient_checkpointing: bool = False
     compile: bool = False
+    adapter: str | None = None
+    adapter_options: dict[str, Any] = field(default_factory=dict)
     log_every: int = 10
     prefetch_images: bool = False
     on_image_error: str = "fail"
@@ -114,8 +116,11 @@ class TrainingConfig:
         return DEFAULT_BATCH_SIZE.get(self.device_type(), DEFAULT_BATCH_SIZE["cpu"])
 
     def learning_rate_or_default(self) -> float:
-        """The learning rate to use: the given one, else 1e-5 for transformers-sized models' fine-tuning."""
-        return float(self.learning_rate) if self.learning_rate is not None else 1e-5
+        """The learning rate to use: the given one, else 1e-5 for transformers-sized models' fine-tuning (1e-4 when
+        an adapter trains: its low-rank update starts at zero and takes larger steps)."""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return 1e-4 if self.adapter else 1e-5
 
     def problems(self) -> list[str]:
         """Every invalid setting, one message each (empty when all is well)."""

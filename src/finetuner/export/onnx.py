@@ -10,6 +10,7 @@ written into the model folder next to the PyTorch weights.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import logging
 import warnings
@@ -24,6 +25,7 @@ from torch import nn
 
 from finetuner.artifacts import ONNX_FILE, ONNX_METADATA_FILE, model_dirs
 from finetuner.errors import ArtifactError, ConfigError, DataError, FinetunerError
+from finetuner.models.adapters import has_adapter, merge_adapters
 from finetuner.models.io import load_model, read_metadata
 from finetuner.models.prompts import check_prompts
 
@@ -160,6 +162,8 @@ def export_onnx(
     check_onnx_available()
     if not hasattr(model, "preprocess"):
         raise ConfigError(f"{type(model).__name__} has no preprocess(items); only finetuner models export to ONNX")
+    if has_adapter(model):  # the graph holds the merged weights; the model itself keeps its adapter
+        model = merge_adapters(copy.deepcopy(model))
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     path = d / ONNX_FILE
@@ -366,6 +370,7 @@ def load_onnx_model(directory: str | Path, providers: Sequence[str] | None = Non
         providers=providers,
     )
     model.prompts = check_prompts(meta.get("prompts") or {})  # encode(..., role=) prefixes as the torch model does
+    model.truncate_dim = meta.get("truncate_dim")  # encode's default size (finetuner.export.truncate)
     return model
 
 

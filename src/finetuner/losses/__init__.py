@@ -15,6 +15,8 @@ from torch import nn
 from finetuner import aliases
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.losses.contrastive import LOSSES as OWN_LOSSES
+from finetuner.losses.matryoshka import MatryoshkaLoss, split_options
+from finetuner.losses.unsupervised import UNSUPERVISED_LOSSES
 
 #: what ``loss='auto'`` (the default) means for each kind of training data
 AUTO_LOSSES = {"labelled": "TripletMarginLoss", "pairs": "InfoNCELoss", "clip": "CLIPLoss"}
@@ -53,7 +55,7 @@ def list_losses() -> list[str]:
         >>> 'TripletMarginLoss' in list_losses() and 'ArcFaceLoss' in list_losses()
         True
     """
-    names = set(_pml_classes("losses", "BaseMetricLossFunction")) | set(OWN_LOSSES)
+    names = set(_pml_classes("losses", "BaseMetricLossFunction")) | set(OWN_LOSSES) | set(UNSUPERVISED_LOSSES)
     return sorted(names)
 
 
@@ -75,7 +77,8 @@ def loss_class(name: str) -> type:
         >>> loss_class('infonceloss').__name__
         'InfoNCELoss'
     """
-    return _lookup(name, "loss", {**_pml_classes("losses", "BaseMetricLossFunction"), **OWN_LOSSES})
+    own = {**OWN_LOSSES, **UNSUPERVISED_LOSSES}
+    return _lookup(name, "loss", {**_pml_classes("losses", "BaseMetricLossFunction"), **own})
 
 
 def miner_class(name: str) -> type:
@@ -153,7 +156,8 @@ def get_loss(
     """A loss module from a name (plus ``loss_options``), or the instance itself.
 
     ``embedding_size`` and ``num_classes`` are passed to losses that need them (ArcFace, CosFace, ...) unless
-    the options already set them.
+    the options already set them. ``matryoshka_dims`` (and ``matryoshka_weights``) in the options wrap the loss in a
+    :class:`~finetuner.losses.matryoshka.MatryoshkaLoss` over those prefixes (checked against ``embedding_size``).
 
     Example:
         >>> import torch
@@ -173,6 +177,11 @@ def get_loss(
         raise ConfigError("loss='auto' stands for the data's loss: resolve it first with resolve_loss(loss, data_kind)")
     if not isinstance(loss, str):
         raise InputTypeError(f"loss must be a name or a torch.nn.Module; received {type(loss).__name__}")
+    matryoshka, options = split_options(options)
+    if matryoshka:
+        inner = get_loss(loss, options, embedding_size=embedding_size, num_classes=num_classes)
+        dims, weights = matryoshka.get("matryoshka_dims") or [], matryoshka.get("matryoshka_weights")
+        return MatryoshkaLoss(inner, dims, weights, embedding_size=embedding_size)
     cls = loss_class(loss)
     params = init_params(cls)
     if "embedding_size" in params and "embedding_size" not in options and embedding_size is not None:

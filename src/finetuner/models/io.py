@@ -74,4 +74,7 @@ def load_model(directory: str | Path) -> Any:
             f"{d} holds a model of kind {meta['kind']!r}, which this finetuner cannot load; "
             f"known kinds: {', '.join(sorted(LOADERS))}"
         )
-    return load(d, meta)
+    model = load(d, meta)
+    if meta.get("truncate_dim"):  # a Matryoshka model's default size: encode returns this many dimensions
+        model.truncate_dim = int(meta["truncate_dim"])
+    return model

@@ -72,6 +72,7 @@ LOADERS: dict[str, str] = {
     "open-clip-text": "finetuner.models.clip.open_clip_towers:OpenCLIPTextTower.load",
     "open-clip-vision": "finetuner.models.clip.open_clip_towers:OpenCLIPVisionTower.load",
     "mlp": "finetuner.models.mlp:MLPEncoder.load",
+    "lora": "finetuner.models.adapters.files:load_adapted",  # an adapter alone; its base is rebuilt
 }
 
 

@@ -22,6 +22,7 @@ from finetuner import artifacts
 from finetuner.evaluation.metrics import METRIC_NAMES
 from finetuner.evaluation.standard_metrics import is_metric_name, is_standard_metric
 from finetuner.fileio import read_yaml
+from finetuner.report.dimensions import dimension_section
 from finetuner.report.plots import before_after_bars, loss_curves, metric_curves, plotting_available
 
 logger = logging.getLogger("finetuner")
@@ -298,6 +299,7 @@ def build_report(run_dir: str | Path) -> str:
         [
             _metrics_section(metrics, config.get("limit", 20) if metrics else None),
             _charts_section(metrics, history),
+            dimension_section(metrics.get("by_dimension") or {}),
             _examples_section(examples),
             usage,
             _config_section(config),

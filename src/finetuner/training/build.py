@@ -30,14 +30,17 @@ from finetuner.fileio import read_yaml
 from finetuner.losses import get_loss, get_miner
 from finetuner.losses.step_loss import PairObjective
 from finetuner.models import build_model
+from finetuner.models.adapters import apply_adapter, base_reference, parameter_counts
 from finetuner.models.clip import TwoTowerModel
 from finetuner.training.autobatch import auto_start, probe_batch_size
 from finetuner.training.callbacks import bind_callbacks
 from finetuner.training.check import CheckedFit
 from finetuner.training.checkpoint import CHECKPOINT_FILE
+from finetuner.training.distill import prepare_distillation
 from finetuner.training.loop import make_accelerator, make_objective
 from finetuner.training.plan import FitPlan
 from finetuner.training.resume import check_fingerprint, run_fingerprint
+from finetuner.training.unsupervised import check_views_differ
 
 logger = logging.getLogger("finetuner")
 
@@ -71,21 +74,25 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
     """
     config, options = checked.config, checked.options
     seed_everything(checked.seed)
-    model = build_model(
-        artifacts.model_source(checked.model),  # a saved artifact trains on as its model
-        output_dim=config.output_dim,
-        freeze=config.freeze,
-        model_options=options.model_options,
-    )
+    source = artifacts.model_source(checked.model)  # a saved artifact trains on as its model
+    model = build_model(source, output_dim=config.output_dim, freeze=config.freeze, model_options=options.model_options)
+    if config.adapter:  # LoRA: the backbone freezes, the adapter (and a head) train; the artifact names its base
+        build_args = {"output_dim": config.output_dim, "model_options": options.model_options}
+        apply_adapter(model, config.adapter, config.adapter_options, base=base_reference(source), build=build_args)
+        trainable, total = parameter_counts(model)
+        logger.info("adapter %s: %d of %d parameters train", config.adapter, trainable, total)
     accelerator = make_accelerator(config)
     _check_model_fits(model, fit_plan)
+    check_views_differ(model, config.loss)  # SimCSE's views come from dropout
     if fit_plan.task == "clip":
-        loss: nn.Module = PairObjective(get_loss("CLIPLoss", clip_loss_options(model, config.loss_options)))
+        clip_options = clip_loss_options(model, config.loss_options)
+        loss: nn.Module = PairObjective(get_loss("CLIPLoss", clip_options, embedding_size=model.output_dim))
         miner = None
     else:
         n_classes = len(fit_plan.train.classes)  # type: ignore[union-attr]  # labelled data in a metric run
         loss = get_loss(config.loss, config.loss_options, embedding_size=model.output_dim, num_classes=n_classes)
         miner = get_miner(config.miner, config.miner_options)
+        prepare_distillation(loss, fit_plan.train.items, model.output_dim, accelerator.device.type)  # type: ignore
     make_loader = _loader_factory(model, fit_plan, config, accelerator, checked.seed)
     loader = None
     if config.batch_size == "auto":

@@ -29,12 +29,20 @@ from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.loop import Callback
 from finetuner.training.prefetch import fetch_images
 from finetuner.training.resume import resolve_resume
+from finetuner.training.unsupervised import one_view, unsupervised_view
 from finetuner.validation import validate_fit
 
 logger = logging.getLogger("finetuner")
 
 #: the settings that may be None in fit() and mean "empty"
-_DICT_OPTIONS = ("loss_options", "miner_options", "optimizer_options", "scheduler_options", "loss_optimizer_options")
+_DICT_OPTIONS = (
+    "loss_options",
+    "miner_options",
+    "optimizer_options",
+    "scheduler_options",
+    "loss_optimizer_options",
+    "adapter_options",
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,7 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
     """
     _refuse_unknown(settings)
     settings = {k: v for k, v in settings.items() if not (k in _DICT_OPTIONS and v is None)}
+    train_data, settings = unsupervised_view(train_data, settings, options.csv_options)  # SimCSE: texts -> views
     config = TrainingConfig(model=_model_name(model), **settings)
     checkpoint, resumed_run, resume_problems = resolve_resume(options.resume_from)
     fit_only = {k: getattr(options, k) for k in ("eval_batch_size", "limit", "to_onnx", "verbose")}
@@ -121,7 +130,7 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
 
         check_onnx_available()  # before training, not after it
     fetched = fetch_images(checked.train, checked.eval, config, progress=options.verbose)  # remote images, now
-    train, evals = fetched.train, fetched.eval
+    train, evals = one_view(fetched.train, config.loss), fetched.eval  # distillation: each text once
     config = dataclasses.replace(config, seed=resolve_seed(config, checkpoint))
     if config.val_split > 0:
         train, evals = split(train, config.val_split, config.seed)  # type: ignore[arg-type]  # resolved: an int

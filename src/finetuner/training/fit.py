@@ -22,7 +22,11 @@ from typing import Any
 
 from finetuner import artifacts
 from finetuner.data.readers import CSVOptions
+from finetuner.evaluation.dimensions import evaluate_with_dimensions
 from finetuner.evaluation.model_eval import evaluate_all
+from finetuner.losses.matryoshka import matryoshka_dims
+from finetuner.models.adapters import merge_adapters
+from finetuner.report.dimensions import dimension_table
 from finetuner.report.table import metrics_table
 from finetuner.run_lock import hold_run
 from finetuner.runs import Run, new_run_name, runs_root
@@ -105,8 +109,12 @@ def run_fit(
             for line in checked.skipped:  # on_image_error='skip': every item left out, by name
                 logger.warning("skipped %s", line)
             trained = train_and_evaluate(checked, fit_plan, built, run, callbacks)
+            if built.config.adapter_options.get("merge"):  # save merged weights, not the adapter alone
+                trained.model = merge_adapters(trained.model)
             if trained.metrics:  # the run's log has the table; run.display_metrics() prints it
                 logger.info("retrieval metrics:\n%s", metrics_table(trained.metrics))
+                if trained.metrics.get("by_dimension"):
+                    logger.info("by embedding size:\n%s", dimension_table(trained.metrics["by_dimension"]))
             if main:
                 save(run, trained, to_onnx, description)
             built.accelerator.wait_for_everyone()
@@ -159,11 +167,27 @@ def train_and_evaluate(
     metrics: dict[str, dict[str, float]] = {}
     examples: dict[str, Any] = {}
     measure = measurement(fit_plan, built, checked.callbacks, checked.options.limit)
+    dims = matryoshka_dims(built.loss) if fit_plan.evaluations else []
+    by_dim: dict[int, dict[str, Any]] = {}  # a Matryoshka run: {size: {stage: metrics}}
+    if dims:  # the same embedding of the evaluation data, measured at each trained size too
+        measured: list[dict[int, dict[str, float]]] = []
+
+        def measure(model: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
+            values, shown, per_dim = evaluate_with_dimensions(
+                fit_plan.evaluations, built.embed, checked.options.limit, dims
+            )
+            measured.append(per_dim)
+            return values, shown
+
     if checked.checkpoint is not None and run.metrics().get("before"):  # measured before the interruption
         metrics["before"] = run.metrics()["before"]
         examples["before"] = run.example_results().get("before", [])
+        by_dim = dict(run.metrics().get("by_dimension") or {})
     elif measure is not None:
         metrics["before"], examples["before"] = measure(built.model)
+        if dims:
+            by_dim = {d: {"before": values} for d, values in measured[-1].items()}
+            metrics["by_dimension"] = by_dim  # type: ignore[assignment]
         logger.info("before: %s", metrics["before"])
         if accelerator.is_main_process:
             artifacts.write_results(run.directory, metrics, examples)
@@ -183,6 +207,10 @@ def train_and_evaluate(
     logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
     if measure is not None:
         metrics["after"], examples["after"] = measure(model)
+        if dims:
+            for d, values in measured[-1].items():
+                by_dim.setdefault(d, {})["after"] = values
+            metrics["by_dimension"] = by_dim  # type: ignore[assignment]
         logger.info("after: %s", metrics["after"])
     return Trained(model, state, metrics, examples)
 

@@ -151,12 +151,13 @@ def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train
     """The loss for this data (``loss='auto'`` resolved by it, its options checked against that loss), checked to fit
     the data: CLIPLoss (and only it, without a miner) for text-image pairs; InfoNCELoss for pairs of one modality."""
     from finetuner.losses import loss_class, resolve_loss
+    from finetuner.losses.matryoshka import split_options
     from finetuner.validation.options import _check_keys
 
     kind = data_kind(train)
     loss = resolve_loss(config.loss, kind)
     if isinstance(config.loss, str) and config.loss.lower() == "auto" and isinstance(config.loss_options, dict):
-        _check_keys(report, "loss", loss_class(loss), config.loss_options)
+        _check_keys(report, "loss", loss_class(loss), split_options(config.loss_options)[1])
     name = loss if isinstance(loss, str) else type(loss).__name__
     if kind == "clip":
         by_name = isinstance(loss, str) and name.lower() == "cliploss"

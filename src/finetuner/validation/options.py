@@ -14,6 +14,9 @@ from torch import nn
 from finetuner import aliases, artifacts
 from finetuner.config import SCHEDULERS, TrainingConfig
 from finetuner.errors import ArtifactError, ConfigError, closest, unknown_name
+from finetuner.losses.matryoshka import option_problems as matryoshka_problems
+from finetuner.losses.matryoshka import split_options
+from finetuner.models.adapters import adapter_problems
 from finetuner.safety import is_plain_name
 from finetuner.validation.report import ValidationReport
 from finetuner.validation.schedules import scheduler_problems
@@ -24,6 +27,7 @@ _DICT_OPTIONS = (
     "optimizer_options",
     "scheduler_options",
     "loss_optimizer_options",
+    "adapter_options",
 )
 _HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
 
@@ -191,7 +195,7 @@ def _check_loss_and_miner(report: ValidationReport, config: TrainingConfig) -> N
             report.add("config", str(exc))
         else:
             if isinstance(config.loss_options, dict):
-                _check_keys(report, "loss", cls, config.loss_options)
+                _check_keys(report, "loss", cls, split_options(config.loss_options)[1])
     elif not isinstance(config.loss, nn.Module):
         report.add("type", f"loss must be a loss name or a torch.nn.Module; received {type(config.loss).__name__}")
     elif config.loss_options:
@@ -286,10 +290,16 @@ def check_options(
             report.add("type", f"{key} keys must be option names (str); received {sorted(map(repr, value))}")
     _check_model(report, model, model_options)
     _check_loss_and_miner(report, config)
+    for message in matryoshka_problems(config.loss_options if isinstance(config.loss_options, dict) else {}):
+        report.add("config", message)
     _check_optimizer_and_scheduler(report, config)
     _check_device(report, config.device, config.precision)
     _check_launcher(report)
     _check_callbacks(report, callbacks)
+    for message in adapter_problems(
+        config.adapter, config.adapter_options, model=model, freeze=config.freeze, model_options=model_options
+    ):
+        report.add("config", message)
     if csv_options is not None and not isinstance(csv_options, CSVOptions):
         report.add("type", f"csv_options must be a finetuner.CSVOptions; received {type(csv_options).__name__}")
     for key in ("run_name", "experiment_name"):
