@@ -13,7 +13,8 @@ from finetuner.data.shapes import LabelledData, PairData, data_kind
 from finetuner.data.shaping import read_shape
 from finetuner.errors import ConfigError
 from finetuner.evaluation.embedders import Embedder, embedder_for
-from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, retrieval_sets
+from finetuner.evaluation.correlation import CORRELATION_NAMES, ScoredSets
+from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, evaluation_sets
 from finetuner.training.callbacks.monitoring import unwrapped
 from finetuner.training.loop import Callback, TrainState
 
@@ -30,9 +31,12 @@ class EvaluationCallback(Callback):
     The metrics (``precision_at_k``, ``recall_at_k``, ..., ``ndcg_at_k``; prefixed with ``caption_`` when a caption
     is given) go into ``state.metrics`` and the epoch's history (so ``metadata.yml``, the loggers and the report
     see them), and into the run's log. :class:`BestModelCheckpoint` and :class:`EarlyStopping` can monitor them.
+    Scored pairs as ``query_data`` give ``spearman_cosine`` and ``pearson_cosine`` instead (the correlation of
+    cosine similarity with the score).
 
     Args:
-        query_data: labelled data (any form ``fit`` accepts) whose items search the index.
+        query_data: labelled data (any form ``fit`` accepts) whose items search the index; or pairs, triplets,
+            scored pairs.
         index_data: the data searched (default: ``query_data`` searches itself, each query excluded).
         model: for CLIP artifacts, the tower that encodes the queries (``'clip-text'``, ``'clip-vision'``); by
             default each item is encoded by the tower of its modality, which is what CLIP runs need.
@@ -88,24 +92,28 @@ class EvaluationCallback(Callback):
         self.batch_size = batch_size
         self.caption = caption
         self.csv_options = csv_options
-        self._sets: RetrievalSets | None = None
+        self._sets: RetrievalSets | ScoredSets | None = None
 
     def metric_names(self) -> list[str]:
         """The keys this callback writes into ``state.metrics``."""
         from finetuner.evaluation.metrics import METRIC_NAMES
 
         prefix = f"{self.caption}_" if self.caption else ""
-        return [prefix + n for n in METRIC_NAMES]
+        self.setup()
+        names = CORRELATION_NAMES if isinstance(self._sets, ScoredSets) else METRIC_NAMES
+        return [prefix + n for n in names]
 
     def setup(self) -> None:
         """Read and check the data (``fit`` calls this before training, so bad data fails early)."""
         if self._sets is not None:
             return
         queries = read_shape(self.query_data, self.csv_options, name="query_data")
-        sets = retrieval_sets(queries)
+        sets = evaluation_sets(queries)
         if self.index_data is not None:
             index = read_shape(self.index_data, self.csv_options, name="index_data")
-            if not isinstance(queries, LabelledData) or not isinstance(index, LabelledData):
+            if not isinstance(queries, LabelledData) or not isinstance(index, LabelledData) or not isinstance(
+                sets, RetrievalSets
+            ):
                 raise ConfigError("EvaluationCallback: a separate index_data needs labelled query and index data")
             sets.index = index.items
             sets.index_labels = [index.classes[c] for c in index.labels]
@@ -133,11 +141,13 @@ class EvaluationCallback(Callback):
 
     def _embedder(self, model: Any) -> Embedder:
         """Texts and images go to the tower of their modality (CLIP); the named towers must agree with that."""
-        assert self._sets is not None  # set by setup()
-        sides = (
-            ("model", self.model, self._sets.query_modality),
-            ("index_model", self.index_model, self._sets.index_modality or self._sets.query_modality),
-        )
+        sets = self._sets
+        assert sets is not None  # set by setup()
+        if isinstance(sets, ScoredSets):
+            modalities = (sets.left_modality, sets.right_modality)
+        else:
+            modalities = (sets.query_modality, sets.index_modality or sets.query_modality)
+        sides = (("model", self.model, modalities[0]), ("index_model", self.index_model, modalities[1]))
         for arg, tower, modality in sides:
             if tower not in (None, "model") and tower != _TOWER_OF[modality]:
                 raise ConfigError(
