@@ -16,8 +16,8 @@ from finetuner.data.readers import CSVOptions, load_data
 from finetuner.data.shapes import LabelledData, PairData, model_input
 from finetuner.data.shaping import read_shape
 from finetuner.errors import ConfigError, InputTypeError
-from finetuner.evaluation.embedders import model_embedder
 from finetuner.evaluation.correlation import ScoredSets
+from finetuner.evaluation.embedders import model_embedder
 from finetuner.evaluation.model_eval import evaluate_sets, evaluation_sets
 from finetuner.losses import list_losses as _list_losses
 from finetuner.models import build_model as build_pretrained

@@ -27,8 +27,8 @@ from finetuner.data.table import doc_modality
 
 __all__ = [
     "LabelledData",
-    "RowData",
     "PairData",
+    "RowData",
     "ScoredPairData",
     "Shape",
     "TripletData",

@@ -56,7 +56,7 @@ def correlations(left: torch.Tensor, right: torch.Tensor, scores: list[float]) -
         >>> left = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
         >>> right = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
         >>> {k: round(v, 4) for k, v in correlations(left, right, [0.9, 0.5, 0.1]).items()}
-        {'spearman_cosine': 1.0, 'pearson_cosine': 0.9991}
+        {'spearman_cosine': 1.0, 'pearson_cosine': 0.9726}
     """
     from scipy.stats import pearsonr, spearmanr
 
@@ -79,7 +79,7 @@ def evaluate_scored(
         >>> vectors = {'a': [1.0, 0.0], 'b': [1.0, 0.1], 'c': [0.0, 1.0]}
         >>> embed = lambda items, modality: torch.tensor([vectors[x] for x in items])
         >>> sets = ScoredSets(['a', 'a'], ['b', 'c'], [0.9, 0.0], 'text', 'text')
-        >>> evaluate_scored(sets, embed)[0]['spearman_cosine']
+        >>> round(evaluate_scored(sets, embed)[0]['spearman_cosine'], 4)
         1.0
     """
     left = embed(sets.left, sets.left_modality)  # (n, dim)

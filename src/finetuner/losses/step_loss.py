@@ -86,7 +86,7 @@ class TripletObjective(nn.Module):
         num_negatives: the negatives per row.
 
     Example:
-        >>> emb = torch.tensor([[1.0, 0], [0, 1], [1, 0.1], [0.1, 1], [-1, 0], [0, -1]])  # 2 queries, positives, negatives
+        >>> emb = torch.tensor([[1.0, 0], [0, 1], [1, 0.1], [0.1, 1], [-1, 0], [0, -1]])  # q, q, p, p, n, n
         >>> round(float(TripletObjective(InfoNCELoss(), 1)(emb, torch.tensor([0, 1, 0, 1, -1, -1]))), 3)
         0.0
     """

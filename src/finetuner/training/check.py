@@ -157,7 +157,8 @@ def split(data: Shape, val_split: float, seed: int) -> tuple[Any, Any]:
         >>> data = LabelledData(list('abcdef'), [0, 0, 0, 1, 1, 1], ['x', 'y'], list('123456'), 'text')
         >>> [len(part) for part in split(data, 0.34, seed=0)]
         [4, 2]
-        >>> pairs = PairData(['q1', 'q1', 'q2', 'q3', 'q4'], ['d1', 'd2', 'd3', 'd4', 'd5'], 'text', 'text', list('abcde'))
+        >>> pairs = PairData(['q1', 'q1', 'q2', 'q3', 'q4'], ['d1', 'd2', 'd3', 'd4', 'd5'], 'text', 'text',
+        ...                  list('abcde'))
         >>> [part.left for part in split(pairs, 0.4, seed=0)]
         [['q1', 'q1', 'q4'], ['q2', 'q3']]
     """

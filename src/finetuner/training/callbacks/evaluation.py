@@ -12,8 +12,8 @@ from finetuner.data.samplers import ClassSampler
 from finetuner.data.shapes import LabelledData, PairData, data_kind
 from finetuner.data.shaping import read_shape
 from finetuner.errors import ConfigError
-from finetuner.evaluation.embedders import Embedder, embedder_for
 from finetuner.evaluation.correlation import CORRELATION_NAMES, ScoredSets
+from finetuner.evaluation.embedders import Embedder, embedder_for
 from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, evaluation_sets
 from finetuner.training.callbacks.monitoring import unwrapped
 from finetuner.training.loop import Callback, TrainState
