@@ -57,7 +57,8 @@ def infonce_with_negatives(batch: TripletBatch, temperature: float = 0.05) -> to
     """
     n, k = batch.negatives.shape[:2]
     q = F.normalize(batch.queries.float(), dim=-1)  # (n, d)
-    candidates = torch.cat([batch.positives, batch.negatives.reshape(n * k, -1)]).float()  # (n + n*k, d)
+    dim = batch.queries.shape[-1]
+    candidates = torch.cat([batch.positives, batch.negatives.reshape(n * k, dim)]).float()  # (n + n*k, d)
     candidates = F.normalize(candidates, dim=-1)
     logits = q @ candidates.T / temperature  # (n, n + n*k)
     candidate_groups = torch.cat([batch.groups, batch.negative_groups.reshape(-1)])  # (n + n*k,)
@@ -86,7 +87,8 @@ def explicit_triplets(loss: nn.Module, batch: TripletBatch) -> torch.Tensor:
         0.0
     """
     n, k = batch.negatives.shape[:2]
-    embeddings = torch.cat([batch.queries, batch.positives, batch.negatives.reshape(n * k, -1)]).float()
+    embeddings = torch.cat([batch.queries, batch.positives, batch.negatives.reshape(n * k, batch.queries.shape[-1])])
+    embeddings = embeddings.float()  # (2n + n*k, d)
     rows = torch.arange(n, device=embeddings.device).repeat_interleave(k)  # (n*k,) the row of every negative
     indices = (rows, n + rows, 2 * n + torch.arange(n * k, device=embeddings.device))
     labels = torch.arange(embeddings.shape[0], device=embeddings.device)  # unused with explicit indices
