@@ -13,8 +13,7 @@ import torch.multiprocessing as mp
 from tests.processes import free_port
 
 from finetuner.losses import get_loss
-from finetuner.losses.contrastive import CLIPLoss
-from finetuner.losses.contrastive import InfoNCELoss
+from finetuner.losses.contrastive import CLIPLoss, InfoNCELoss
 from finetuner.losses.rows import CoSENTLoss
 from finetuner.losses.step_loss import MetricObjective, ScoredObjective, TripletObjective
 
