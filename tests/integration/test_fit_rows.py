@@ -104,3 +104,16 @@ def test_cli_trains_headerless_triplets_named_by_csv_columns(tiny_bert: str, tmp
     assert "reciprocal_rank" in capsys.readouterr().out
     config = (tmp_path / "out" / "rows" / "config.yml").read_text()
     assert "InfoNCELoss" in config
+
+
+def test_val_loss_is_the_row_loss_on_evaluation_rows(tiny_bert: str) -> None:
+    from finetuner.callback import BestModelCheckpoint
+    from finetuner.errors import ConfigError
+
+    run = finetuner.fit(tiny_bert, _triplets(1), _triplets(2), epochs=2, batch_size=4, learning_rate=1e-3, seed=0,
+                        callbacks=[BestModelCheckpoint()], verbose=False)  # BestModelCheckpoint() monitors val_loss
+    assert all(epoch["val_loss"] > 0 for epoch in _history(run))
+    pairs = [(q, p) for q, p, _ in _triplets(2)]
+    with pytest.raises(ConfigError, match="trains on triplets with 1 negative.* but eval_data holds pairs"):
+        finetuner.fit(tiny_bert, _triplets(1), pairs, epochs=1, batch_size=4, callbacks=[BestModelCheckpoint()],
+                      csv_options=finetuner.CSVOptions(is_labeled=False), verbose=False)
