@@ -117,3 +117,10 @@ def test_val_loss_is_the_row_loss_on_evaluation_rows(tiny_bert: str) -> None:
     with pytest.raises(ConfigError, match="trains on triplets with 1 negative.* but eval_data holds pairs"):
         finetuner.fit(tiny_bert, _triplets(1), pairs, epochs=1, batch_size=4, callbacks=[BestModelCheckpoint()],
                       csv_options=finetuner.CSVOptions(is_labeled=False), verbose=False)
+
+
+def test_triplets_train_with_an_automatic_batch_size_and_the_gradient_cache(tiny_bert: str) -> None:
+    run = finetuner.fit(tiny_bert, _triplets(), epochs=1, batch_size="auto", mini_batch_size=5, seed=0,
+                        device="cpu", verbose=False)
+    assert isinstance(run.config["batch_size"], int) and 2 <= run.config["batch_size"] <= len(_triplets())
+    assert _history(run)[0]["loss"] > 0

@@ -147,7 +147,7 @@ class RowDataset(Dataset):
 
     Example:
         >>> RowDataset(['q', 'p', 'n'], [(0, 1, 2)], [(0, 0, -1)])[0]
-        (['q', 'p', 'n'], (0, 0, -1))
+        (('q', 'p', 'n'), (0, 0, -1))
     """
 
     def __init__(self, items: Sequence[Any], rows: Sequence[Sequence[int]], targets: Sequence[Sequence[float]]) -> None:
@@ -158,8 +158,8 @@ class RowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> tuple[list[Any], Sequence[float]]:
-        return [self.items[j] for j in self.rows[i]], self.targets[i]
+    def __getitem__(self, i: int) -> tuple[tuple[Any, ...], Sequence[float]]:
+        return tuple(self.items[j] for j in self.rows[i]), self.targets[i]
 
 
 class RowCollate:
@@ -179,7 +179,7 @@ class RowCollate:
         self.preprocess = preprocess
         self.scores = scores
 
-    def __call__(self, batch: list[tuple[list[Any], Sequence[float]]]) -> tuple[dict[str, Any], torch.Tensor]:
+    def __call__(self, batch: Sequence[tuple[Sequence[Any], Sequence[float]]]) -> tuple[dict[str, Any], torch.Tensor]:
         columns = list(zip(*(items for items, _ in batch)))
         flat = [item for column in columns for item in column]
         if self.scores:
