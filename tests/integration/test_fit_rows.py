@@ -114,7 +114,7 @@ def test_val_loss_is_the_row_loss_on_evaluation_rows(tiny_bert: str) -> None:
                         callbacks=[BestModelCheckpoint()], verbose=False)  # BestModelCheckpoint() monitors val_loss
     assert all(epoch["val_loss"] > 0 for epoch in _history(run))
     pairs = [(q, p) for q, p, _ in _triplets(2)]
-    with pytest.raises(ConfigError, match="trains on triplets with 1 negative.* but eval_data holds pairs"):
+    with pytest.raises(ConfigError, match=r"trains on triplets with 1 negative.* but eval_data holds pairs"):
         finetuner.fit(tiny_bert, _triplets(1), pairs, epochs=1, batch_size=4, callbacks=[BestModelCheckpoint()],
                       csv_options=finetuner.CSVOptions(is_labeled=False), verbose=False)
 
