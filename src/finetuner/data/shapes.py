@@ -186,6 +186,11 @@ class TripletData:
         negatives: the explicit negatives of every row (a tuple of ``num_negatives`` items).
         query_modality, document_modality: ``'text'`` or ``'image'`` (positives and negatives share one).
         ids: the rows' ids.
+        groups: the duplicate group of every row: rows connected through a shared query or positive share one
+            (computed when None).
+        negative_groups: per row, the group each negative is a query or positive of, -1 when it is only ever a
+            negative (computed when None). Both are kept as the items formed them when prompts are put before the
+            texts (``dataclasses.replace``), so prefixes do not untie duplicates.
     """
 
     queries: list[Any]
@@ -194,6 +199,19 @@ class TripletData:
     query_modality: str
     document_modality: str
     ids: list[str]
+    groups: list[int] | None = field(default=None)
+    negative_groups: list[tuple[int, ...]] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.groups is None:
+            shared = self.query_modality == self.document_modality
+            queries, positives = [item_key(x) for x in self.queries], [item_key(x) for x in self.positives]
+            self.groups = pair_groups(queries, positives, shared=shared)
+        if self.negative_groups is None:
+            group_of: dict[Hashable, int] = {}
+            for q, p, g in zip(self.queries, self.positives, self.groups):
+                group_of[item_key(q)] = group_of[item_key(p)] = g
+            self.negative_groups = [tuple(group_of.get(item_key(x), -1) for x in row) for row in self.negatives]
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -202,12 +220,6 @@ class TripletData:
     def num_negatives(self) -> int:
         """How many negatives every row has."""
         return len(self.negatives[0]) if self.negatives else 0
-
-    @property
-    def groups(self) -> list[int]:
-        """The duplicate group of every row: rows connected through a shared query or positive share one."""
-        shared = self.query_modality == self.document_modality
-        return pair_groups([item_key(x) for x in self.queries], [item_key(x) for x in self.positives], shared=shared)
 
     def as_rows(self) -> RowData:
         """The rows for training, each member's target its duplicate group: a query or positive has its row's
@@ -221,15 +233,10 @@ class TripletData:
             (['q1', 'p1', 'p2', 'q2', 'n'], [(0, 1, 2), (3, 2, 4)], [(0, 0, 1), (1, 1, -1)])
         """
         modality = _one_modality("triplets", (self.query_modality, self.document_modality))
-        groups = self.groups
-        group_of: dict[Hashable, int] = {}
-        for q, p, g in zip(self.queries, self.positives, groups):
-            group_of[item_key(q)] = group_of[item_key(p)] = g
+        assert self.groups is not None and self.negative_groups is not None  # set in __post_init__
         items, rows = _positions([[q, p, *n] for q, p, n in zip(self.queries, self.positives, self.negatives)])
-        targets = [
-            (g, g, *(group_of.get(item_key(x), -1) for x in negatives)) for g, negatives in zip(groups, self.negatives)
-        ]
-        return RowData(items, rows, targets, groups, modality)
+        targets: list[tuple[float, ...]] = [(g, g, *n) for g, n in zip(self.groups, self.negative_groups)]
+        return RowData(items, rows, targets, list(self.groups), modality)
 
     @property
     def modalities(self) -> tuple[str, ...]:
