@@ -97,3 +97,14 @@ def test_val_split_never_puts_a_group_on_both_sides(kind: str) -> None:
     train_items, val_items = ({*a, *b} for a, b in sides)
     assert not train_items & val_items
     assert sorted(train.ids + val.ids, key=int) == ids
+
+
+def test_prompts_before_the_texts_keep_the_rows_duplicate_groups() -> None:
+    from finetuner.models.prompts import prompt_data
+
+    # row 1's negative is row 0's query, row 2 shares row 0's positive as its query: prefixes must not untie them
+    triplets = TripletData(["q0", "q1", "p0"], ["p0", "p1", "p2"], [("n",), ("q0",), ("m",)], "text", "text",
+                           ["0", "1", "2"])
+    prompted = prompt_data(triplets, {"query": "query: ", "document": "passage: "})
+    assert prompted.queries[0] == "query: q0" and prompted.negatives[1] == ("passage: q0",)
+    assert prompted.as_rows().targets == triplets.as_rows().targets == [(0, 0, -1), (1, 1, 0), (0, 0, -1)]

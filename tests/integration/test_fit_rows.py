@@ -124,3 +124,15 @@ def test_triplets_train_with_an_automatic_batch_size_and_the_gradient_cache(tiny
                         device="cpu", verbose=False)
     assert isinstance(run.config["batch_size"], int) and 2 <= run.config["batch_size"] <= len(_triplets())
     assert _history(run)[0]["loss"] > 0
+
+
+def test_mined_triplets_train_as_triplets(tiny_bert: str, tmp_path: Path) -> None:
+    pairs = [(q, p) for q, p, _ in _triplets()]
+    options = finetuner.CSVOptions(is_labeled=False)
+    mined = finetuner.mine_hard_negatives(tiny_bert, pairs, num_negatives=2, output=tmp_path / "mined.csv",
+                                          csv_options=options, progress=False, relative_margin=0.0)
+    assert len(mined) >= 2 and all(len(root.chunks) == 4 for root in mined)
+    run = finetuner.fit(tiny_bert, str(tmp_path / "mined.csv"), pairs, epochs=2, batch_size=4, learning_rate=1e-3,
+                        seed=0, csv_options=options, verbose=False)
+    assert run.config["loss"] == "InfoNCELoss" and "negatives each" in run.logs()
+    assert run.metrics()["after"]["reciprocal_rank"] > run.metrics()["before"]["reciprocal_rank"]

@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from finetuner.data.shapes import ScoredPairData
+from finetuner.evaluation.embedders import embed_as
 
 #: the metrics of scored pairs
 CORRELATION_NAMES = ("spearman_cosine", "pearson_cosine")
@@ -73,7 +74,9 @@ def correlations(left: torch.Tensor, right: torch.Tensor, scores: list[float]) -
 def evaluate_scored(
     sets: ScoredSets, embed: Any, num_examples: int = 3
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """The correlations of ``embed``'s vectors on ``sets`` and a few pairs with their score and cosine.
+    """The correlations of ``embed``'s vectors on ``sets`` and a few pairs with their score and cosine. Both members
+    of a pair are embedded as documents (with the document prompt of a model that has prompts), as training on
+    scored pairs embeds them.
 
     Example:
         >>> vectors = {'a': [1.0, 0.0], 'b': [1.0, 0.1], 'c': [0.0, 1.0]}
@@ -82,8 +85,8 @@ def evaluate_scored(
         >>> round(evaluate_scored(sets, embed)[0]['spearman_cosine'], 4)
         1.0
     """
-    left = embed(sets.left, sets.left_modality)  # (n, dim)
-    right = embed(sets.right, sets.right_modality)  # (n, dim)
+    left = embed_as(embed, sets.left, sets.left_modality, "document")  # (n, dim)
+    right = embed_as(embed, sets.right, sets.right_modality, "document")  # (n, dim)
     metrics = correlations(left, right, sets.scores)
     cosine = F.cosine_similarity(left.float(), right.float(), dim=-1).cpu().tolist()  # (n,)
     picks = np.unique(np.linspace(0, len(sets.left) - 1, num=min(num_examples, len(sets.left))).astype(int))
