@@ -17,8 +17,9 @@ from finetuner.data.readers import CSVOptions, load_data
 from finetuner.data.shapes import LabelledData, PairData, model_input
 from finetuner.data.shaping import read_shape
 from finetuner.errors import ConfigError, InputTypeError
+from finetuner.evaluation.correlation import ScoredSets
 from finetuner.evaluation.embedders import model_embedder
-from finetuner.evaluation.model_eval import evaluate_sets, retrieval_sets
+from finetuner.evaluation.model_eval import evaluate_sets, evaluation_sets
 from finetuner.losses import list_losses as _list_losses
 from finetuner.models import build_model as build_pretrained
 from finetuner.models.inference import embed_items
@@ -287,7 +288,8 @@ def evaluate(
     """Retrieval metrics of ``model`` on labelled ``query_data`` (searched against ``index_data`` or itself).
 
     Pair data (Documents with two chunks, ``query,document`` CSV rows) is evaluated from the first member into
-    the second, the partner being the relevant item.
+    the second, the partner being the relevant item. Scored pairs (``sentence1,sentence2,score``) give the Spearman
+    and Pearson correlation of cosine similarity with the score (``spearman_cosine``, ``pearson_cosine``).
 
     Example:
         >>> import finetuner
@@ -297,10 +299,10 @@ def evaluate(
         1.0
     """
     queries = read_shape(query_data, csv_options, name="query_data")
-    sets = retrieval_sets(queries)
+    sets = evaluation_sets(queries)
     if index_data is not None:
         index = read_shape(index_data, csv_options, name="index_data")
-        if not isinstance(queries, LabelledData) or not isinstance(index, LabelledData):
+        if not isinstance(queries, LabelledData) or not isinstance(index, LabelledData) or isinstance(sets, ScoredSets):
             raise ConfigError("a separate index_data needs labelled query_data and index_data")
         sets.index = index.items
         sets.index_labels = [index.classes[c] for c in index.labels]

@@ -51,6 +51,19 @@ def _add_csv_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--csv-labeled", action="store_true", help="rows are item,label")
     g.add_argument("--csv-encoding", help="the files' text encoding (default utf-8)")
     g.add_argument("--csv-dialect", help="a csv dialect name (default: sniffed)")
+    g.add_argument(
+        "--csv-columns",
+        type=_columns,
+        help="the columns' roles: names for a file without a header (anchor,positive,negative or "
+        "sentence1,sentence2,score), the columns to read, or renames as JSON ('{\"wrong_answer\": \"negative\"}')",
+    )
+
+
+def _columns(value: str) -> Any:
+    """``--csv-columns``: a JSON object of renames, or comma-separated names."""
+    if value.lstrip().startswith("{"):
+        return _json(value)
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def _csv_options(args: argparse.Namespace) -> Any:
@@ -59,13 +72,15 @@ def _csv_options(args: argparse.Namespace) -> Any:
 
     if args.csv_pairs and args.csv_labeled:
         raise FinetunerError("give --csv-pairs or --csv-labeled, not both")
-    if not (args.csv_pairs or args.csv_labeled or args.csv_encoding or args.csv_dialect):
+    if not (args.csv_pairs or args.csv_labeled or args.csv_encoding or args.csv_dialect or args.csv_columns):
         return None
     options: dict[str, Any] = {"is_labeled": False if args.csv_pairs else True if args.csv_labeled else None}
     if args.csv_encoding:
         options["encoding"] = args.csv_encoding
     if args.csv_dialect:
         options["dialect"] = args.csv_dialect
+    if args.csv_columns:
+        options["columns"] = args.csv_columns
     return CSVOptions(**options)
 
 
@@ -84,13 +99,20 @@ def _parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fine-tune a model and save the artifact")
     fit.add_argument("--model", required=True, help="alias, Hugging Face id or local folder")
-    fit.add_argument("--train-data", required=True, help="CSV file (item,label or pairs with --csv-pairs)")
+    fit.add_argument(
+        "--train-data", required=True, help="CSV file: item,label; pairs; anchor,positive,negative_1..; a,b,score"
+    )
     fit.add_argument("--eval-data", help="CSV file to measure retrieval before and after")
     fit.add_argument("--output", default="artifacts", help="where the artifact folder is written")
     fit.add_argument("--epochs", type=int, default=5)
     fit.add_argument("--learning-rate", type=float)
     fit.add_argument("--batch-size", type=_int_or_auto, help="an int >= 2, or auto: the largest that fits in memory")
-    fit.add_argument("--loss", default="auto", help="a loss name; auto: by the data (triplets, InfoNCE, CLIP)")
+    fit.add_argument(
+        "--loss",
+        default="auto",
+        help="a loss name; auto: by the data (labelled: TripletMarginLoss, pairs and triplets: InfoNCELoss, "
+        "scored pairs: CoSENTLoss, text-image: CLIPLoss)",
+    )
     fit.add_argument("--loss-options", type=_json)
     fit.add_argument("--miner")
     fit.add_argument("--miner-options", type=_json)

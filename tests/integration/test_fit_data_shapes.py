@@ -1,5 +1,6 @@
 """Data shapes end to end with a tiny random BERT: triplets evaluate (query -> positive, negatives in the index) as a
-hand computation says; pairs whose queries and documents repeat train as groups; triplets never train as pairs."""
+hand computation says; pairs whose queries and documents repeat train as groups. Triplets and scored pairs in
+training: tests/integration/test_fit_rows.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 from tests.conftest import make_texts
 
 import finetuner
-from finetuner.errors import DataError
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +41,7 @@ def test_evaluate_triplets_matches_a_hand_computation(tiny_bert: str) -> None:
     assert metrics["hit_at_k"] == pytest.approx(1.0)  # 8 candidates, all within limit 20
 
 
-def test_triplets_are_refused_for_training_but_evaluate_as_eval_data(tiny_bert: str) -> None:
-    with pytest.raises(DataError, match="will not train these rows as plain pairs"):
-        finetuner.fit(tiny_bert, _triplets(), epochs=1, verbose=False)
+def test_triplets_evaluate_as_eval_data_of_labelled_training(tiny_bert: str) -> None:
     run = finetuner.fit(tiny_bert, make_texts(4), _triplets(), epochs=1, batch_size=8, verbose=False)
     assert set(run.metrics()) == {"before", "after"} and 0 <= run.metrics()["after"]["reciprocal_rank"] <= 1
 

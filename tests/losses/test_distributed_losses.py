@@ -13,8 +13,9 @@ import torch.multiprocessing as mp
 from tests.processes import free_port
 
 from finetuner.losses import get_loss
-from finetuner.losses.contrastive import CLIPLoss
-from finetuner.losses.step_loss import MetricObjective
+from finetuner.losses.contrastive import CLIPLoss, InfoNCELoss
+from finetuner.losses.rows import CoSENTLoss
+from finetuner.losses.step_loss import MetricObjective, ScoredObjective, TripletObjective
 
 WORLD = 2
 
@@ -27,6 +28,37 @@ def _data():
 
 def _shares():
     return [slice(0, 5), slice(5, 9)]
+
+
+def _rows():
+    """9 triplet rows with 2 negatives (some negatives are positives of other rows) and 9 scored pairs."""
+    g = torch.Generator().manual_seed(1)
+    rows = torch.randn(9, 4, 6, generator=g)  # (row, [query, positive, negative, negative], dim)
+    groups = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8])
+    negative_groups = torch.tensor([[-1, 7], [-1, -1], [0, -1], [-1, -1], [-1, 2], [-1, -1], [8, -1], [-1, -1], [1, 1]])
+    targets = torch.cat([groups[:, None], groups[:, None], negative_groups], dim=1)  # (row, 4)
+    scores = torch.rand(9, generator=g)
+    return rows, targets, scores
+
+
+def _flat(rows, targets):
+    """The loader's layout: column by column."""
+    return rows.transpose(0, 1).reshape(-1, rows.shape[-1]), targets.T.reshape(-1)
+
+
+def _row_objectives():
+    return {
+        "infonce": TripletObjective(InfoNCELoss(), 2),
+        "triplet": TripletObjective(get_loss("TripletMarginLoss", {"margin": 0.4}), 2),
+        "cosent": ScoredObjective(CoSENTLoss()),
+    }
+
+
+def _row_loss(name, rows, targets, scores):
+    objective = _row_objectives()[name]
+    if name == "cosent":
+        return objective(_flat(rows[:, :2], targets[:, :2])[0], scores)
+    return objective(*_flat(rows, targets))
 
 
 def _worker(rank: int, port: int, out: str) -> None:
@@ -43,11 +75,15 @@ def _worker(rank: int, port: int, out: str) -> None:
         e = text[part].clone().requires_grad_()
         metric = MetricObjective(get_loss("TripletMarginLoss", {"margin": 0.3}))(e, labels[part])
         metric.backward()
-        torch.save(
-            {"clip": loss.detach(), "t": t.grad, "i": i.grad, "scale": clip.logit_scale.grad,
-             "metric": metric.detach(), "e": e.grad},
-            f"{out}/rank{rank}.pt",
-        )
+        results = {"clip": loss.detach(), "t": t.grad, "i": i.grad, "scale": clip.logit_scale.grad,
+                   "metric": metric.detach(), "e": e.grad}
+        rows, targets, scores = _rows()
+        for name in _row_objectives():
+            r = rows[part].clone().requires_grad_()
+            value = _row_loss(name, r, targets[part], scores[part])
+            value.backward()
+            results[name], results[f"{name}_grad"] = value.detach(), r.grad
+        torch.save(results, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -87,3 +123,17 @@ def test_metric_loss_sees_all_ranks_with_label_offsets_right(two_process_results
         # and DDP's averaging divides by WORLD again
         torch.testing.assert_close(two_process_results[rank]["metric"], full.detach())
         torch.testing.assert_close(two_process_results[rank]["e"] / WORLD, e.grad[part], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["infonce", "triplet", "cosent"])
+def test_row_losses_carry_the_negatives_and_scores_across_ranks(two_process_results, name):
+    rows, targets, scores = _rows()
+    r = rows.clone().requires_grad_()
+    full = _row_loss(name, r, targets, scores)
+    full.backward()
+    for rank, part in enumerate(_shares()):
+        # every rank computes the global loss over the gathered rows; DDP's averaging of the summed gradients gives
+        # the single-process gradient (as for metric losses)
+        torch.testing.assert_close(two_process_results[rank][name], full.detach())
+        torch.testing.assert_close(two_process_results[rank][f"{name}_grad"] / WORLD, r.grad[part], atol=1e-6,
+                                   rtol=1e-5)

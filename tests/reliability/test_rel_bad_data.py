@@ -345,29 +345,45 @@ DATA_CASES = [
         ["mixes pair documents (with chunks) and labelled documents, first at item 4"],
         train=lambda tmp: [*good_docs(), Document(chunks=[Document(text="q"), Document(text="d")])],
     ),
-    # ---- data: shapes that training cannot use yet, ambiguous layouts ---------------------------------------
+    # ---- data: triplets and scored pairs with a loss or setting that does not fit them, ambiguous layouts ------
     Case(
-        "triplets-refused-for-training",
-        DataError,
+        "triplets-with-a-pair-loss",
+        ConfigError,
         [
-            "train_data holds triplets (query, positive, 1 negative per row), read from the column names anchor, "
-            "positive, negative",
-            "will not train these rows as plain pairs",
-            "CSVOptions(columns=[query_column, positive_column])",
+            "train_data holds text-text triplets, which train with InfoNCELoss (the default: in-batch negatives plus "
+            "the explicit negatives) or TripletMarginLoss",
+            "received loss='NTXentLoss'",
         ],
         train=lambda tmp: csv(tmp, "anchor,positive,negative\napple,banana,car\nbus,train,grape\n"),
+        options={"loss": "NTXentLoss"},
     ),
     Case(
-        "scored-pairs-refused-for-training",
-        DataError,
-        ["train_data holds scored pairs (query, document, score)", "a pair scored 0.0 is not a positive"],
+        "triplets-with-a-miner",
+        ConfigError,
+        ["miners pick pairs from labelled batches; text-text triplets carry their own: drop miner="],
+        train=lambda tmp: csv(tmp, "anchor,positive,negative\napple,banana,car\nbus,train,grape\n"),
+        options={"miner": "TripletMarginMiner"},
+    ),
+    Case(
+        "scored-pairs-with-infonce",
+        ConfigError,
+        ["train_data holds text-text scored pairs, which train with CoSENTLoss", "received loss='InfoNCELoss'"],
         train=lambda tmp: [("apple", "banana", 0.0), ("car", "bus", 1.0)],
+        options={"loss": "InfoNCELoss"},
     ),
     Case(
-        "scored-pairs-refused-for-evaluation",
+        "scores-outside-the-cosine-scale",
         DataError,
-        ["eval_data holds scored pairs", "Spearman"],
-        eval=lambda tmp: csv(tmp, "q1,d1,0.0\nq2,d2,0.5\n", "eval.csv"),
+        ["train_data row 1 (id", "has score 4.5: CosineSimilarityLoss regresses the cosine on the score",
+         "use loss='CoSENTLoss'"],
+        train=lambda tmp: [("apple", "banana", 0.0), ("car", "bus", 4.5)],
+        options={"loss": "CosineSimilarityLoss"},
+    ),
+    Case(
+        "scored-loss-on-labelled-items",
+        ConfigError,
+        ["CoSENTLoss trains on scored pairs (a, b, score), but train_data holds labelled text items"],
+        options={"loss": "CoSENTLoss"},
     ),
     Case(
         "negative-equals-positive",

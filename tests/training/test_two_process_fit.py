@@ -1,4 +1,5 @@
-"""`fit` on 2 CPU processes (gloo, the way torchrun starts them) ends with the weights of 1 process."""
+"""`fit` on 2 CPU processes (gloo, the way torchrun starts them) ends with the weights of 1 process: labelled items,
+triplets with hard negatives (rows gathered with their negatives) and scored pairs."""
 
 from __future__ import annotations
 
@@ -21,27 +22,48 @@ SETTINGS = dict(
 )
 
 
-def _rank_main(rank: int, world: int, port: int, model_dir: str, home: str) -> None:
+def _rows(kind: str, seed: int) -> list[tuple]:
+    """Triplets (query, positive of its class, negative of the next class) or scored pairs of the synthetic texts."""
+    by_label: dict[str, list[str]] = {}
+    for text, label in make_texts(6, seed=seed):
+        by_label.setdefault(label, []).append(text)
+    classes = list(by_label.values())
+    out: list[tuple] = []
+    for k, texts in enumerate(classes):
+        other = classes[(k + 1) % len(classes)]
+        if kind == "triplets":
+            out += [(texts[i], texts[i + 1], other[i]) for i in (0, 2, 4)]
+        else:
+            out += [(texts[0], texts[1], 1.0), (texts[2], other[3], 0.0), (texts[4], texts[5], 0.7)]
+    return out
+
+
+def _data(kind: str) -> tuple[list, list]:
+    if kind == "labelled":
+        return make_texts(6, seed=1), make_texts(5, seed=2)
+    return _rows(kind, 1), _rows(kind, 2)
+
+
+def _rank_main(rank: int, world: int, port: int, model_dir: str, home: str, kind: str) -> None:
     become_rank(rank, world, port, home)
     import finetuner
 
-    finetuner.fit(model_dir, make_texts(6, seed=1), make_texts(5, seed=2), run_name="ddp", device="cpu", **SETTINGS)
+    finetuner.fit(model_dir, *_data(kind), run_name="ddp", device="cpu", **SETTINGS)
 
 
 def _weights(home: Path, name: str) -> dict[str, torch.Tensor]:
     return load_file(str(home / "runs" / "default" / name / "models" / "model" / "model.safetensors"))
 
 
-def test_two_processes_reach_the_weights_of_one(tmp_path):
+@pytest.mark.parametrize("kind", ["labelled", "triplets", "scored"])
+def test_two_processes_reach_the_weights_of_one(tmp_path, kind):
     import finetuner
 
     model_dir = str(build_tiny_bert(tmp_path / "bert", dropout=0.0))
     home = tmp_path / "home"
-    mp.start_processes(_rank_main, args=(2, free_port(), model_dir, str(home)), nprocs=2, start_method="spawn")
+    mp.start_processes(_rank_main, args=(2, free_port(), model_dir, str(home), kind), nprocs=2, start_method="spawn")
     os.environ["FINETUNER_HOME"] = str(home)
-    run = finetuner.fit(
-        model_dir, make_texts(6, seed=1), make_texts(5, seed=2), run_name="single", device="cpu", **SETTINGS
-    )
+    run = finetuner.fit(model_dir, *_data(kind), run_name="single", device="cpu", **SETTINGS)
     assert run.status()["status"] == "FINISHED"
     assert finetuner.get_run("ddp").status()["status"] == "FINISHED"
     # evaluation was split across the two ranks and gathered: the same figures as one process

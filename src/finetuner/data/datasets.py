@@ -140,3 +140,78 @@ def pair_loader(
         persistent_workers=num_workers > 0,
         pin_memory=pin_memory,
     )
+
+
+class RowDataset(Dataset):
+    """Rows of items by position: ``(the row's items, its targets)`` (a triplet row, a scored pair).
+
+    Example:
+        >>> RowDataset(['q', 'p', 'n'], [(0, 1, 2)], [(0, 0, -1)])[0]
+        (('q', 'p', 'n'), (0, 0, -1))
+    """
+
+    def __init__(self, items: Sequence[Any], rows: Sequence[Sequence[int]], targets: Sequence[Sequence[float]]) -> None:
+        self.items = items
+        self.rows = rows
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[tuple[Any, ...], Sequence[float]]:
+        return tuple(self.items[j] for j in self.rows[i]), self.targets[i]
+
+
+class RowCollate:
+    """Turn rows into one flat batch, column by column (all first members, then all second members, ...), and
+    their targets into a tensor: for triplets the group of every member in the same flat order, for scored pairs
+    the ``(batch,)`` scores (``scores=True``).
+
+    Example:
+        >>> collate = RowCollate(lambda xs: {'x': xs})
+        >>> collate([(['q1', 'p1', 'n1'], (0, 0, -1)), (['q2', 'p2', 'n2'], (1, 1, 0))])
+        ({'x': ['q1', 'q2', 'p1', 'p2', 'n1', 'n2']}, tensor([ 0,  1,  0,  1, -1,  0]))
+        >>> RowCollate(lambda xs: {'x': xs}, scores=True)([(['a', 'b'], (0.5,))])[1]
+        tensor([0.5000])
+    """
+
+    def __init__(self, preprocess: Preprocess, scores: bool = False) -> None:
+        self.preprocess = preprocess
+        self.scores = scores
+
+    def __call__(self, batch: Sequence[tuple[Sequence[Any], Sequence[float]]]) -> tuple[dict[str, Any], torch.Tensor]:
+        columns = list(zip(*(items for items, _ in batch)))
+        flat = [item for column in columns for item in column]
+        if self.scores:
+            targets = torch.tensor([t[0] for _, t in batch], dtype=torch.float32)  # (batch,)
+        else:
+            targets = torch.tensor([t for column in zip(*(t for _, t in batch)) for t in column], dtype=torch.long)
+        return self.preprocess(flat), targets
+
+
+def row_loader(
+    items: Sequence[Any],
+    rows: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[float]],
+    collate: RowCollate,
+    batch_sampler: Sampler[list[int]],
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader over rows with ``batch_sampler`` (workers persist across epochs).
+
+    Example:
+        >>> from finetuner.data.samplers import RandomBatchSampler
+        >>> loader = row_loader(['a', 'b', 'c'], [(0, 1), (0, 2)], [(1.0,), (0.0,)],
+        ...                     RowCollate(lambda xs: {'x': xs}, scores=True), RandomBatchSampler(2, 2))
+        >>> len(loader)
+        1
+    """
+    return DataLoader(
+        RowDataset(items, rows, targets),
+        batch_sampler=batch_sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+    )

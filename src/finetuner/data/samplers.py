@@ -175,20 +175,22 @@ class RandomBatchSampler(_GlobalBatches):
 
 
 class PairBatchSampler(_GlobalBatches):
-    """Shuffled batches of pairs holding at most one pair of each group: no left or right item occurs twice.
+    """Shuffled batches of pairs (or rows) holding at most one pair of each group: no item occurs twice.
 
-    For in-batch-negative losses (CLIP): a caption or image repeated within a batch would be a false negative, and
-    so would a pair connected to another one through shared items (caption a with images 1 and 2, caption b with
-    image 2: a's image 2 is a positive of a, not a negative). Pairs are grouped by
-    :func:`~finetuner.data.groups.pair_groups` (the two sides kept apart); a pair whose group is already in the
-    batch being filled waits for the next one. Every epoch has ``max(1, len // batch_size)`` batches (the remainder
-    is seen in other epochs, as the order changes); when only pairs of the batch's groups are left, the epoch ends
-    early (on every rank alike).
+    For in-batch-negative losses (CLIP, triplet rows): a caption or image repeated within a batch would be a false
+    negative, and so would a pair connected to another one through shared items (caption a with images 1 and 2,
+    caption b with image 2: a's image 2 is a positive of a, not a negative). Pairs are grouped by
+    :func:`~finetuner.data.groups.pair_groups` (the two sides kept apart), or by the ``groups`` given; a pair whose
+    group is already in the batch being filled waits for the next one. Every epoch has exactly
+    ``max(1, len // batch_size)`` full batches: when only pairs of the batch's groups are left (a group much larger
+    than the others), the pairs come round again in a new order, so the other groups fill the batch (the big
+    group's remaining pairs are seen in other epochs). The batch holds at most as many pairs as there are groups.
 
     Args:
         left_keys, right_keys: hashable identities of each pair's members (the text; the image's uri or bytes hash).
         batch_size: pairs per global batch.
         seed, rank, world_size: as for :class:`ClassSampler`.
+        groups: the group of every pair (default: :func:`~finetuner.data.groups.pair_groups` of the keys).
 
     Example:
         >>> s = PairBatchSampler(['a', 'b', 'a', 'c'], ['1', '2', '3', '4'], batch_size=2, seed=0)
@@ -204,6 +206,7 @@ class PairBatchSampler(_GlobalBatches):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        groups: Sequence[int] | None = None,
     ) -> None:
         if batch_size < 2:
             raise ConfigError(f"batch_size must be at least 2 for in-batch negatives; received {batch_size}")
@@ -213,29 +216,46 @@ class PairBatchSampler(_GlobalBatches):
             raise DataError(f"in-batch negatives need at least 2 pairs; the data has {len(left_keys)}")
         self.left = list(left_keys)
         self.right = list(right_keys)
-        self.groups = pair_groups(self.left, self.right, shared=False)
-        self.batch_size = min(batch_size, len(self.left))
+        self.groups = list(groups) if groups is not None else pair_groups(self.left, self.right, shared=False)
+        n_groups = len(set(self.groups))
+        if n_groups < 2:
+            raise DataError(
+                f"all {len(self.left)} pairs are tied together through shared items (one group), so a batch could "
+                "hold one of them only; in-batch negatives need pairs that share nothing"
+            )
+        self.batch_size = min(batch_size, len(self.left), n_groups)
+        if self.batch_size < min(batch_size, len(self.left)):
+            warnings.warn(
+                f"the pairs form {n_groups} groups (pairs sharing an item); a batch holds one pair of a group, so "
+                f"batches hold {self.batch_size} pairs, not {batch_size}",
+                stacklevel=2,
+            )
         super().__init__(seed, rank, world_size, self.batch_size)
 
     def __len__(self) -> int:
         return max(1, len(self.left) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        queue = deque(int(i) for i in self._rng().permutation(len(self.left)))
+        rng = self._rng()
+        queue = deque(int(i) for i in rng.permutation(len(self.left)))
+        waiting: dict[int, deque[int]] = {}  # pairs that clashed with an earlier batch, by group, first in line
         for _ in range(len(self)):
             batch: list[int] = []
             used: set[int] = set()
-            deferred: list[int] = []
-            while queue and len(batch) < self.batch_size:
+            for group in list(waiting)[: self.batch_size]:
+                batch.append(waiting[group].popleft())
+                used.add(group)
+                if not waiting[group]:
+                    del waiting[group]
+            while len(batch) < self.batch_size:
+                if not queue:  # only pairs of this batch's groups were left: they come round again
+                    queue.extend(int(i) for i in rng.permutation(len(self.left)))
                 i = queue.popleft()
                 if self.groups[i] in used:
-                    deferred.append(i)  # clashes with this batch: first in line for the next one
+                    waiting.setdefault(self.groups[i], deque()).append(i)
                     continue
                 batch.append(i)
                 used.add(self.groups[i])
-            queue.extendleft(reversed(deferred))
-            if len(batch) < 2:  # only duplicates are left (the same on every rank, so counts stay equal)
-                return
             yield self._share(batch)
 
 
@@ -248,8 +268,9 @@ class LengthBucketPairSampler(_GlobalBatches):
     most one pair of a class, so every label is in a batch exactly twice and no item twice. Each epoch the pairs are
     shuffled, cut into blocks of ``bucket_batches`` batches, sorted by length inside a block and cut into batches,
     whose order is shuffled again. Texts of similar length pad to similar lengths, so a batch carries fewer padded
-    tokens; the batches still hold in-batch negatives from anywhere in a block. Every epoch has ``len`` full
-    batches (fewer only when large classes leave too few others to fill them; on every rank alike).
+    tokens; the batches still hold in-batch negatives from anywhere in a block. Every epoch has exactly ``len`` full
+    batches: when large classes leave too few others to fill them, the pairs are cut again in a new order and the
+    small classes come round again (a batch holds at most as many pairs as there are classes).
 
     Args:
         lengths: the token count of every item (both members of every pair).
@@ -290,6 +311,16 @@ class LengthBucketPairSampler(_GlobalBatches):
         self.pairs_per_batch = max(2, batch_size // 2)
         if num_pairs < 2:
             raise DataError(f"in-batch negatives need at least 2 pairs; the data has {num_pairs}")
+        n_classes = len(self.classes) if self.classes is not None else num_pairs
+        if n_classes < 2:
+            raise DataError("all pairs are tied together through shared items (one class); in-batch negatives need two")
+        if self.pairs_per_batch > n_classes:
+            warnings.warn(
+                f"the pairs form {n_classes} groups (pairs sharing an item); a batch holds one pair of a group, so "
+                f"batches hold {2 * n_classes} items, not {batch_size}",
+                stacklevel=2,
+            )
+            self.pairs_per_batch = n_classes
         super().__init__(seed, rank, world_size, 2 * self.pairs_per_batch)
         self.bucket_batches = bucket_batches
 
@@ -314,38 +345,41 @@ class LengthBucketPairSampler(_GlobalBatches):
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = self._rng()
-        items, owners = self._pairs(rng)  # (num_pairs, 2), (num_pairs,)
-        pair_lengths = self.lengths[items].max(axis=1)  # (num_pairs,)
-        order = rng.permutation(len(items))
-        block = self.pairs_per_batch * self.bucket_batches
         batches: list[list[int]] = []
-        carried: list[int] = []  # pairs whose class was already in every batch of their block
-        for start in range(0, len(order), block):
-            chunk = order[start : start + block]
-            chunk = [*carried, *chunk[np.argsort(pair_lengths[chunk], kind="stable")].tolist()]
-            full, carried = _fill(chunk, owners, self.pairs_per_batch)
-            batches += full
-        chosen = [batches[i] for i in rng.permutation(len(batches))][: len(self)]
-        for pairs in chosen:
-            yield self._share([int(i) for p in pairs for i in items[p]])
+        carried: list[tuple[int, int, int]] = []  # (class, item, item) whose class was in every batch of its block
+        while len(batches) < len(self):  # a large class can leave too few others: its pairs come round again
+            items, owners = self._pairs(rng)  # (num_pairs, 2), (num_pairs,)
+            pair_lengths = self.lengths[items].max(axis=1)  # (num_pairs,)
+            order = rng.permutation(len(items))
+            block = self.pairs_per_batch * self.bucket_batches
+            for start in range(0, len(order), block):
+                chunk = order[start : start + block]
+                chunk = chunk[np.argsort(pair_lengths[chunk], kind="stable")]
+                entries = [*carried, *((int(owners[p]), int(items[p, 0]), int(items[p, 1])) for p in chunk)]
+                full, carried = _fill(entries, self.pairs_per_batch)
+                batches += [[i for _, a, b in batch for i in (a, b)] for batch in full]
+        for b in rng.permutation(len(batches))[: len(self)]:
+            yield self._share(batches[b])
 
 
-def _fill(pairs: list[int], owners: np.ndarray, size: int) -> tuple[list[list[int]], list[int]]:
-    """Cut ``pairs`` (in order) into full batches of ``size`` holding one pair per class; returns them and the
-    pairs left over (a pair whose class is in the batch being filled waits for the next batch)."""
-    batches: list[list[int]] = []
-    waiting = deque(pairs)
+def _fill(
+    entries: list[tuple[int, int, int]], size: int
+) -> tuple[list[list[tuple[int, int, int]]], list[tuple[int, int, int]]]:
+    """Cut ``(class, item, item)`` pairs (in order) into full batches of ``size`` holding one pair per class; returns
+    them and the pairs left over (a pair whose class is in the batch being filled waits for the next batch)."""
+    batches: list[list[tuple[int, int, int]]] = []
+    waiting = deque(entries)
     while len(waiting) >= size:
-        batch: list[int] = []
+        batch: list[tuple[int, int, int]] = []
         used: set[int] = set()
-        deferred: list[int] = []
+        deferred: list[tuple[int, int, int]] = []
         while waiting and len(batch) < size:
-            p = waiting.popleft()
-            if owners[p] in used:
-                deferred.append(p)
+            entry = waiting.popleft()
+            if entry[0] in used:
+                deferred.append(entry)
                 continue
-            batch.append(p)
-            used.add(int(owners[p]))
+            batch.append(entry)
+            used.add(entry[0])
         waiting.extendleft(reversed(deferred))
         if len(batch) < size:
             return batches, [*batch, *waiting]

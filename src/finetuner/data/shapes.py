@@ -9,11 +9,10 @@
 :func:`~finetuner.data.shaping.to_shape` turns a table into its shape; :func:`data_kind` names a shape for the rest
 of the library.
 
-How training is to consume triplets and scored pairs (phase 2): a batch of triplets carries its queries, positives
-and the ``num_negatives`` negatives of each row as a ``(batch, 1 + num_negatives)`` block of candidates, so in-batch
-InfoNCE scores every query against all positives and all negatives of the batch (sentence-transformers'
-MultipleNegativesRankingLoss with negative columns), and a gradient cache or a cross-device gather moves the
-negatives with their rows; scored pairs carry a ``(batch,)`` score tensor for CoSENT / cosine-similarity losses.
+Triplets and scored pairs train as rows (:meth:`TripletData.as_rows`, :meth:`ScoredPairData.as_rows`): every
+distinct item once, each row the positions of its items, and per row its targets (the duplicate group of every item
+of a triplet row; the score of a scored pair). A batch of rows is embedded as one flat batch, column by column, and
+the row losses (:mod:`finetuner.losses.rows`) fold it back.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from finetuner.data.table import doc_modality
 __all__ = [
     "LabelledData",
     "PairData",
+    "RowData",
     "ScoredPairData",
     "Shape",
     "TripletData",
@@ -130,6 +130,54 @@ class PairData:
 
 
 @dataclass
+class RowData:
+    """Rows of items as the row losses train on them.
+
+    Attributes:
+        items: every distinct item once (model inputs).
+        rows: per row the positions in ``items`` of its members, in column order (query, positive, negatives; or
+            left, right).
+        targets: per row what the loss needs beside the embeddings: the group of every member of a triplet row
+            (-1 for an item that is only ever a negative), or ``(score,)`` for a scored pair.
+        groups: the duplicate group of every row (rows sharing a query or positive share it; the batch sampler keeps
+            one row of a group per batch).
+        modality: the items' modality.
+    """
+
+    items: list[Any]
+    rows: list[tuple[int, ...]]
+    targets: list[tuple[float, ...]]
+    groups: list[int]
+    modality: str
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _positions(members: list[list[Any]]) -> tuple[list[Any], list[tuple[int, ...]]]:
+    """Distinct items (by :func:`item_key`) and every row's positions among them."""
+    position: dict[Hashable, int] = {}
+    items: list[Any] = []
+    rows = []
+    for row in members:
+        out = []
+        for item in row:
+            key = item_key(item)
+            if key not in position:
+                position[key] = len(items)
+                items.append(item)
+            out.append(position[key])
+        rows.append(tuple(out))
+    return items, rows
+
+
+def _one_modality(what: str, modalities: tuple[str, ...]) -> str:
+    if len(set(modalities)) != 1:
+        raise ValueError(f"{what} of {' and '.join(modalities)} items need one model for both; use items of one kind")
+    return modalities[0]
+
+
+@dataclass
 class TripletData:
     """``(query, positive, negatives)`` rows; ``negatives[i]`` holds the same number of items in every row.
 
@@ -138,6 +186,11 @@ class TripletData:
         negatives: the explicit negatives of every row (a tuple of ``num_negatives`` items).
         query_modality, document_modality: ``'text'`` or ``'image'`` (positives and negatives share one).
         ids: the rows' ids.
+        groups: the duplicate group of every row: rows connected through a shared query or positive share one
+            (computed when None).
+        negative_groups: per row, the group each negative is a query or positive of, -1 when it is only ever a
+            negative (computed when None). Both are kept as the items formed them when prompts are put before the
+            texts (``dataclasses.replace``), so prefixes do not untie duplicates.
     """
 
     queries: list[Any]
@@ -146,6 +199,19 @@ class TripletData:
     query_modality: str
     document_modality: str
     ids: list[str]
+    groups: list[int] | None = field(default=None)
+    negative_groups: list[tuple[int, ...]] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.groups is None:
+            shared = self.query_modality == self.document_modality
+            queries, positives = [item_key(x) for x in self.queries], [item_key(x) for x in self.positives]
+            self.groups = pair_groups(queries, positives, shared=shared)
+        if self.negative_groups is None:
+            group_of: dict[Hashable, int] = {}
+            for q, p, g in zip(self.queries, self.positives, self.groups):
+                group_of[item_key(q)] = group_of[item_key(p)] = g
+            self.negative_groups = [tuple(group_of.get(item_key(x), -1) for x in row) for row in self.negatives]
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -154,6 +220,23 @@ class TripletData:
     def num_negatives(self) -> int:
         """How many negatives every row has."""
         return len(self.negatives[0]) if self.negatives else 0
+
+    def as_rows(self) -> RowData:
+        """The rows for training, each member's target its duplicate group: a query or positive has its row's
+        group, a negative the group it is a query or positive of (-1 when it is only ever a negative), so a loss
+        can tell a negative that is in fact a positive of the row (a duplicate of its positive) from a true one.
+
+        Example:
+            >>> t = TripletData(['q1', 'q2'], ['p1', 'p2'], [('p2',), ('n',)], 'text', 'text', ['a', 'b'])
+            >>> rows = t.as_rows()
+            >>> rows.items, rows.rows, rows.targets
+            (['q1', 'p1', 'p2', 'q2', 'n'], [(0, 1, 2), (3, 2, 4)], [(0, 0, 1), (1, 1, -1)])
+        """
+        modality = _one_modality("triplets", (self.query_modality, self.document_modality))
+        assert self.groups is not None and self.negative_groups is not None  # set in __post_init__
+        items, rows = _positions([[q, p, *n] for q, p, n in zip(self.queries, self.positives, self.negatives)])
+        targets: list[tuple[float, ...]] = [(g, g, *n) for g, n in zip(self.groups, self.negative_groups)]
+        return RowData(items, rows, targets, list(self.groups), modality)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -186,6 +269,24 @@ class ScoredPairData:
     def modalities(self) -> tuple[str, ...]:
         """The modalities the data holds, sorted."""
         return tuple(sorted({self.left_modality, self.right_modality}))
+
+    @property
+    def groups(self) -> list[int]:
+        """The duplicate group of every pair (pairs sharing an item share one), for splitting without leaks."""
+        shared = self.left_modality == self.right_modality
+        return pair_groups([item_key(x) for x in self.left], [item_key(x) for x in self.right], shared=shared)
+
+    def as_rows(self) -> RowData:
+        """The pairs for training, each row's target its score.
+
+        Example:
+            >>> rows = ScoredPairData(['a', 'a'], ['b', 'c'], [0.9, 0.0], 'text', 'text', ['0', '1']).as_rows()
+            >>> rows.items, rows.rows, rows.targets
+            (['a', 'b', 'c'], [(0, 1), (0, 2)], [(0.9,), (0.0,)])
+        """
+        modality = _one_modality("scored pairs", (self.left_modality, self.right_modality))
+        items, rows = _positions([[a, b] for a, b in zip(self.left, self.right)])
+        return RowData(items, rows, [(s,) for s in self.scores], self.groups, modality)
 
 
 Shape = LabelledData | PairData | TripletData | ScoredPairData

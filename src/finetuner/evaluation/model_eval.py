@@ -1,5 +1,9 @@
 """Evaluate a model on task data: embed, search, score; plus a few example retrievals to show people.
 
+Scored pairs are evaluated by correlation instead (:mod:`finetuner.evaluation.correlation`):
+:func:`evaluation_sets` gives their :class:`~finetuner.evaluation.correlation.ScoredSets` and :func:`evaluate_sets`
+takes either kind.
+
 How items become vectors (one model, two towers, split across processes) is :mod:`finetuner.evaluation.embedders`.
 """
 
@@ -14,6 +18,7 @@ import torch
 from finetuner.data.groups import dedup_relevance, item_key, pair_groups
 from finetuner.data.shapes import LabelledData, PairData, ScoredPairData, TripletData
 from finetuner.errors import DataError
+from finetuner.evaluation.correlation import ScoredSets, evaluate_scored, scored_sets
 from finetuner.evaluation.embedders import Embedder, embed_as
 from finetuner.evaluation.evaluator import evaluate_embeddings, retrieve
 from finetuner.evaluation.standard_metrics import retrieval_metrics, search_depth
@@ -50,7 +55,8 @@ def retrieval_sets(
     once in the index, and every item paired with the query relevant (five captions of one image: the image is the
     answer of each caption, and all five captions are the answers of the image); pair roots that all carry a label
     are evaluated by label instead. Triplets search from the query into all positives and negatives (de-duplicated);
-    the query's positives are relevant. Scored pairs are not evaluated yet (a DataError says so).
+    the query's positives are relevant. Scored pairs have no retrieval sets (a DataError says so): they are
+    evaluated by correlation (:func:`evaluation_sets`).
 
     Example:
         >>> p = PairData(['cat', 'cat', 'dog'], ['c1.png', 'c2.png', 'c1.png'], 'text', 'text', ['a', 'b', 'c'])
@@ -64,7 +70,7 @@ def retrieval_sets(
     if isinstance(data, ScoredPairData):
         raise DataError(
             "scored pairs are evaluated by the correlation of cosine similarity with the score (Spearman, "
-            "Pearson), which is coming in a later version; evaluate on pairs, triplets or labelled items"
+            "Pearson), not by retrieval: use evaluation_sets(data)"
         )
     if isinstance(data, PairData) and data.labels is not None:  # relevance by the roots' labels, as before
         sides = [(data.left, [f"{i}:q" for i in data.ids], data.left_modality)]
@@ -103,8 +109,20 @@ def retrieval_sets(
     )
 
 
+def evaluation_sets(
+    data: LabelledData | PairData | TripletData | ScoredPairData, direction: str = "left-to-right"
+) -> RetrievalSets | ScoredSets:
+    """How ``data`` is evaluated: :func:`retrieval_sets`, or for scored pairs the pairs and their scores.
+
+    Example:
+        >>> type(evaluation_sets(ScoredPairData(['a', 'b'], ['c', 'd'], [1.0, 0.0], 'text', 'text', ['0', '1'])))
+        <class 'finetuner.evaluation.correlation.ScoredSets'>
+    """
+    return scored_sets(data) if isinstance(data, ScoredPairData) else retrieval_sets(data, direction)
+
+
 def evaluate_sets(
-    sets: RetrievalSets,
+    sets: RetrievalSets | ScoredSets,
     embed: Embedder,
     *,
     limit: int = 20,
@@ -112,11 +130,14 @@ def evaluate_sets(
     exclude_self: bool = True,
     num_examples: int = 3,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Metrics for ``sets`` and up to ``num_examples`` example queries with their top results.
+    """Metrics for ``sets`` and up to ``num_examples`` example queries with their top results (scored pairs: the
+    correlations, and example pairs with their score and cosine).
 
     Example:
         >>> metrics, examples = evaluate_sets(retrieval_sets(data), model_embedder(model))  # doctest: +SKIP
     """
+    if isinstance(sets, ScoredSets):
+        return evaluate_scored(sets, embed, num_examples)
     q_emb = embed_as(embed, sets.queries, sets.query_modality, sets.query_role)  # (nq, dim)
     i_emb = None
     if sets.index is not None:
@@ -141,7 +162,7 @@ def evaluate_sets(
 
 
 def evaluate_all(
-    evaluations: list[tuple[str, RetrievalSets]], embed: Embedder, limit: int = 20
+    evaluations: list[tuple[str, RetrievalSets | ScoredSets]], embed: Embedder, limit: int = 20
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Several evaluations of one model: the metrics of each under its prefix (``''`` for the main direction,
     ``'image_to_text/'`` for CLIP's other one), and example retrievals of the first.

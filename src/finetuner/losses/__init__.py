@@ -1,8 +1,9 @@
 """Losses and miners by name.
 
 Metric-learning losses and miners come from pytorch-metric-learning (any class of ``pytorch_metric_learning.losses``
-/ ``.miners``); the contrastive losses for pairs and CLIP live in :mod:`finetuner.losses.contrastive`. A loss sees
-embeddings and labels, never a model: ``loss(embeddings, labels, indices_tuple=None)``.
+/ ``.miners``); the contrastive losses for pairs and CLIP live in :mod:`finetuner.losses.contrastive`, the losses for
+triplet rows and scored pairs in :mod:`finetuner.losses.rows`. A loss sees embeddings and labels, never a model:
+``loss(embeddings, labels, indices_tuple=None)`` (scored pairs: ``loss(left, right, scores)``).
 """
 
 from __future__ import annotations
@@ -14,21 +15,38 @@ from torch import nn
 
 from finetuner import aliases
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
-from finetuner.losses.contrastive import LOSSES as OWN_LOSSES
+from finetuner.losses.contrastive import LOSSES as CONTRASTIVE_LOSSES
 from finetuner.losses.matryoshka import MatryoshkaLoss, split_options
+from finetuner.losses.rows import SCORED_LOSSES
 from finetuner.losses.unsupervised import UNSUPERVISED_LOSSES
 
-#: what ``loss='auto'`` (the default) means for each kind of training data
-AUTO_LOSSES = {"labelled": "TripletMarginLoss", "pairs": "InfoNCELoss", "clip": "CLIPLoss"}
+OWN_LOSSES = {**CONTRASTIVE_LOSSES, **SCORED_LOSSES}
+
+#: what ``loss='auto'`` (the default) means for each kind of training data. Scored pairs: CoSENT, which uses only
+#: the order of the scores (any scale trains) and keeps a gradient where the squared error of CosineSimilarityLoss
+#: is already small; sentence-transformers recommends it over CosineSimilarityLoss for the same reasons.
+AUTO_LOSSES = {
+    "labelled": "TripletMarginLoss",
+    "pairs": "InfoNCELoss",
+    "clip": "CLIPLoss",
+    "triplets": "InfoNCELoss",
+    "scored": "CoSENTLoss",
+}
+
+#: the losses each kind of row data trains with (the other kinds take any metric loss)
+ROW_LOSSES = {"triplets": ("InfoNCELoss", "TripletMarginLoss"), "scored": ("CoSENTLoss", "CosineSimilarityLoss")}
 
 
 def resolve_loss(loss: Any, data_kind: str) -> Any:
     """The loss to use: ``'auto'`` becomes the default for the data (labelled items: TripletMarginLoss; pairs of
-    one modality: InfoNCELoss, in-batch negatives; text-image pairs: CLIPLoss); anything else stays.
+    one modality and triplets: InfoNCELoss, in-batch negatives; text-image pairs: CLIPLoss; scored pairs:
+    CoSENTLoss); anything else stays.
 
     Example:
         >>> resolve_loss('auto', 'pairs'), resolve_loss('auto', 'labelled'), resolve_loss('ArcFaceLoss', 'labelled')
         ('InfoNCELoss', 'TripletMarginLoss', 'ArcFaceLoss')
+        >>> resolve_loss('auto', 'triplets'), resolve_loss('auto', 'scored')
+        ('InfoNCELoss', 'CoSENTLoss')
     """
     return AUTO_LOSSES[data_kind] if isinstance(loss, str) and loss.lower() == "auto" else loss
 
@@ -212,6 +230,7 @@ def get_miner(miner: str | nn.Module | None, options: dict[str, Any] | None = No
 
 __all__ = [
     "AUTO_LOSSES",
+    "ROW_LOSSES",
     "get_loss",
     "get_miner",
     "list_losses",

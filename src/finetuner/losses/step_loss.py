@@ -1,6 +1,13 @@
 """The loss of one training step, called as ``objective(embeddings, labels)``: a metric loss with its miner over the
-global batch of every process (:class:`MetricObjective`), or a two-tower loss on ``(text, image)`` embeddings
-(:class:`PairObjective`)."""
+global batch of every process (:class:`MetricObjective`), a two-tower loss on ``(text, image)`` embeddings
+(:class:`PairObjective`), a loss on triplet rows (:class:`TripletObjective`) or on scored pairs
+(:class:`ScoredObjective`).
+
+Rows travel as one flat batch, column by column: for triplets ``[queries, positives, negatives_1, ...,
+negatives_k]`` (``(2 + k) * batch`` items) with the duplicate group of every item as the labels; for scored pairs
+``[lefts, rights]`` with the ``(batch,)`` scores as the labels. The model embeds the flat batch (a gradient cache cuts
+it anywhere); the objective folds it back into rows and gathers the rows of every process.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ import torch
 from torch import nn
 
 from finetuner.distributed import gather_no_grad, gather_with_grad, world
+from finetuner.losses.contrastive import InfoNCELoss
+from finetuner.losses.rows import TripletBatch, explicit_triplets, infonce_with_negatives
 
 
 class MetricObjective(nn.Module):
@@ -57,3 +66,68 @@ class PairObjective(nn.Module):
     def forward(self, embeddings: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor | None) -> torch.Tensor:
         text, image = embeddings
         return self.loss(text, image)
+
+
+def _columns(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """A flat column-by-column batch ``(width * batch, ...)`` as rows ``(batch, width, ...)``."""
+    return tensor.reshape(width, tensor.shape[0] // width, *tensor.shape[1:]).transpose(0, 1)
+
+
+class TripletObjective(nn.Module):
+    """A loss on ``(query, positive, negative_1..k)`` rows over the global batch: ``InfoNCELoss`` scores every query
+    against all positives and negatives of the batch (:func:`~finetuner.losses.rows.infonce_with_negatives`), any
+    other loss (``TripletMarginLoss``) gets the explicit triplets (:func:`~finetuner.losses.rows.explicit_triplets`).
+
+    Under DDP the rows of all processes are gathered (embeddings with gradients, groups without) and every rank
+    computes the global loss, as :class:`MetricObjective` does.
+
+    Args:
+        loss: ``InfoNCELoss`` or a pytorch-metric-learning loss that takes an ``indices_tuple`` of triplets.
+        num_negatives: the negatives per row.
+
+    Example:
+        >>> emb = torch.tensor([[1.0, 0], [0, 1], [1, 0.1], [0.1, 1], [-1, 0], [0, -1]])  # q, q, p, p, n, n
+        >>> round(float(TripletObjective(InfoNCELoss(), 1)(emb, torch.tensor([0, 1, 0, 1, -1, -1]))), 3)
+        0.0
+    """
+
+    def __init__(self, loss: nn.Module, num_negatives: int) -> None:
+        super().__init__()
+        self.loss = loss
+        self.num_negatives = int(num_negatives)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        width = 2 + self.num_negatives
+        rows = _columns(embeddings.float(), width)  # (batch, 2 + k, dim)
+        groups = _columns(labels, width)  # (batch, 2 + k)
+        if world()[1] > 1:
+            rows = gather_with_grad(rows.contiguous())  # (world * batch, 2 + k, dim)
+            groups = gather_no_grad(groups.contiguous())  # (world * batch, 2 + k)
+        batch = TripletBatch(rows[:, 0], rows[:, 1], rows[:, 2:], groups[:, 0], groups[:, 2:])
+        if isinstance(self.loss, InfoNCELoss):
+            return infonce_with_negatives(batch, self.loss.temperature)
+        return explicit_triplets(self.loss, batch)
+
+
+class ScoredObjective(nn.Module):
+    """A scored-pair loss (``CoSENTLoss``, ``CosineSimilarityLoss``) on ``[lefts, rights]`` embeddings with the
+    scores as labels, over the global batch (gathered like :class:`TripletObjective`).
+
+    Example:
+        >>> from finetuner.losses.rows import CosineSimilarityLoss
+        >>> emb = torch.tensor([[1.0, 0], [1, 0], [1, 0], [0, 1]])  # lefts, then rights
+        >>> float(ScoredObjective(CosineSimilarityLoss())(emb, torch.tensor([1.0, 0.0])))
+        0.0
+    """
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        rows = _columns(embeddings.float(), 2)  # (batch, 2, dim)
+        scores = labels.float()  # (batch,)
+        if world()[1] > 1:
+            rows = gather_with_grad(rows.contiguous())  # (world * batch, 2, dim)
+            scores = gather_no_grad(scores)  # (world * batch,)
+        return self.loss(rows[:, 0], rows[:, 1], scores)

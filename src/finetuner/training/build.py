@@ -21,14 +21,15 @@ from torch import nn
 
 from finetuner import artifacts
 from finetuner.config import TrainingConfig
-from finetuner.data.datasets import PairCollate, labelled_loader, pair_loader
+from finetuner.data.datasets import PairCollate, RowCollate, labelled_loader, pair_loader, row_loader
 from finetuner.data.groups import item_key
 from finetuner.data.samplers import ClassSampler, LengthBucketPairSampler, PairBatchSampler, RandomBatchSampler
+from finetuner.data.shapes import RowData
 from finetuner.errors import ConfigError
 from finetuner.evaluation.embedders import Embedder, embedder_for
 from finetuner.fileio import read_yaml
 from finetuner.losses import get_loss, get_miner
-from finetuner.losses.step_loss import PairObjective
+from finetuner.losses.step_loss import PairObjective, ScoredObjective, TripletObjective
 from finetuner.models import build_model
 from finetuner.models.adapters import apply_adapter, base_reference, parameter_counts
 from finetuner.models.clip import TwoTowerModel
@@ -84,10 +85,16 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
     accelerator = make_accelerator(config)
     _check_model_fits(model, fit_plan)
     check_views_differ(model, config.loss)  # SimCSE's views come from dropout
+    miner = None
     if fit_plan.task == "clip":
         clip_options = clip_loss_options(model, config.loss_options)
         loss: nn.Module = PairObjective(get_loss("CLIPLoss", clip_options, embedding_size=model.output_dim))
-        miner = None
+    elif fit_plan.task == "triplets":
+        num_negatives = checked.train.num_negatives  # type: ignore[union-attr]  # triplet data
+        row_loss = get_loss(config.loss, config.loss_options, embedding_size=model.output_dim)
+        loss = TripletObjective(row_loss, num_negatives)
+    elif fit_plan.task == "scored":
+        loss = ScoredObjective(get_loss(config.loss, config.loss_options, embedding_size=model.output_dim))
     else:
         n_classes = len(fit_plan.train.classes)  # type: ignore[union-attr]  # labelled data in a metric run
         loss = get_loss(config.loss, config.loss_options, embedding_size=model.output_dim, num_classes=n_classes)
@@ -177,6 +184,8 @@ def _loader_factory(
     device = accelerator.device.type
     workers, pin = config.workers(device), device == "cuda"
     data = fit_plan.train
+    if isinstance(data, RowData):
+        return _row_loaders(model, data, fit_plan, device, workers, pin, seed, shard)
     if fit_plan.task == "clip":
         # the captions of a two-tower batch as one padded block: the gradient cache cuts its pairs by rows
         left, text_preprocess = _training_inputs(
@@ -208,6 +217,25 @@ def _loader_factory(
         return labelled_loader(items, labels, preprocess, sampler, workers, pin_memory=pin)
 
     return labelled
+
+
+def _row_loaders(
+    model: Any, data: RowData, fit_plan: FitPlan, device: str, workers: int, pin: bool, seed: int, shard: dict
+) -> LoaderFactory:
+    """Loaders of triplet rows (one row of a duplicate group per batch) or scored pairs (random batches); a batch of
+    ``batch_size`` rows is embedded as one flat batch of their items, column by column."""
+    items, preprocess = _training_inputs(model, data.items, device, num_workers=workers)
+    collate = RowCollate(preprocess, scores=fit_plan.task == "scored")
+    first, second = [row[0] for row in data.rows], [row[1] for row in data.rows]
+
+    def rows(batch_size: int) -> torch.utils.data.DataLoader:
+        if fit_plan.sampler == "pairs":
+            sampler: Any = PairBatchSampler(first, second, batch_size, seed=seed, groups=data.groups, **shard)
+        else:
+            sampler = RandomBatchSampler(len(data), batch_size, seed=seed, **shard)
+        return row_loader(items, data.rows, data.targets, collate, sampler, workers, pin_memory=pin)
+
+    return rows
 
 
 def _measure_batch_size(

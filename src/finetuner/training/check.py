@@ -22,7 +22,7 @@ import numpy as np
 from finetuner import aliases, artifacts
 from finetuner.config import TrainingConfig
 from finetuner.data.readers import CSVOptions
-from finetuner.data.shapes import LabelledData, PairData, data_kind
+from finetuner.data.shapes import LabelledData, PairData, ScoredPairData, Shape, TripletData, data_kind
 from finetuner.errors import ConfigError, suggest
 from finetuner.models.prompts import prompt_data, resolve_prompts
 from finetuner.training.callbacks import prepare_callbacks
@@ -76,8 +76,8 @@ class CheckedFit:
 
     model: Any
     config: TrainingConfig
-    train: LabelledData | PairData
-    eval: LabelledData | PairData | None
+    train: Shape
+    eval: Shape | None
     options: FitOptions = field(default_factory=FitOptions)
     callbacks: list[Callback] = field(default_factory=list)
     checkpoint: Path | None = None
@@ -144,11 +144,11 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
     return CheckedFit(model, config, train, evals, options, callbacks, checkpoint, resumed_run, fetched.skipped)
 
 
-def resolve(config: TrainingConfig, loss: Any, train: LabelledData | PairData) -> TrainingConfig:
+def resolve(config: TrainingConfig, loss: Any, train: Shape) -> TrainingConfig:
     """``config`` with the loss the data resolved, ``batch_size=None`` as the device's default, at most the
-    training items (a number of pairs for text-image pairs, of items for the rest; ``'auto'`` stays for the build
-    phase to measure), and the learning rate and schedule that apply (``None``: the default rate, a constant
-    schedule), so ``config.yml`` records what the run used.
+    training items (a number of pairs for text-image pairs, of rows for triplets and scored pairs, of items for
+    the rest; ``'auto'`` stays for the build phase to measure), and the learning rate and schedule that apply
+    (``None``: the default rate, a constant schedule), so ``config.yml`` records what the run used.
 
     Example:
         >>> data = LabelledData(['a', 'b', 'c'], [0, 0, 1], ['x', 'y'], ['1', '2', '3'], 'text')
@@ -156,7 +156,8 @@ def resolve(config: TrainingConfig, loss: Any, train: LabelledData | PairData) -
         >>> resolved.batch_size, resolved.learning_rate, resolved.scheduler
         (3, 1e-05, 'constant')
     """
-    n_items = len(train) if data_kind(train) == "clip" else len(training_view(train)[0])
+    by_rows = data_kind(train) in ("clip", "triplets", "scored")
+    n_items = len(train) if by_rows else len(training_view(train)[0])  # type: ignore[arg-type]
     batch_size = config.batch_size
     if batch_size != "auto":
         batch_size = min(int(batch_size or config.default_batch_size()), n_items)
@@ -208,20 +209,24 @@ def training_view(data: LabelledData | PairData) -> tuple[LabelledData, bool]:
     return data, False
 
 
-def split(data: LabelledData | PairData, val_split: float, seed: int) -> tuple[Any, Any]:
-    """Hold out ``val_split`` of the data: per class for labelled items (each class keeps 2+ training items),
-    at random for pairs (at least one held out, two kept).
+def split(data: Shape, val_split: float, seed: int) -> tuple[Any, Any]:
+    """Hold out ``val_split`` of the data: per class for labelled items (each class keeps 2+ training items); for
+    pairs, triplets and scored pairs by duplicate group, so no query or document is on both sides (whole groups are
+    held out at random until ``val_split`` of the rows is reached; at least one group held out, two rows kept).
 
     Example:
         >>> data = LabelledData(list('abcdef'), [0, 0, 0, 1, 1, 1], ['x', 'y'], list('123456'), 'text')
         >>> [len(part) for part in split(data, 0.34, seed=0)]
         [4, 2]
+        >>> pairs = PairData(['q1', 'q1', 'q2', 'q3', 'q4'], ['d1', 'd2', 'd3', 'd4', 'd5'], 'text', 'text',
+        ...                  list('abcde'))
+        >>> [part.left for part in split(pairs, 0.4, seed=0)]
+        [['q1', 'q1', 'q4'], ['q2', 'q3']]
     """
     rng = np.random.default_rng(seed)
-    if isinstance(data, PairData):
-        order = rng.permutation(len(data))
-        n_val = min(max(1, round(len(data) * val_split)), len(data) - 2)
-        return _take_pairs(data, sorted(order[n_val:])), _take_pairs(data, sorted(order[:n_val]))
+    if not isinstance(data, LabelledData):
+        train_rows, val_rows = _split_groups(data.groups, val_split, rng)  # type: ignore[arg-type]
+        return _take_rows(data, train_rows), _take_rows(data, val_rows)
     labels = np.asarray(data.labels)
     train_idx: list[int] = []
     val_idx: list[int] = []
@@ -244,15 +249,40 @@ def split(data: LabelledData | PairData, val_split: float, seed: int) -> tuple[A
     return take(train_idx), take(val_idx)
 
 
-def _take_pairs(data: PairData, idx: list[int]) -> PairData:
-    return PairData(
-        [data.left[i] for i in idx],
-        [data.right[i] for i in idx],
-        data.left_modality,
-        data.right_modality,
-        [data.ids[i] for i in idx],
-        [data.labels[i] for i in idx] if data.labels is not None else None,
-    )
+def _split_groups(groups: list[int], val_split: float, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    """Rows to keep and rows to hold out, whole groups at a time."""
+    members: dict[int, list[int]] = {}
+    for row, group in enumerate(groups):
+        members.setdefault(group, []).append(row)
+    target = min(max(1, round(len(groups) * val_split)), len(groups) - 2)
+    held: list[int] = []
+    for group in rng.permutation(list(members)):
+        rows = members[int(group)]
+        if len(held) + len(rows) <= target:  # a group too large for what is left to hold out is skipped
+            held += rows
+    if not held:  # every group is larger than val_split: hold out the smallest one
+        smallest = min(members.values(), key=len)
+        held = smallest if len(groups) - len(smallest) >= 2 else []
+    kept = sorted(set(range(len(groups))) - set(held))
+    return kept, sorted(held)
+
+
+def _take_rows(data: PairData | TripletData | ScoredPairData, idx: list[int]) -> Any:
+    ids = [data.ids[i] for i in idx]
+    if isinstance(data, TripletData):
+        return TripletData(
+            [data.queries[i] for i in idx],
+            [data.positives[i] for i in idx],
+            [data.negatives[i] for i in idx],
+            data.query_modality,
+            data.document_modality,
+            ids,
+        )
+    left, right = [data.left[i] for i in idx], [data.right[i] for i in idx]
+    if isinstance(data, ScoredPairData):
+        return ScoredPairData(left, right, [data.scores[i] for i in idx], data.left_modality, data.right_modality, ids)
+    labels = [data.labels[i] for i in idx] if data.labels is not None else None
+    return PairData(left, right, data.left_modality, data.right_modality, ids, labels)
 
 
 def _refuse_unknown(settings: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from finetuner.config import TrainingConfig
 from finetuner.distributed import average_gradients
 from finetuner.errors import FinetunerError
-from finetuner.losses.step_loss import MetricObjective, PairObjective
+from finetuner.losses.step_loss import MetricObjective, PairObjective, ScoredObjective, TripletObjective
 from finetuner.models.attention import attention_backends
 from finetuner.models.base import compile_for_training
 from finetuner.training.gradcache import batch_length, cached_backward
@@ -156,14 +156,17 @@ def default_forward(model: nn.Module, inputs: dict[str, Any]) -> Any:
 
 
 def make_objective(loss_fn: nn.Module, miner: nn.Module | None = None) -> nn.Module:
-    """What a step minimises: a two-tower loss as it is, a metric loss (with its miner) over the global batch.
+    """What a step minimises: a two-tower or row objective as it is, a metric loss (with its miner) over the global
+    batch.
 
     Example:
         >>> from finetuner.losses import get_loss
         >>> type(make_objective(get_loss('TripletMarginLoss'))).__name__
         'MetricObjective'
     """
-    return loss_fn if isinstance(loss_fn, PairObjective) else MetricObjective(loss_fn, miner)
+    if isinstance(loss_fn, (PairObjective, TripletObjective, ScoredObjective)):
+        return loss_fn
+    return MetricObjective(loss_fn, miner)
 
 
 def forward_backward(

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finetuner.data.groups import item_key
-from finetuner.data.shapes import LabelledData, PairData, data_kind
+from finetuner.data.shapes import LabelledData, PairData, RowData, ScoredPairData, TripletData, data_kind
 from finetuner.errors import DataError
-from finetuner.evaluation.model_eval import RetrievalSets, retrieval_sets
+from finetuner.evaluation.correlation import ScoredSets
+from finetuner.evaluation.model_eval import RetrievalSets, evaluation_sets, retrieval_sets
 from finetuner.losses import needs_class_count
 from finetuner.training.check import CheckedFit, training_view
 
@@ -27,9 +28,12 @@ class FitPlan:
     """How one run trains and evaluates.
 
     Attributes:
-        task: ``'labelled'``, ``'pairs'`` (one modality) or ``'clip'`` (text-image pairs).
-        train: the data the loader reads: labelled items (pairs of one modality as classes of two), or the pairs.
-        sampler: one of :data:`SAMPLER_CHOICES`.
+        task: ``'labelled'``, ``'pairs'`` (one modality), ``'clip'`` (text-image pairs), ``'triplets'`` or
+            ``'scored'``.
+        train: the data the loader reads: labelled items (pairs of one modality as classes of two), the pairs, or
+            rows (triplets, scored pairs).
+        sampler: one of :data:`SAMPLER_CHOICES` (triplets: ``'pairs'``, one row of a duplicate group per batch;
+            scored pairs: ``'random'``).
         items_per_class: the class sampler's items per class (2 for pairs as classes).
         evaluations: ``(metric-name prefix, retrieval sets)``: ``''`` for the main direction, ``'image_to_text/'``
             for CLIP's other one.
@@ -37,10 +41,10 @@ class FitPlan:
     """
 
     task: str
-    train: LabelledData | PairData
+    train: LabelledData | PairData | RowData
     sampler: str
     items_per_class: int
-    evaluations: list[tuple[str, RetrievalSets]] = field(default_factory=list)
+    evaluations: list[tuple[str, RetrievalSets | ScoredSets]] = field(default_factory=list)
     keys: list[Any] = field(default_factory=list)
     key_labels: list[int] = field(default_factory=list)
 
@@ -54,6 +58,10 @@ class FitPlan:
         """
         if isinstance(self.train, PairData):
             return f"{len(self.train)} text-image pairs, batch size {batch_size}"
+        if isinstance(self.train, RowData):
+            width = len(self.train.rows[0]) if self.train.rows else 2
+            what = f"triplet rows ({width - 2} negatives each)" if self.task == "triplets" else "scored pairs"
+            return f"{len(self.train)} {self.train.modality} {what}, batch size {batch_size} rows"
         classes = len(self.train.classes)
         return f"{len(self.train)} {self.train.modality} items, {classes} classes, batch size {batch_size}"
 
@@ -77,16 +85,21 @@ def plan(checked: CheckedFit) -> FitPlan:
         keys = [repr((item_key(a), item_key(b))) for a, b in zip(pairs.left, pairs.right)]
         evaluations = _clip_evaluations(checked.eval)
         return FitPlan(task, pairs, "pairs", 2, evaluations, keys, list(range(len(keys))))
+    evaluations = [("", evaluation_sets(checked.eval))] if checked.eval is not None else []
+    if isinstance(checked.train, (TripletData, ScoredPairData)):
+        rows = checked.train.as_rows()
+        keys = [repr((*(item_key(rows.items[j]) for j in row), *t)) for row, t in zip(rows.rows, rows.targets)]
+        sampler = "pairs" if task == "triplets" else "random"
+        return FitPlan(task, rows, sampler, 2, evaluations, keys, list(rows.groups))
     train, pairs_as_classes = training_view(checked.train)
     sampler = config.sampler
     if sampler == "auto":
         sampler = "random" if needs_class_count(config.loss) else "class"
     items_per_class = 2 if pairs_as_classes else config.num_items_per_class
-    evaluations = [("", retrieval_sets(checked.eval))] if checked.eval is not None else []
     return FitPlan(task, train, sampler, items_per_class, evaluations, list(train.items), list(train.labels))
 
 
-def _clip_evaluations(evaluation: LabelledData | PairData | None) -> list[tuple[str, RetrievalSets]]:
+def _clip_evaluations(evaluation: Any) -> list[tuple[str, RetrievalSets | ScoredSets]]:
     """Text-to-image (the main direction) and image-to-text."""
     if evaluation is None:
         return []

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finetuner.config import TrainingConfig
-from finetuner.data.shapes import LabelledData, PairData, data_kind
+from finetuner.data.shapes import LabelledData, ScoredPairData, Shape, TripletData, data_kind
 from finetuner.validation.data import check_data
 from finetuner.validation.options import check_options
 from finetuner.validation.report import ValidationReport
@@ -27,8 +27,8 @@ class CheckedData:
     """What the check produced: the task data of train and eval, the loss ``config.loss`` stands for (``'auto'``
     resolved by the data, once, here), and the report (warnings included)."""
 
-    train: LabelledData | PairData
-    eval: LabelledData | PairData | None
+    train: Shape
+    eval: Shape | None
     loss: Any = None
     report: ValidationReport = field(default_factory=ValidationReport)
 
@@ -103,19 +103,30 @@ def validate_fit(
     return CheckedData(train, evals, loss, report)
 
 
-def _held(train: LabelledData | PairData) -> str:
+def _held(train: Shape) -> str:
     """What the training data holds, for messages: 'labelled text items', 'text-image pairs', ..."""
     if isinstance(train, LabelledData):
         return f"labelled {train.modality} items"
-    return f"{train.left_modality}-{train.right_modality} pairs"
+    if isinstance(train, TripletData):
+        return f"{train.query_modality}-{train.document_modality} triplets"
+    kind = "scored pairs" if isinstance(train, ScoredPairData) else "pairs"
+    return f"{train.left_modality}-{train.right_modality} {kind}"
 
 
-def _check_sampler(report: ValidationReport, sampler: Any, train: LabelledData | PairData) -> None:
-    """The batch sampler must fit the data: 'length' needs text pairs; text-image pairs take only their own."""
+def _check_sampler(report: ValidationReport, sampler: Any, train: Shape) -> None:
+    """The batch sampler must fit the data: 'length' needs text pairs; text-image pairs, triplets and scored pairs
+    take only their own."""
     if not isinstance(sampler, str):
         return  # a wrong type is already reported with the options
     kind = data_kind(train)
-    if sampler == "length" and not (kind == "pairs" and train.left_modality == "text"):
+    if kind in ("triplets", "scored") and sampler != "auto":
+        own = "one row of a duplicate group per batch" if kind == "triplets" else "random batches of pairs"
+        report.add(
+            "config",
+            f"train_data holds {_held(train)}, which are batched by their own sampler ({own}); sampler={sampler!r} "
+            "does not apply to them: leave sampler='auto'",
+        )
+    elif sampler == "length" and not (kind == "pairs" and train.left_modality == "text"):  # type: ignore[union-attr]
         report.add(
             "config",
             f"sampler='length' batches text pairs of similar length, but train_data holds {_held(train)}; "
@@ -147,7 +158,7 @@ def _check_items_per_class(report: ValidationReport, config: TrainingConfig, tra
     )
 
 
-def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train: LabelledData | PairData) -> Any:
+def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train: Shape) -> Any:
     """The loss for this data (``loss='auto'`` resolved by it, its options checked against that loss), checked to fit
     the data: CLIPLoss (and only it, without a miner) for text-image pairs; InfoNCELoss for pairs of one modality."""
     from finetuner.losses import loss_class, resolve_loss
@@ -159,6 +170,15 @@ def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train
     if isinstance(config.loss, str) and config.loss.lower() == "auto" and isinstance(config.loss_options, dict):
         _check_keys(report, "loss", loss_class(loss), split_options(config.loss_options)[1])
     name = loss if isinstance(loss, str) else type(loss).__name__
+    if kind in ("triplets", "scored"):
+        _check_row_loss(report, config, train, name)
+        return loss
+    if name.lower() in ("cosentloss", "cosinesimilarityloss"):
+        report.add(
+            "config",
+            f"{name} trains on scored pairs (a, b, score), but train_data holds {_held(train)}; use a loss for "
+            "them (loss='auto' picks one)",
+        )
     if kind == "clip":
         by_name = isinstance(loss, str) and name.lower() == "cliploss"
         if not by_name and name.lower() != "infonceloss":  # InfoNCELoss has its own message below
@@ -185,7 +205,45 @@ def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train
     return loss
 
 
-def _modalities(data: LabelledData | PairData) -> tuple[str, ...]:
+def _check_row_loss(report: ValidationReport, config: TrainingConfig, train: Shape, name: str) -> None:
+    """Triplets train with InfoNCELoss (in-batch, the negatives as extra candidates) or TripletMarginLoss (the
+    explicit triplets); scored pairs with CoSENTLoss or CosineSimilarityLoss (scores in [-1, 1]); no miners; one
+    model, so one modality."""
+    from finetuner.losses import ROW_LOSSES
+
+    kind = data_kind(train)
+    held = _held(train)
+    valid = ROW_LOSSES[kind]
+    if name.lower() not in [v.lower() for v in valid]:
+        why = (
+            "InfoNCELoss (the default: in-batch negatives plus the explicit negatives) or TripletMarginLoss (the "
+            "rows' own triplets)"
+            if kind == "triplets"
+            else "CoSENTLoss (the default: ranks the pairs as their scores do) or CosineSimilarityLoss (the cosine "
+            "regressed on the score)"
+        )
+        report.add("config", f"train_data holds {held}, which train with {why}; received loss={config.loss!r}")
+    if config.miner is not None:
+        report.add("config", f"miners pick pairs from labelled batches; {held} carry their own: drop miner=")
+    if len(train.modalities) > 1:
+        report.add(
+            "data",
+            f"train_data holds {held}: training rows of two modalities needs one model for both, which finetuner "
+            "does not build; train text-image data as CLIP pairs",
+        )
+    if isinstance(train, ScoredPairData) and name.lower() == "cosinesimilarityloss":
+        outside = [i for i, s in enumerate(train.scores) if not -1.0 <= s <= 1.0]
+        if outside:
+            i = outside[0]
+            report.add(
+                "data",
+                f"train_data row {i} (id {train.ids[i]!r}) has score {train.scores[i]}: CosineSimilarityLoss regresses "
+                f"the cosine on the score, so scores must lie in [-1, 1] ({len(outside)} do not); rescale them "
+                "(e.g. divide 0-5 scores by 5) or use loss='CoSENTLoss', which needs only their order",
+            )
+
+
+def _modalities(data: Shape) -> tuple[str, ...]:
     return data.modalities
 
 

@@ -7,11 +7,9 @@ that names an existing local file, a ``data:`` URI or an ``http(s)`` URL; a non-
 3-D ``tensor`` without NaN or inf), labels hashable and not NaN, one kind of pair throughout (CLIP: one text and
 one image per root). Then the shape (:func:`~finetuner.data.shaping.to_shape`: labels present, finite scores,
 negatives that differ from their query and positive) and the whole set: at least two classes, no class with a
-single item in training data (it has no positive). Triplets and scored pairs are refused for training until
-training can use their negatives and scores (never trained as plain pairs); scored pairs are refused for
-evaluation too. Image files are checked for existence one by one (cheap); their headers are decoded with Pillow
-(without reading the pixels) for up to :data:`HEADER_CHECKS` images spread evenly over the set, so a large set is
-not read twice.
+single item in training data (it has no positive). Image files are checked for existence one by one (cheap);
+their headers are decoded with Pillow (without reading the pixels) for up to :data:`HEADER_CHECKS` images spread
+evenly over the set, so a large set is not read twice.
 """
 
 from __future__ import annotations
@@ -259,44 +257,6 @@ def _check_classes(report: ValidationReport, name: str, data: LabelledData, trai
         report.add("data", f"{name}: {len(singles)} of {len(data.classes)} classes have a single item{hint}")
 
 
-def refusal(table: Table, train: bool) -> str | None:
-    """Why ``table`` cannot be used for training (``train``) or evaluation yet, or None.
-
-    Triplets and scored pairs are refused for training until training can use their negatives and scores: trained
-    as plain pairs, a negative would be left out and a pair scored 0.0 would pull together. Evaluation reads
-    triplets (query -> positive, with the negatives in the index) but not yet scored pairs.
-
-    Example:
-        >>> from finetuner.data import read_table
-        >>> print(refusal(read_table([('q', 'p', 'n')], name='train_data'), train=True))  # doctest: +ELLIPSIS
-        train_data holds triplets (query, positive, 1 negative per row), read from 3 elements per tuple: ...
-    """
-    held = f"{table.name} holds {table.describe()}, read from {table.layout}"
-    if table.kind == "triplets" and train:
-        return (
-            f"{held}. Training with explicit negatives (in-batch InfoNCE with the negatives as extra candidates, "
-            "TripletMarginLoss on the rows) is coming in a later version; finetuner will not train these rows as "
-            "plain pairs, which would leave the negatives out. Until then, train on the pairs alone: choose the "
-            "query and positive columns with CSVOptions(columns=[query_column, positive_column]) (the other columns "
-            "are kept in tags) or pass [(query, positive) for query, positive, *negatives in rows]. Evaluation "
-            "(eval_data, finetuner.evaluate) already reads triplets: the query searches for its positive among all "
-            "positives and negatives"
-        )
-    if table.kind == "scored":
-        if train:
-            return (
-                f"{held}. Training on scores (CoSENTLoss, CosineSimilarityLoss) is coming in a later version; "
-                "finetuner will not train scored pairs as plain positives, since a pair scored 0.0 is not a "
-                "positive. Until then, keep the pairs whose score marks them as similar and pass them as pairs, "
-                "e.g. [(a, b) for a, b, score in rows if score >= 0.5]"
-            )
-        return (
-            f"{held}. Evaluating scored pairs (Spearman and Pearson correlation of cosine similarity with the "
-            "score) is coming in a later version; evaluate on pairs, triplets or labelled items until then"
-        )
-    return None
-
-
 def check_data(
     report: ValidationReport, data: Any, name: str, csv_options: Any = None, *, train: bool = True
 ) -> Shape | None:
@@ -349,10 +309,6 @@ def check_table(report: ValidationReport, table: Table, *, train: bool = True) -
                 report.add("type" if isinstance(exc, TypeError) else "data", message)
         return None
     if len(report.problems) > before:
-        return None
-    refused = refusal(table, train)
-    if refused:
-        report.add("data", refused)
         return None
     if isinstance(shape, LabelledData):
         _check_classes(report, name, shape, train, rows=all(row.source is None for row in table))

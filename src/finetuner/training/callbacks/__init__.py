@@ -9,9 +9,10 @@ from finetuner.data.shapes import LabelledData, PairData
 from finetuner.errors import ConfigError, InputTypeError
 from finetuner.evaluation.standard_metrics import is_metric_name
 from finetuner.training.callbacks.checkpoints import BestModelCheckpoint, EarlyStopping
-from finetuner.training.callbacks.evaluation import EvaluationCallback, ValidationLoss
+from finetuner.training.callbacks.evaluation import EvaluationCallback
 from finetuner.training.callbacks.loggers import MLFlowLogger, TensorBoardLogger, TrackerLogger, WandBLogger
 from finetuner.training.callbacks.monitoring import LOSS_ALIASES
+from finetuner.training.callbacks.validation_loss import ValidationLoss
 from finetuner.training.loop import Callback
 from finetuner.training.wiseft import WiSEFTCallback
 

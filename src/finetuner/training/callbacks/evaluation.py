@@ -1,4 +1,5 @@
-"""Per-epoch measurements: retrieval metrics (:class:`EvaluationCallback`) and the loss on evaluation data."""
+"""Per-epoch retrieval metrics (:class:`EvaluationCallback`); the loss on evaluation data is
+:mod:`finetuner.training.callbacks.validation_loss`."""
 
 from __future__ import annotations
 
@@ -6,15 +7,14 @@ import logging
 from typing import Any
 
 import numpy as np
-import torch
 
 from finetuner.data.readers import CSVOptions
-from finetuner.data.samplers import ClassSampler
-from finetuner.data.shapes import LabelledData, PairData, data_kind
+from finetuner.data.shapes import LabelledData
 from finetuner.data.shaping import read_shape
 from finetuner.errors import ConfigError
+from finetuner.evaluation.correlation import CORRELATION_NAMES, ScoredSets
 from finetuner.evaluation.embedders import Embedder, embedder_for
-from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, retrieval_sets
+from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, evaluation_sets
 from finetuner.training.callbacks.monitoring import unwrapped
 from finetuner.training.loop import Callback, TrainState
 
@@ -32,10 +32,12 @@ class EvaluationCallback(Callback):
     ``mrr_at_10``, ``map_at_{limit}``, ``recall_at_{limit}``; prefixed with ``caption_`` when a caption is given) go
     into ``state.metrics`` and the epoch's history (so ``metadata.yml``, the loggers and the report see them), and
     into the run's log. A model with query / document prompts embeds the queries and the index with them.
-    :class:`BestModelCheckpoint` and :class:`EarlyStopping` can monitor them.
+    :class:`BestModelCheckpoint` and :class:`EarlyStopping` can monitor them. Scored pairs as ``query_data`` give
+    ``spearman_cosine`` and ``pearson_cosine`` instead (the correlation of cosine similarity with the score).
 
     Args:
-        query_data: labelled data (any form ``fit`` accepts) whose items search the index.
+        query_data: labelled data (any form ``fit`` accepts) whose items search the index; or pairs, triplets,
+            scored pairs.
         index_data: the data searched (default: ``query_data`` searches itself, each query excluded).
         model: for CLIP artifacts, the tower that encodes the queries (``'clip-text'``, ``'clip-vision'``); by
             default each item is encoded by the tower of its modality, which is what CLIP runs need.
@@ -119,21 +121,28 @@ class EvaluationCallback(Callback):
         self.num_example_queries = num_example_queries
         self.query_sample_size = query_sample_size
         self.multi_modal = multi_modal
-        self._sets: RetrievalSets | None = None
+        self._sets: RetrievalSets | ScoredSets | None = None
 
     def metric_names(self) -> list[str]:
         """The keys this callback writes into ``state.metrics``."""
         from finetuner.evaluation.standard_metrics import metric_names
 
         prefix = f"{self.caption}_" if self.caption else ""
-        return [prefix + n for n in metric_names(self.limit)]
+        self.setup()
+        names = CORRELATION_NAMES if isinstance(self._sets, ScoredSets) else metric_names(self.limit)
+        return [prefix + n for n in names]
 
     def setup(self) -> None:
         """Read and check the data (``fit`` calls this before training, so bad data fails early)."""
         if self._sets is not None:
             return
         queries = read_shape(self.query_data, self.csv_options, name="query_data")
-        sets = retrieval_sets(queries)
+        sets = evaluation_sets(queries)
+        if isinstance(sets, ScoredSets):  # pairs compared with their scores: no index, no query sample
+            if self.index_data is not None:
+                raise ConfigError("EvaluationCallback: scored pairs are measured by correlation; drop index_data")
+            self._sets = sets
+            return
         if self.index_data is not None:
             index = read_shape(self.index_data, self.csv_options, name="index_data")
             if not isinstance(queries, LabelledData) or not isinstance(index, LabelledData):
@@ -176,11 +185,13 @@ class EvaluationCallback(Callback):
 
     def _embedder(self, model: Any) -> Embedder:
         """Texts and images go to the tower of their modality (CLIP); the named towers must agree with that."""
-        assert self._sets is not None  # set by setup()
-        sides = (
-            ("model", self.model, self._sets.query_modality),
-            ("index_model", self.index_model, self._sets.index_modality or self._sets.query_modality),
-        )
+        sets = self._sets
+        assert sets is not None  # set by setup()
+        if isinstance(sets, ScoredSets):
+            modalities = (sets.left_modality, sets.right_modality)
+        else:
+            modalities = (sets.query_modality, sets.index_modality or sets.query_modality)
+        sides = (("model", self.model, modalities[0]), ("index_model", self.index_model, modalities[1]))
         for arg, tower, modality in sides:
             if tower not in (None, "model") and tower != _TOWER_OF[modality]:
                 raise ConfigError(
@@ -251,86 +262,3 @@ def sample_queries(sets: RetrievalSets, size: int | None, seed: int = 0) -> Retr
         sets.index_modality if index is None else sets.query_modality,
         [sets.relevant[i] for i in keep] if sets.relevant is not None else None,  # index positions: unchanged
     )
-
-
-class ValidationLoss(Callback):
-    """The training loss measured on the evaluation data at each epoch's end, as ``val_loss``.
-
-    ``fit`` adds it when a callback monitors ``val_loss``. Labelled data is batched like training data
-    (class-balanced, seeded); text-image pairs in fixed chunks. The batches are the same every epoch, so the figures
-    compare across epochs.
-
-    Args:
-        data: the evaluation data (labelled items, same-modality pairs, or text-image pairs for CLIP).
-
-    :meth:`bind` then gives it the run's loss (a metric loss called as ``loss_fn(embeddings, labels, None)``, or
-    for pairs of two modalities a pair objective called as ``loss_fn((text_embeddings, image_embeddings), None)``),
-    the embedder ``embed(items, modality) -> (n, dim)`` of the model being trained, and the batch settings.
-
-    Example:
-        >>> from finetuner.losses import get_loss
-        >>> data = LabelledData(['a', 'b', 'c', 'd'], [0, 0, 1, 1], ['x', 'y'], ['1', '2', '3', '4'], 'text')
-        >>> ValidationLoss(data).bind(get_loss('TripletMarginLoss'), embed=None, batch_size=4).batches
-        [[0, 1, 2, 3]]
-    """
-
-    _order = 0
-
-    def __init__(self, data: LabelledData | PairData) -> None:
-        if not isinstance(data, (LabelledData, PairData)):
-            raise ConfigError(
-                f"val_loss is measured on labelled items or pairs; eval_data holds {data_kind(data)}: monitor a "
-                "metric of an EvaluationCallback instead"
-            )
-        self.data = data
-        self.pairs = isinstance(data, PairData) and data.left_modality != data.right_modality
-        self.loss_fn: Any = None
-        self.embed: Embedder | None = None
-        self.batches: list[list[int]] = []
-
-    def bind(
-        self, loss_fn: Any, embed: Embedder | None, batch_size: int = 32, num_items_per_class: int = 4, seed: int = 0
-    ) -> ValidationLoss:
-        """Set the run's loss and embedder and draw the fixed evaluation batches; returns self."""
-        self.loss_fn, self.embed = loss_fn, embed
-        data = self.data
-        if isinstance(data, PairData) and self.pairs:
-            self.left, self.right = data.left, data.right
-            self.modalities = (data.left_modality, data.right_modality)
-            size = max(2, batch_size)
-            self.batches = [list(range(i, min(i + size, len(data)))) for i in range(0, len(data), size)]
-            return self
-        labelled = data.as_labelled() if isinstance(data, PairData) else data
-        self.items, self.labels, self.modality = labelled.items, labelled.labels, labelled.modality
-        size = max(2, min(batch_size, len(self.items)))
-        k = 2 if isinstance(data, PairData) else num_items_per_class  # a pair group: two items per batch
-        sampler = ClassSampler(self.labels, size, min(k, max(1, size // 2)), seed=seed)
-        sampler.set_epoch(0)
-        self.batches = [list(map(int, b)) for b in sampler]
-        return self
-
-    def compute(self) -> float:
-        """The mean loss over the fixed evaluation batches."""
-        if self.embed is None or self.loss_fn is None:
-            raise ConfigError("ValidationLoss measures nothing before bind(loss_fn, embed, ...) (fit calls it)")
-        device = next((p.device for p in self.loss_fn.parameters()), torch.device("cpu"))
-        total = 0.0
-        with torch.no_grad():
-            for batch in self.batches:
-                if self.pairs:
-                    text = self.embed([self.left[i] for i in batch], self.modalities[0]).to(device)
-                    image = self.embed([self.right[i] for i in batch], self.modalities[1]).to(device)
-                    loss = self.loss_fn((text, image), None)
-                else:
-                    emb = self.embed([self.items[i] for i in batch], self.modality).to(device)  # (batch, dim)
-                    labels = torch.tensor([self.labels[i] for i in batch], dtype=torch.long, device=device)
-                    loss = self.loss_fn(emb, labels, None)
-                total += float(loss)
-        return total / max(1, len(self.batches))
-
-    def on_epoch_end(self, state: TrainState) -> None:
-        value = round(self.compute(), 6)  # on every process, like EvaluationCallback
-        state.metrics["val_loss"] = value
-        if state.history:
-            state.history[-1]["val_loss"] = value
-        logger.info("epoch %d val_loss=%.4f", state.epoch + 1, value)
