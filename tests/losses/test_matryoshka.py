@@ -85,3 +85,27 @@ def test_every_prefix_improves_and_is_reported(tiny_bert, tmp_path):
     np.testing.assert_allclose(st.encode(TEXTS), full[:, :8], rtol=1e-4, atol=1e-5)
     with pytest.raises(ConfigError, match="exceeds the embedding size 32"):
         set_truncate_dim(art, 64)
+
+
+@pytest.mark.parametrize("name", ["InfoNCELoss", "TripletMarginLoss"])
+def test_triplet_rows_train_every_prefix_of_every_column(name):
+    from finetuner.losses.step_loss import TripletObjective
+
+    torch.manual_seed(0)
+    rows, negatives = 4, 2
+    emb = torch.randn(rows * (2 + negatives), 16)  # queries, positives, then each negative column
+    labels = torch.cat([torch.arange(rows), torch.arange(rows), torch.full((rows * negatives,), -1)])
+    wrapped = TripletObjective(get_loss(name, {"matryoshka_dims": [16, 4], "matryoshka_weights": [1.0, 0.5]}), 2)
+    plain = TripletObjective(get_loss(name), negatives)
+    expected = plain(emb, labels) + 0.5 * plain(emb[:, :4], labels)  # the rows' own loss on each prefix
+    torch.testing.assert_close(wrapped(emb, labels), expected)
+
+
+def test_scored_pairs_train_every_prefix_of_both_sides():
+    from finetuner.losses.step_loss import ScoredObjective
+
+    torch.manual_seed(0)
+    emb, scores = torch.randn(10, 16), torch.rand(5)  # 5 lefts, then 5 rights
+    wrapped = ScoredObjective(get_loss("CoSENTLoss", {"matryoshka_dims": [16, 8]}))
+    plain = ScoredObjective(get_loss("CoSENTLoss"))
+    torch.testing.assert_close(wrapped(emb, scores), plain(emb, scores) + plain(emb[:, :8], scores))

@@ -16,6 +16,7 @@ from torch import nn
 
 from finetuner.distributed import gather_no_grad, gather_with_grad, world
 from finetuner.losses.contrastive import InfoNCELoss
+from finetuner.losses.matryoshka import MatryoshkaLoss
 from finetuner.losses.rows import TripletBatch, explicit_triplets, infonce_with_negatives
 
 
@@ -103,10 +104,20 @@ class TripletObjective(nn.Module):
         if world()[1] > 1:
             rows = gather_with_grad(rows.contiguous())  # (world * batch, 2 + k, dim)
             groups = gather_no_grad(groups.contiguous())  # (world * batch, 2 + k)
-        batch = TripletBatch(rows[:, 0], rows[:, 1], rows[:, 2:], groups[:, 0], groups[:, 2:])
-        if isinstance(self.loss, InfoNCELoss):
-            return infonce_with_negatives(batch, self.loss.temperature)
-        return explicit_triplets(self.loss, batch)
+        if isinstance(self.loss, MatryoshkaLoss):  # every prefix of every row's embeddings, weighted
+            total = rows.new_zeros(())
+            for dim, weight in zip(self.loss.dims, self.loss.weights):
+                total = total + weight * _triplet_loss(self.loss.loss, rows[..., :dim], groups)  # (batch, 2 + k, dim')
+            return total
+        return _triplet_loss(self.loss, rows, groups)
+
+
+def _triplet_loss(loss: nn.Module, rows: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """``loss`` on rows ``(batch, 2 + k, dim)`` of (query, positive, negatives) and their groups ``(batch, 2 + k)``."""
+    batch = TripletBatch(rows[:, 0], rows[:, 1], rows[:, 2:], groups[:, 0], groups[:, 2:])
+    if isinstance(loss, InfoNCELoss):
+        return infonce_with_negatives(batch, loss.temperature)
+    return explicit_triplets(loss, batch)
 
 
 class ScoredObjective(nn.Module):
