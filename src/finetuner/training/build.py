@@ -24,6 +24,7 @@ from finetuner.config import TrainingConfig
 from finetuner.data.datasets import PairCollate, labelled_loader, pair_loader
 from finetuner.data.groups import item_key
 from finetuner.data.samplers import ClassSampler, LengthBucketPairSampler, PairBatchSampler, RandomBatchSampler
+from finetuner.data.streamed import StreamedData
 from finetuner.errors import ConfigError
 from finetuner.evaluation.embedders import Embedder, embedder_for
 from finetuner.fileio import read_yaml
@@ -38,6 +39,7 @@ from finetuner.training.checkpoint import CHECKPOINT_FILE
 from finetuner.training.loop import make_accelerator, make_objective
 from finetuner.training.plan import FitPlan
 from finetuner.training.resume import check_fingerprint, run_fingerprint
+from finetuner.training.streaming import streamed_loaders
 
 logger = logging.getLogger("finetuner")
 
@@ -94,6 +96,8 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
     embed = embedder_for(model, options.eval_batch_size)
     bind_callbacks(checked.callbacks, loss, embed, int(config.batch_size), config.num_items_per_class, checked.seed)
     fingerprint = run_fingerprint(config, int(config.batch_size), fit_plan.keys, fit_plan.key_labels)
+    if isinstance(fit_plan.train, StreamedData):  # its digest, taken in the index pass, stands for its items
+        fingerprint.update(data=fit_plan.train.digest, num_items=len(fit_plan.train))
     if checked.checkpoint is not None:
         check_fingerprint(checked.checkpoint, fingerprint)
     return BuiltFit(model, accelerator, config, loss, miner, loader, embed, fingerprint)
@@ -167,6 +171,9 @@ def _loader_factory(
     device = accelerator.device.type
     workers, pin = config.workers(device), device == "cuda"
     data = fit_plan.train
+    if isinstance(data, StreamedData):
+        args = (fit_plan.sampler, fit_plan.items_per_class, seed, shard, workers, pin, device)
+        return streamed_loaders(model, data, *args)
     if fit_plan.task == "clip":
         # the captions of a two-tower batch as one padded block: the gradient cache cuts its pairs by rows
         left, text_preprocess = _training_inputs(

@@ -19,10 +19,12 @@ import numpy as np
 from finetuner.config import TrainingConfig
 from finetuner.data.readers import CSVOptions
 from finetuner.data.shapes import LabelledData, PairData, data_kind
+from finetuner.data.streamed import StreamedData
 from finetuner.errors import ConfigError, closest
 from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.loop import Callback
 from finetuner.training.resume import resolve_resume
+from finetuner.training.streaming import batch_size_for, index_source, open_source
 from finetuner.validation import validate_fit
 
 #: the settings that may be None in fit() and mean "empty"
@@ -50,7 +52,8 @@ class CheckedFit:
     Attributes:
         model: the model as ``fit`` got it.
         config: the resolved, frozen settings.
-        train: the training data; ``eval``: the evaluation data (given, split off, or None).
+        train: the training data (:class:`~finetuner.data.streamed.StreamedData` when streamed).
+        eval: the evaluation data (given, split off, or None).
         options: ``fit``'s other arguments.
         callbacks: the callbacks, checked and in running order.
         checkpoint: the checkpoint folder a resume continues from; ``resumed_run``: that run's folder.
@@ -58,7 +61,7 @@ class CheckedFit:
 
     model: Any
     config: TrainingConfig
-    train: LabelledData | PairData
+    train: LabelledData | PairData | StreamedData
     eval: LabelledData | PairData | None
     options: FitOptions = field(default_factory=FitOptions)
     callbacks: list[Callback] = field(default_factory=list)
@@ -94,9 +97,13 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
     config = TrainingConfig(model=_model_name(model), **settings)
     checkpoint, resumed_run, resume_problems = resolve_resume(options.resume_from)
     fit_only = {k: getattr(options, k) for k in ("eval_batch_size", "limit", "to_onnx", "verbose")}
+    stream = None
+    if config.streaming is True:  # the settings first: a bad one is reported before a large file is opened
+        config.validate()
+        stream = open_source(train_data, options.csv_options, config)
     checked = validate_fit(  # options and data: every problem, all at once, before a model is loaded
         model,
-        train_data,
+        stream.sample if stream is not None else train_data,  # streamed: the rows checked up front
         eval_data,
         config,
         callbacks=options.callbacks,
@@ -111,6 +118,11 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
         check_onnx_available()  # before training, not after it
     train, evals = checked.train, checked.eval
     seed = config.seed if config.seed is not None else 0
+    if stream is not None:  # the whole data: indexed in one pass, every row's cells checked
+        train = index_source(stream, train, config)
+        config = batch_size_for(dataclasses.replace(config, loss=checked.loss), train)
+        callbacks = prepare_callbacks(options.callbacks, evals)
+        return CheckedFit(model, config, train, evals, options, callbacks, checkpoint, resumed_run)
     if config.val_split > 0:
         train, evals = split(train, config.val_split, seed)
     config = resolve(config, checked.loss, train)
