@@ -208,7 +208,7 @@ def build_index(
         for i in range(n):
             row = start + i
             bad = [f"column {c!r} is {_what(v)}" for c, v in zip(wanted, (col[i] for col in cells))
-                   if _bad(v, text=c != label_column)]  # fmt: skip
+                   if is_bad_cell(v, text=c != label_column)]  # fmt: skip
             if bad:
                 ok[i] = False
                 bad_rows.append(row)
@@ -236,10 +236,13 @@ def build_index(
     if kind == "labelled":
         labels = np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)
         rows = np.flatnonzero(keep)
+        _check_classes(labels[rows], rows, list(label_codes), source, where)
         return StreamedData(dataset, kind, columns, rows, np.zeros(len(rows), dtype=np.int8), labels[rows],
                             len(label_codes), digest.hexdigest()[:16], source, skipped)  # fmt: skip
     hashes = (np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64))[keep]  # (pairs, 2)
     pair_rows = np.flatnonzero(keep)
+    if len(pair_rows) < 2:
+        raise _error(f"{source} holds {len(pair_rows)} usable pair(s); in-batch negatives need at least 2 pairs")
     rows, sides, labels, num_classes = _pairs_as_classes(hashes, pair_rows)
     return StreamedData(dataset, kind, columns, rows, sides, labels, num_classes, digest.hexdigest()[:16], source,
                         skipped)  # fmt: skip
@@ -267,11 +270,35 @@ def _pairs_as_classes(hashes: np.ndarray, pair_rows: np.ndarray) -> tuple[np.nda
     return pair_rows[keep // 2], (keep % 2).astype(np.int8), order[codes], len(first_group)
 
 
+def _check_classes(labels: np.ndarray, rows: np.ndarray, names: list[Any], source: str, where: Any) -> None:
+    """The checks of the whole label set, as for in-memory data: two classes or more, two items in each."""
+    if len(names) < 2:
+        raise _error(
+            f"{source} has {len(names)} class(es){f' ({names[0]!r})' if names else ''}; metric learning needs at "
+            "least 2 classes (items with the same label are positives, other labels negatives)"
+        )
+    counts = np.bincount(labels, minlength=len(names))
+    singles = np.flatnonzero(counts == 1)
+    if len(singles):
+        first = {int(c): int(rows[np.flatnonzero(labels == c)[0]]) for c in singles[:5]}
+        shown = "; ".join(f"{names[c]!r} ({where(r)})" for c, r in first.items())
+        raise _error(
+            f"{source}: {len(singles)} of {len(names)} classes have a single item, so it has no positive: {shown}"
+            f"{' ...' if len(singles) > 5 else ''}; add a second item of each or remove them"
+        )
+
+
 def _hash(text: Any) -> int:
     return int.from_bytes(hashlib.blake2b(str(text).encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
 
 
-def _bad(value: Any, text: bool) -> bool:
+def is_bad_cell(value: Any, text: bool = False) -> bool:
+    """Whether a role cell is unusable: missing (None, NaN, empty or blank), or for an item not a str.
+
+    Example:
+        >>> is_bad_cell(' '), is_bad_cell(3), is_bad_cell(3, text=True)
+        (True, False, True)
+    """
     return is_missing(value) or (text and not isinstance(value, str))
 
 

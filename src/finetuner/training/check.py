@@ -111,6 +111,7 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
         model_options=options.model_options,
         fit_only=fit_only,
         extra_problems=resume_problems,
+        train_sample=stream is not None,
     )
     if options.to_onnx:
         from finetuner.export.onnx import check_onnx_available

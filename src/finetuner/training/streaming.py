@@ -34,6 +34,7 @@ from finetuner.data.streamed import (
     StreamedItems,
     build_index,
     csv_layout,
+    is_bad_cell,
     is_streamable,
     open_dataset,
     sample_rows,
@@ -52,6 +53,7 @@ class StreamSource:
         csv_options: the options the rows are read with (a header-less CSV file's names already applied).
         source: how messages name the data.
         line_offset: for CSV files, the file line of row 0 (messages name lines); None otherwise.
+        roles: the column of each role (``'item'``, ``'label'``; ``'query'``, ``'document'``).
     """
 
     dataset: Any
@@ -59,6 +61,7 @@ class StreamSource:
     csv_options: CSVOptions | None
     source: str
     line_offset: int | None = None
+    roles: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def where(self, row: int) -> str:
         """How messages name row ``row``."""
@@ -106,8 +109,28 @@ def open_source(train_data: Any, csv_options: CSVOptions | None, config: Trainin
     if options is not None and options.size is not None and options.size < dataset.num_rows:
         dataset = dataset.select(range(options.size))
     seed = config.seed if config.seed is not None else 0
-    sample = dataset.select(sample_rows(dataset.num_rows, config.validate_rows, seed))
-    return StreamSource(dataset, sample, options, source, line_offset)
+    stream = StreamSource(dataset, None, options, source, line_offset)
+    stream.roles = _roles(stream)
+    chosen = sample_rows(dataset.num_rows, config.validate_rows, seed)
+    if config.on_bad_row == "skip":  # the rows the index pass leaves out are not checked up front either
+        cells = dataset.select(chosen).select_columns(list(stream.roles.values()))
+        chosen = chosen[[not any(is_bad_cell(v) for v in row.values()) for row in cells]]
+    stream.sample = dataset.select(chosen)
+    return stream
+
+
+def _roles(source: StreamSource) -> dict[str, str]:
+    """The column of each role, from the column names alone (streamed data is not read by its values)."""
+    names = [str(n) for n in source.dataset.column_names]
+    first = [(source.where(0), [row[n] for n in names]) for row in source.dataset.select(range(1))]
+    layout = plan_layout(len(names), names, first, source.csv_options, what=source.source)
+    if not layout.description.startswith("the column names"):
+        raise DataError(
+            f"{source.source}: its column names ({', '.join(names)}) do not say the roles, and streamed data is "
+            "not read by its values. Rename the columns, e.g. CSVOptions(columns={'my_text': 'text', 'my_class': "
+            "'label'}) or {'a': 'query', 'b': 'document'}."
+        )
+    return {role: names[position] for role, position in zip(layout.roles, layout.positions)}
 
 
 def _csv_reading(path: Path, options: CSVOptions) -> tuple[CSVOptions, dict[str, Any], int]:
@@ -145,16 +168,7 @@ def index_source(source: StreamSource, sample: LabelledData | PairData | Any, co
             f"streaming=True trains labelled texts and text pairs; {source.source} holds {kind} "
             f"({'/'.join(getattr(sample, 'modalities', ()))})"
         )
-    names = [str(n) for n in source.dataset.column_names]
-    rows = [(source.where(i), [row[n] for n in names]) for i, row in enumerate(source.sample.select(range(2)))]
-    layout = plan_layout(len(names), names, rows, source.csv_options, what=source.source)
-    if not layout.description.startswith("the column names"):
-        raise DataError(
-            f"{source.source}: its column names ({', '.join(names)}) do not say the roles, and streamed data is "
-            "not read by its values. Rename the columns, e.g. CSVOptions(columns={'my_text': 'text', 'my_class': "
-            "'label'}) or {'a': 'query', 'b': 'document'}."
-        )
-    column = {role: names[position] for role, position in zip(layout.roles, layout.positions)}
+    column = source.roles
     if kind == "labelled":
         columns, label = (column[ITEM],), column[LABEL]
     else:
