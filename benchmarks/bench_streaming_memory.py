@@ -1,0 +1,171 @@
+"""Peak memory against file size: ``fit(streaming=True)`` vs the in-memory path, on generated pair files.
+
+For each size a CSV file of ``query,document`` pairs is generated (random words from a 2000-word vocabulary,
+6-14 words per text, every text distinct). Each (path, size) runs ``finetuner.fit`` in a fresh process on a tiny
+random BERT (2 layers, hidden 64) with InfoNCE on pairs as classes, batch 64, for ``--steps`` batches (a callback
+stops the run; the process still checks, indexes or reads the whole file, and saves the artifact). Recorded per
+process:
+
+- peak RSS (``VmHWM``): all resident memory, including pages of the memory-mapped Arrow file, which the kernel
+  may drop at any time (they are the file's, not the process's);
+- peak anonymous memory (``RssAnon``, sampled every 20 ms): the process's own memory, what cannot be dropped;
+- the time to the first batch (reading, checking, indexing or tokenising the file; converting it to Arrow in the
+  ``datasets`` cache for the streamed path, which is measured cold: the cache is emptied before each run);
+- training throughput: pairs per second over the batches after the first 5.
+
+    PYTHONPATH=src python benchmarks/bench_streaming_memory.py --sizes 200000 500000 1000000 --steps 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BATCH = 64
+
+
+def generate(path: Path, pairs: int, seed: int = 0) -> None:
+    """A CSV file of ``pairs`` distinct (query, document) rows of vocabulary words."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(2000)]
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(("query", "document"))
+        for i in range(pairs):
+            q = " ".join(rng.choices(words, k=rng.randint(6, 10)))
+            d = " ".join(rng.choices(words, k=rng.randint(8, 14)))
+            out.writerow((f"{q} q{i}", f"{d} d{i}"))  # the row number keeps every text distinct
+
+
+def tiny_bert(folder: Path) -> str:
+    """A random 2-layer BERT whose word-level vocabulary covers the generated texts."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(f"w{i}" for i in range(2000))]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast.from_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=64)  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+class AnonPeak:
+    """The peak of ``RssAnon`` (the process's own resident memory), sampled in a thread."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self.running = True
+        threading.Thread(target=self._run, daemon=True).start()
+
+    @staticmethod
+    def read(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, self.read("RssAnon"))
+            time.sleep(0.02)
+
+
+def child(mode: str, data: str, model: str, steps: int, home: str) -> None:
+    """One measured fit; prints a JSON line."""
+    os.environ["FINETUNER_HOME"] = home
+    memory = AnonPeak()
+    start = time.perf_counter()
+    import finetuner
+    from finetuner.training import Callback
+
+    class Clock(Callback):
+        first = times = None
+
+        def on_batch_end(self, state):
+            now = time.perf_counter()
+            if state.batches_trained == 1:
+                self.first = now - start
+            if state.batches_trained == 5:
+                self.times = [now]
+            if state.batches_trained == steps:
+                self.times.append(now)
+                state.stop = True
+
+    clock = Clock()
+    finetuner.fit(model, data, loss="InfoNCELoss", batch_size=BATCH, epochs=1, device="cpu", verbose=False,
+                  seed=0, streaming=mode == "streamed", callbacks=[clock], num_workers=0)  # fmt: skip
+    memory.running = False
+    rate = BATCH * (steps - 5) / (clock.times[1] - clock.times[0])
+    print(json.dumps({"mode": mode, "peak_rss": AnonPeak.read("VmHWM"), "peak_anon": memory.peak,
+                      "first_batch_s": clock.first, "pairs_per_s": rate}))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 500_000, 1_000_000])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--modes", nargs="+", default=["streamed", "in-memory"])
+    parser.add_argument("--child", nargs=4, metavar=("MODE", "DATA", "MODEL", "HOME"))
+    args = parser.parse_args()
+    if args.child:
+        mode, data, model, home = args.child
+        child(mode, data, model, args.steps, home)
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
+    model = tiny_bert(work / "bert")
+    rows = []
+    try:
+        for size in args.sizes:
+            data = work / f"pairs-{size}.csv"
+            generate(data, size)
+            for mode in args.modes:
+                cache = work / "hf-cache"
+                shutil.rmtree(cache, ignore_errors=True)
+                env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+                       "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+                command = [sys.executable, __file__, "--steps", str(args.steps), "--child", mode, str(data), model,
+                           str(work / "home")]  # fmt: skip
+                done = subprocess.run(command, env=env, capture_output=True, text=True)
+                if done.returncode:
+                    print(done.stderr[-3000:], file=sys.stderr)
+                    rows.append({"mode": mode, "size": size, "failed": done.returncode})
+                    continue
+                row = {**json.loads(done.stdout.strip().splitlines()[-1]), "size": size,
+                       "file_mib": data.stat().st_size / 2**20}  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+            data.unlink()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n| pairs | file (MiB) | path | peak RSS (MiB) | peak anonymous (MiB) | to first batch (s) | pairs/s |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    for r in rows:
+        if "failed" in r:
+            print(f"| {r['size']:,} | | {r['mode']} | failed ({r['failed']}) | | | |")
+            continue
+        print(f"| {r['size']:,} | {r['file_mib']:.0f} | {r['mode']} | {r['peak_rss'] / 2**20:.0f} | "
+              f"{r['peak_anon'] / 2**20:.0f} | {r['first_batch_s']:.1f} | {r['pairs_per_s']:.0f} |")  # fmt: skip
+    for size in args.sizes:
+        pair = {r["mode"]: r for r in rows if r["size"] == size and "failed" not in r}
+        if {"streamed", "in-memory"} <= set(pair):
+            ratio = pair["streamed"]["pairs_per_s"] / pair["in-memory"]["pairs_per_s"]
+            print(f"{size:,} pairs: streamed / in-memory throughput x{ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
