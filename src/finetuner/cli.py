@@ -112,6 +112,16 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--to-onnx", action="store_true")
     fit.add_argument("--resume-from", help="continue a killed or interrupted run: its name or checkpoint folder")
     fit.add_argument("--save-every-n-steps", type=int, help="also checkpoint every N steps (always: each epoch)")
+    fit.add_argument(
+        "--streaming", action="store_true", default=None,
+        help="read --train-data (.csv .jsonl .parquet) memory-mapped, batch by batch: for data larger than memory",
+    )  # fmt: skip
+    fit.add_argument(
+        "--validate-rows", type=_int_or_all, help="streaming: rows checked up front (N first + N random, or all)"
+    )
+    fit.add_argument(
+        "--on-bad-row", choices=["fail", "skip"], help="streaming: a bad row met in the index pass fails or is left out"
+    )
     _add_csv_options(fit)
 
     enc = sub.add_parser("encode", help="embed items with a tuned (or pretrained) model into a .npy file")
@@ -155,6 +165,10 @@ def _load_any(ref: str, select_model: str | None) -> Any:
     return finetuner.build_model(ref)
 
 
+def _int_or_all(value: str) -> int | str:
+    return "all" if value == "all" else int(value)
+
+
 def _read_items(path: str) -> list[str]:
     import csv
 
@@ -174,7 +188,8 @@ def _run(args: argparse.Namespace) -> int:
         keys = (  # noqa: SIM905 - one readable string of fit's option names
             "epochs learning_rate batch_size loss loss_options miner miner_options optimizer optimizer_options "
             "scheduler scheduler_options output_dim freeze device precision num_workers num_items_per_class "
-            "sampler val_split seed run_name experiment_name model_options to_onnx resume_from"
+            "sampler val_split seed run_name experiment_name model_options to_onnx resume_from streaming validate_rows "
+            "on_bad_row"
         ).split()
         options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
         if args.save_every_n_steps is not None:

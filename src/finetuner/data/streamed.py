@@ -66,8 +66,14 @@ def open_dataset(data: Any, *, header: bool, delimiter: str = ",", encoding: str
         >>> open_dataset('train.jsonl', header=True).num_rows  # doctest: +SKIP
         2000000
     """
-    import datasets
+    try:
+        import datasets
+    except ImportError:
+        from finetuner.errors import ConfigError
 
+        raise ConfigError(
+            'streaming=True reads data with Hugging Face datasets: pip install "finetuner[streaming]"'
+        ) from None
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
         builder = BUILDERS[path.suffix.lower()]
