@@ -207,27 +207,24 @@ def build_index(
     label_codes: dict[Any, int] = {}
     codes: list[np.ndarray] = []
     start = 0
-    for batch in dataset.select_columns(wanted).iter(batch_size=_PASS_ROWS):
-        cells = [batch[c] for c in wanted]
-        n = len(cells[0])
-        ok = np.ones(n, dtype=bool)
-        for i in range(n):
-            row = start + i
-            bad = [f"column {c!r} is {_what(v)}" for c, v in zip(wanted, (col[i] for col in cells))
-                   if is_bad_cell(v, text=c != label_column)]  # fmt: skip
-            if bad:
-                ok[i] = False
-                bad_rows.append(row)
-                problems.add(_error(f"{source} {where(row)}: {'; '.join(bad)}"))
+    for batch in dataset.select_columns(wanted).with_format("arrow").iter(batch_size=_PASS_ROWS):
+        n = batch.num_rows
+        masks = {c: _bad_cells(batch.column(c), text=c != label_column) for c in wanted}  # (n,) each
+        ok = ~np.logical_or.reduce(list(masks.values()))
+        for i in np.flatnonzero(~ok):  # rare: a message per bad row
+            cells = [f"column {c!r} is {_what(batch.column(c)[int(i)].as_py())}" for c in wanted if masks[c][i]]
+            bad_rows.append(start + int(i))
+            problems.add(_error(f"{source} {where(start + int(i))}: {'; '.join(cells)}"))
+        hashed = np.stack([_hashes(batch.column(c)) for c in columns], axis=1)  # (n, len(columns))
+        hashed[~ok] = 0
         if kind == "labelled":
-            values = cells[1]
-            codes.append(np.array([label_codes.setdefault(_plain(v), len(label_codes)) if ok[i] else -1
-                                   for i, v in enumerate(values)], dtype=np.int64))  # fmt: skip
+            values = batch.column(label_column).to_pylist()
+            codes.append(np.array([label_codes.setdefault(v, len(label_codes)) if good else -1
+                                   for v, good in zip(values, ok.tolist())], dtype=np.int64))  # fmt: skip
+            digest.update(hashed[ok].tobytes() + _hashes(batch.column(label_column))[ok].tobytes())
         else:
-            hashed = np.array([[_hash(col[i]) if ok[i] else 0 for col in cells] for i in range(n)], dtype=np.uint64)
-            keys.append(hashed.reshape(n, len(columns)))
-        for i in np.flatnonzero(ok):
-            digest.update("\x1f".join(str(col[i]) for col in cells).encode("utf-8", "surrogatepass") + b"\x1e")
+            keys.append(hashed)
+            digest.update(hashed[ok].tobytes())
         start += n
     skipped: list[str] = []
     if problems.problems:
@@ -294,8 +291,28 @@ def _check_classes(labels: np.ndarray, rows: np.ndarray, names: list[Any], sourc
         )
 
 
-def _hash(text: Any) -> int:
-    return int.from_bytes(hashlib.blake2b(str(text).encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+def _hashes(column: Any) -> np.ndarray:
+    """A stable 64-bit hash of every cell's text (pandas' vectorised SipHash with its fixed key)."""
+    from pandas.util import hash_array
+
+    values = np.asarray(column.cast("string").fill_null("").to_numpy(zero_copy_only=False), dtype=object)
+    return hash_array(values, categorize=False).astype(np.uint64)  # (cells,)
+
+
+def _bad_cells(column: Any, text: bool) -> np.ndarray:
+    """Which cells of an Arrow column are unusable (:func:`is_bad_cell`), computed on the whole column at once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        bad = pc.or_kleene(pc.is_null(column), pc.equal(pc.utf8_trim_whitespace(column), ""))
+    elif text:  # numbers or lists where texts belong: every cell is refused
+        return np.ones(len(column), dtype=bool)
+    elif pa.types.is_floating(column.type):
+        bad = pc.or_kleene(pc.is_null(column), pc.is_nan(column))
+    else:
+        bad = pc.is_null(column)
+    return np.asarray(bad.fill_null(True).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def is_bad_cell(value: Any, text: bool = False) -> bool:
@@ -312,10 +329,6 @@ def _what(value: Any) -> str:
     return "empty" if is_missing(value) else f"a {type(value).__name__}, not text"
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _error(message: str) -> Any:
     from finetuner.errors import DataError
 
@@ -328,9 +341,8 @@ class StreamedItems(Dataset):
 
     Example:
         >>> from datasets import Dataset
-        >>> data = build_index(Dataset.from_dict({'text': ['a', 'b'], 'label': ['x', 'y']}), 'labelled',
-        ...                    ('text',), 'label', source='data')
-        >>> StreamedItems(data)[1]
+        >>> table = Dataset.from_dict({'text': ['a', 'b', 'c', 'd'], 'label': ['x', 'y', 'x', 'y']})
+        >>> StreamedItems(build_index(table, 'labelled', ('text',), 'label', source='data'))[1]
         ('b', 1)
     """
 
