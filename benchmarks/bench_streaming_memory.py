@@ -1,10 +1,11 @@
-"""Peak memory against file size: ``fit(streaming=True)`` vs the in-memory path, on generated pair files.
+"""Peak memory against file size: ``fit(streaming=True)`` vs the in-memory path, on generated CSV files.
 
-For each size a CSV file of ``query,document`` pairs is generated (random words from a 2000-word vocabulary,
-6-14 words per text, every text distinct). Each (path, size) runs ``finetuner.fit`` in a fresh process on a tiny
-random BERT (2 layers, hidden 64) with InfoNCE on pairs as classes, batch 64, for ``--steps`` batches (a callback
-stops the run; the process still checks, indexes or reads the whole file, and saves the artifact). Recorded per
-process:
+For each size a CSV file is generated: ``--kind pairs``: ``query,document`` pairs (random words from a 2000-word
+vocabulary, 6-14 words per text, every text distinct), trained with InfoNCE on pairs as classes;
+``--kind labelled``: ``text,label`` rows of 1000 classes, trained with TripletMarginLoss. Each (path, size)
+runs ``finetuner.fit`` in a fresh process on a tiny random BERT (2 layers, hidden 64), batch 64, for ``--steps``
+batches (a callback stops the run; the process still checks, indexes or reads the whole file, and saves the
+artifact). Recorded per process:
 
 - peak RSS (``VmHWM``): all resident memory, including pages of the memory-mapped Arrow file, which the kernel
   may drop at any time (they are the file's, not the process's);
@@ -38,17 +39,20 @@ from pathlib import Path
 BATCH = 64
 
 
-def generate(path: Path, pairs: int, seed: int = 0) -> None:
-    """A CSV file of ``pairs`` distinct (query, document) rows of vocabulary words."""
+def generate(path: Path, rows: int, kind: str = "pairs", seed: int = 0) -> None:
+    """A CSV file of ``rows`` distinct (query, document) pairs, or (text, label) rows of 1000 classes."""
     rng = random.Random(seed)
     words = [f"w{i}" for i in range(2000)]
     with open(path, "w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(("query", "document"))
-        for i in range(pairs):
+        out.writerow(("query", "document") if kind == "pairs" else ("text", "label"))
+        for i in range(rows):
             q = " ".join(rng.choices(words, k=rng.randint(6, 10)))
-            d = " ".join(rng.choices(words, k=rng.randint(8, 14)))
-            out.writerow((f"{q} q{i}", f"{d} d{i}"))  # the row number keeps every text distinct
+            if kind == "pairs":
+                d = " ".join(rng.choices(words, k=rng.randint(8, 14)))
+                out.writerow((f"{q} q{i}", f"{d} d{i}"))  # the row number keeps every text distinct
+            else:
+                out.writerow((q, f"class{rng.randrange(1000)}"))
 
 
 def tiny_bert(folder: Path) -> str:
@@ -89,7 +93,7 @@ class AnonPeak:
             time.sleep(0.02)
 
 
-def child(mode: str, data: str, model: str, steps: int, home: str) -> None:
+def child(mode: str, data: str, model: str, steps: int, home: str, kind: str) -> None:
     """One measured fit; prints a JSON line."""
     os.environ["FINETUNER_HOME"] = home
     memory = AnonPeak()
@@ -115,7 +119,8 @@ def child(mode: str, data: str, model: str, steps: int, home: str) -> None:
                 state.stop = True
 
     clock = Clock()
-    finetuner.fit(model, data, loss="InfoNCELoss", batch_size=BATCH, epochs=1, device="cpu", verbose=False,
+    loss = "InfoNCELoss" if kind == "pairs" else "TripletMarginLoss"
+    finetuner.fit(model, data, loss=loss, batch_size=BATCH, epochs=1, device="cpu", verbose=False,
                   seed=0, streaming=mode == "streamed", callbacks=[clock], num_workers=0)  # fmt: skip
     memory.running = False
     wall, cpu = clock.times[2] - clock.times[0], clock.times[3] - clock.times[1]
@@ -130,11 +135,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--modes", nargs="+", default=["streamed", "in-memory"])
     parser.add_argument("--memory-max", type=int, default=10**9, help="largest size the in-memory path runs")
+    parser.add_argument("--kind", choices=["pairs", "labelled"], default="pairs")
     parser.add_argument("--child", nargs=4, metavar=("MODE", "DATA", "MODEL", "HOME"))
     args = parser.parse_args()
     if args.child:
         mode, data, model, home = args.child
-        child(mode, data, model, args.steps, home)
+        child(mode, data, model, args.steps, home, args.kind)
         return
     work = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
     model = tiny_bert(work / "bert")
@@ -142,7 +148,7 @@ def main() -> None:
     try:
         for size in args.sizes:
             data = work / f"pairs-{size}.csv"
-            generate(data, size)
+            generate(data, size, args.kind)
             for mode in args.modes:
                 if mode == "in-memory" and size > args.memory_max:
                     continue
@@ -150,8 +156,8 @@ def main() -> None:
                 shutil.rmtree(cache, ignore_errors=True)
                 env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
                        "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
-                command = [sys.executable, __file__, "--steps", str(args.steps), "--child", mode, str(data), model,
-                           str(work / "home")]  # fmt: skip
+                command = [sys.executable, __file__, "--steps", str(args.steps), "--kind", args.kind, "--child", mode,
+                           str(data), model, str(work / "home")]  # fmt: skip
                 done = subprocess.run(command, env=env, capture_output=True, text=True)
                 if done.returncode:
                     print(done.stderr[-3000:], file=sys.stderr)
@@ -164,8 +170,8 @@ def main() -> None:
             data.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("\n| pairs | file (MiB) | path | peak RSS (MiB) | peak anonymous (MiB) | to first batch (s) | pairs/s | "
-          "pairs/CPU-s |")
+    print(f"\n{args.kind}:\n| rows | file (MiB) | path | peak RSS (MiB) | peak anonymous (MiB) | to first batch (s) "
+          "| rows/s | rows/CPU-s |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
         if "failed" in r:
@@ -179,7 +185,7 @@ def main() -> None:
         if {"streamed", "in-memory"} <= set(pair):
             wall = pair["streamed"]["pairs_per_s"] / pair["in-memory"]["pairs_per_s"]
             cpu = pair["streamed"]["pairs_per_cpu_s"] / pair["in-memory"]["pairs_per_cpu_s"]
-            print(f"{size:,} pairs: streamed / in-memory throughput x{wall:.2f} (wall), x{cpu:.2f} (CPU)")
+            print(f"{size:,} rows: streamed / in-memory throughput x{wall:.2f} (wall), x{cpu:.2f} (CPU)")
 
 
 if __name__ == "__main__":
