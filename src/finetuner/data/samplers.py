@@ -96,10 +96,15 @@ class ClassSampler(_GlobalBatches):
             raise ConfigError(f"batch_size must be at least 2 for metric learning; received {batch_size}")
         if num_items_per_class < 1:
             raise ConfigError(f"num_items_per_class must be at least 1; received {num_items_per_class}")
-        self.classes = class_members(labels)
-        if len(self.classes) < 2:
+        # the classes as one array of item positions grouped by class (a few bytes per item, for millions of them)
+        self._order = np.argsort(labels, kind="stable")  # (items,)
+        starts = np.flatnonzero(np.diff(labels[self._order])) + 1
+        self._bounds = np.concatenate([[0], starts, [len(labels)]]) if len(labels) else np.zeros(1, dtype=np.int64)
+        sizes = np.diff(self._bounds)  # (classes,)
+        self.num_classes = len(sizes)
+        if self.num_classes < 2:
             raise DataError(
-                f"the data has {len(self.classes)} class(es); metric learning needs at least 2 classes "
+                f"the data has {self.num_classes} class(es); metric learning needs at least 2 classes "
                 "(items with the same label are positives, other labels are negatives)"
             )
         k = num_items_per_class
@@ -110,52 +115,65 @@ class ClassSampler(_GlobalBatches):
                 f"using num_items_per_class={k}",
                 stacklevel=2,
             )
-        small = sum(len(c) < k for c in self.classes)
+        small = int((sizes < k).sum())
         if small:
             warnings.warn(
-                f"{small} of {len(self.classes)} classes have fewer than num_items_per_class={k} items; "
+                f"{small} of {self.num_classes} classes have fewer than num_items_per_class={k} items; "
                 "their batches carry fewer items of that class",
                 stacklevel=2,
             )
         # batches may be shorter than batch_size (small classes), hence the name: the sampler shards them itself
         self.max_batch_size = batch_size
         self.num_items_per_class = k
-        self.classes_per_batch = min(batch_size // k, len(self.classes))
+        self.classes_per_batch = min(batch_size // k, self.num_classes)
         super().__init__(seed, rank, world_size, batch_size)
-        groups = sum(math.ceil(len(c) / k) for c in self.classes)
-        self._len = max(1, math.ceil(groups / self.classes_per_batch))
+        self._groups = -(-sizes // k)  # (classes,) groups of k items per class
+        self._len = max(1, math.ceil(int(self._groups.sum()) / self.classes_per_batch))
+
+    @property
+    def classes(self) -> list[np.ndarray]:
+        """The items of every class (classes in sorted label order)."""
+        return np.split(self._order, self._bounds[1:-1])
 
     def __len__(self) -> int:
         return self._len
 
     def __iter__(self) -> Iterator[list[int]]:
+        """Every class is shuffled and cut into groups of k (a short last group topped up from its class); each
+        batch draws ``classes_per_batch`` classes by their groups left and takes one group of each, reshuffling a
+        class that ran out. The groups live in one array (``shuffled``), each class's in its own slice."""
         rng = self._rng()
-        k = self.num_items_per_class
-        pools: list[list[np.ndarray]] = [[] for _ in self.classes]
-        remaining = np.zeros(len(self.classes))
+        k, bounds = self.num_items_per_class, self._bounds
+        shuffled = np.empty_like(self._order)
+        extras: dict[int, np.ndarray] = {}  # the items that top up a class's short last group
+        remaining = np.zeros(self.num_classes)
 
         def refill(c: int) -> None:
-            order = rng.permutation(self.classes[c])
-            groups = [order[i : i + k] for i in range(0, len(order), k)]
-            if len(groups) > 1 and len(groups[-1]) < k:  # top up the last group from the same class
-                extra = rng.choice(order[: len(order) - len(groups[-1])], k - len(groups[-1]), replace=False)
-                groups[-1] = np.concatenate([groups[-1], extra])
-            pools[c] = groups
-            remaining[c] = len(groups)
+            start, end = bounds[c], bounds[c + 1]
+            order = rng.permutation(self._order[start:end])
+            shuffled[start:end] = order
+            short = (end - start) % k
+            if self._groups[c] > 1 and short:  # top up the last group from the same class
+                extras[c] = rng.choice(order[: len(order) - short], k - short, replace=False)
+            remaining[c] = self._groups[c]
 
-        for c in range(len(self.classes)):
+        def take(c: int) -> np.ndarray:  # the class's last group left, as a list's pop() would give it
+            g = int(remaining[c]) - 1
+            start = bounds[c] + g * k
+            group = shuffled[start : min(start + k, bounds[c + 1])]
+            remaining[c] = g
+            return np.concatenate([group, extras[c]]) if g == self._groups[c] - 1 and c in extras else group
+
+        for c in range(self.num_classes):
             refill(c)
         for _ in range(self._len):
             weights = remaining + 1e-3  # exhausted classes are still drawn, rarely, and refilled
-            chosen = rng.choice(
-                len(self.classes), self.classes_per_batch, replace=False, p=weights / weights.sum()
-            )
+            chosen = rng.choice(self.num_classes, self.classes_per_batch, replace=False, p=weights / weights.sum())
             batch: list[int] = []
             for c in chosen:
-                if not pools[c]:
+                if remaining[c] == 0:
                     refill(c)
-                batch.extend(int(i) for i in pools[c].pop())
-                remaining[c] = len(pools[c])
+                batch.extend(int(i) for i in take(int(c)))
             yield self._share(batch)
 
 
