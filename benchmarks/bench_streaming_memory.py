@@ -3,7 +3,7 @@
 For each size a CSV file is generated: ``--kind pairs``: ``query,document`` pairs (random words from a 2000-word
 vocabulary, 6-14 words per text, every text distinct), trained with InfoNCE on pairs as classes;
 ``--kind labelled``: ``text,label`` rows of 1000 classes, trained with TripletMarginLoss. Each (path, size)
-runs ``finetuner.fit`` in a fresh process on a tiny random BERT (2 layers, hidden 64), batch 64, for ``--steps``
+runs ``finetuner.fit`` in a fresh process on a random BERT (default 2 layers, hidden 64), batch 64, for ``--steps``
 batches (a callback stops the run; the process still checks, indexes or reads the whole file, and saves the
 artifact). Recorded per process:
 
@@ -55,8 +55,8 @@ def generate(path: Path, rows: int, kind: str = "pairs", seed: int = 0) -> None:
                 out.writerow((q, f"class{rng.randrange(1000)}"))
 
 
-def tiny_bert(folder: Path) -> str:
-    """A random 2-layer BERT whose word-level vocabulary covers the generated texts."""
+def tiny_bert(folder: Path, hidden: int = 64, layers: int = 2) -> str:
+    """A random BERT whose word-level vocabulary covers the generated texts."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -65,8 +65,8 @@ def tiny_bert(folder: Path) -> str:
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast.from_pretrained(str(folder))
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=128, max_position_embeddings=64)  # fmt: skip
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=64)  # fmt: skip
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
@@ -136,6 +136,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["streamed", "in-memory"])
     parser.add_argument("--memory-max", type=int, default=10**9, help="largest size the in-memory path runs")
     parser.add_argument("--kind", choices=["pairs", "labelled"], default="pairs")
+    parser.add_argument("--hidden", type=int, default=64, help="the random BERT's hidden size (384: MiniLM's)")
+    parser.add_argument("--layers", type=int, default=2, help="the random BERT's layers (6: MiniLM's)")
     parser.add_argument("--child", nargs=4, metavar=("MODE", "DATA", "MODEL", "HOME"))
     args = parser.parse_args()
     if args.child:
@@ -143,7 +145,7 @@ def main() -> None:
         child(mode, data, model, args.steps, home, args.kind)
         return
     work = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
-    model = tiny_bert(work / "bert")
+    model = tiny_bert(work / "bert", args.hidden, args.layers)
     rows = []
     try:
         for size in args.sizes:
