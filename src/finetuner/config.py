@@ -25,6 +25,8 @@ SCHEDULERS = (
     "inverse_sqrt",
 )
 SAMPLERS = ("auto", "class", "random", "length")
+#: what ``fit`` does with an item whose remote image cannot be fetched before training
+IMAGE_ERROR_POLICIES = ("fail", "skip")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 #: what a streamed run does with a bad row met in its index pass (``fit(streaming=True, on_bad_row=...)``)
 BAD_ROW_POLICIES = ("fail", "skip")
@@ -73,6 +75,8 @@ class TrainingConfig:
     streaming: bool = False
     validate_rows: int | str = 1000
     on_bad_row: str = "fail"
+    prefetch_images: bool = False
+    on_image_error: str = "fail"
     run_name: str | None = None
     experiment_name: str | None = None
 
@@ -170,12 +174,17 @@ class TrainingConfig:
             "validate_rows (streaming: rows checked up front, the first N and N drawn at random) must be an int "
             f">= 1 or 'all'; received {self.validate_rows!r}",
         )
+        check(
+            isinstance(self.prefetch_images, bool),
+            f"prefetch_images must be True or False; received {self.prefetch_images!r}",
+        )
         for option, value, valid in (
             ("optimizer", self.optimizer, OPTIMIZERS),
             ("scheduler", self.scheduler, SCHEDULERS),
             ("sampler", self.sampler, SAMPLERS),
             ("precision", self.precision, PRECISIONS),
             ("on_bad_row", self.on_bad_row, BAD_ROW_POLICIES),
+            ("on_image_error", self.on_image_error, IMAGE_ERROR_POLICIES),
         ):
             if value is not None and value not in valid:
                 out.append(str(unknown_name(option, value, valid)))

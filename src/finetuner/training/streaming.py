@@ -178,19 +178,6 @@ def index_source(source: StreamSource, sample: LabelledData | PairData | Any, co
     )
 
 
-def batch_size_for(config: TrainingConfig, data: StreamedData) -> TrainingConfig:
-    """``batch_size=None`` as the device's default, at most the training items (``'auto'`` stays).
-
-    Example:
-        >>> data = StreamedData(None, 'labelled', ('t',), np.arange(3), np.zeros(3), np.zeros(3), 1, '', 'x')
-        >>> batch_size_for(TrainingConfig(device='cpu'), data).batch_size
-        3
-    """
-    if config.batch_size == "auto":
-        return config
-    return dataclasses.replace(config, batch_size=min(int(config.batch_size or config.default_batch_size()), len(data)))
-
-
 def streamed_loaders(
     model: Any, data: StreamedData, sampler: str, items_per_class: int, seed: int, shard: dict[str, int],
     workers: int, pin: bool, device_type: str,
