@@ -22,7 +22,15 @@ NOT_KEPT = (".safetensors", ".bin", ".onnx", "report.html")
 #: settings added to config.yml since the fixtures were written, with the values a run records by default
 #: (issue 13: remote images fetched before training); nothing else may change
 ADDED_SINCE = {
-    "config.yml": {"prefetch_images": False, "on_image_error": "fail", "adapter": None, "adapter_options": {}}
+    "config.yml": {
+        "prefetch_images": False,
+        "on_image_error": "fail",
+        "adapter": None,
+        "adapter_options": {},
+        "streaming": False,
+        "validate_rows": 1000,
+        "on_bad_row": "fail",
+    }
 }
 #: settings the fixtures recorded as None (the default, unresolved) that a run now records as the value it used
 RESOLVED_SINCE = {"learning_rate": (None, 1e-05), "scheduler": (None, "constant")}

@@ -28,6 +28,8 @@ SAMPLERS = ("auto", "class", "random", "length")
 #: what ``fit`` does with an item whose remote image cannot be fetched before training
 IMAGE_ERROR_POLICIES = ("fail", "skip")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
+#: what a streamed run does with a bad row met in its index pass (``fit(streaming=True, on_bad_row=...)``)
+BAD_ROW_POLICIES = ("fail", "skip")
 #: ``batch_size=None`` by device type (any other type: the CPU's)
 DEFAULT_BATCH_SIZE = {"cuda": 64, "cpu": 32}
 
@@ -72,6 +74,9 @@ class TrainingConfig:
     adapter: str | None = None
     adapter_options: dict[str, Any] = field(default_factory=dict)
     log_every: int = 10
+    streaming: bool = False
+    validate_rows: int | str = 1000
+    on_bad_row: str = "fail"
     prefetch_images: bool = False
     on_image_error: str = "fail"
     run_name: str | None = None
@@ -168,6 +173,12 @@ class TrainingConfig:
             f"mini_batch_size (gradient cache) must be an int >= 1 or None; received {self.mini_batch_size!r}",
         )
         check(self.seed is None or _is_int(self.seed), f"seed must be an int or None; received {self.seed!r}")
+        check(isinstance(self.streaming, bool), f"streaming must be True or False; received {self.streaming!r}")
+        check(
+            self.validate_rows == "all" or (_is_int(self.validate_rows) and self.validate_rows >= 1),
+            "validate_rows (streaming: rows checked up front, the first N and N drawn at random) must be an int "
+            f">= 1 or 'all'; received {self.validate_rows!r}",
+        )
         check(
             isinstance(self.prefetch_images, bool),
             f"prefetch_images must be True or False; received {self.prefetch_images!r}",
@@ -177,6 +188,7 @@ class TrainingConfig:
             ("scheduler", self.scheduler, SCHEDULERS),
             ("sampler", self.sampler, SAMPLERS),
             ("precision", self.precision, PRECISIONS),
+            ("on_bad_row", self.on_bad_row, BAD_ROW_POLICIES),
             ("on_image_error", self.on_image_error, IMAGE_ERROR_POLICIES),
         ):
             if value is not None and value not in valid:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from finetuner.data.groups import dedup_relevance, item_key, pair_groups
-from finetuner.data.samplers import ClassSampler, LengthBucketPairSampler, PairBatchSampler
+from finetuner.data.length_sampler import LengthBucketPairSampler
+from finetuner.data.samplers import ClassSampler, PairBatchSampler
 from finetuner.data.shapes import PairData, TripletData
 from finetuner.evaluation.metrics import compute_metrics
 from finetuner.evaluation.model_eval import evaluate_sets, retrieval_sets

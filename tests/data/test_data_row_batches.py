@@ -9,7 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from finetuner.data.samplers import LengthBucketPairSampler, PairBatchSampler
+from finetuner.data.length_sampler import LengthBucketPairSampler
+from finetuner.data.samplers import PairBatchSampler
 from finetuner.data.shapes import PairData, ScoredPairData, TripletData
 from finetuner.training.check import split
 

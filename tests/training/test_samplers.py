@@ -61,7 +61,7 @@ def test_random_batch_sampler_equal_batches():
 
 
 def test_length_bucket_pair_sampler_keeps_pairs_and_cuts_padding():
-    from finetuner.data.samplers import LengthBucketPairSampler
+    from finetuner.data.length_sampler import LengthBucketPairSampler
 
     rng = np.random.default_rng(0)
     pair_len = rng.integers(2, 60, size=200)
@@ -80,3 +80,60 @@ def test_length_bucket_pair_sampler_keeps_pairs_and_cuts_padding():
     shares = [list(LengthBucketPairSampler(lengths.tolist(), 16, seed=1, rank=r, world_size=2)) for r in (0, 1)]
     assert len(shares[0]) == len(shares[1])
     assert [a + b for a, b in zip(*shares)] == list(LengthBucketPairSampler(lengths.tolist(), 16, seed=1))
+
+
+def _list_based_class_batches(labels, batch_size, k, seed, epoch):
+    """The class sampler's algorithm as first written (a list of groups per class), the reference for the compact
+    one: the same seeded draws must give the same batches."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    classes = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    rng = np.random.default_rng([seed, epoch])
+    per_batch = min(batch_size // k, len(classes))
+    pools, remaining = [[] for _ in classes], np.zeros(len(classes))
+
+    def refill(c):
+        order = rng.permutation(classes[c])
+        groups = [order[i : i + k] for i in range(0, len(order), k)]
+        if len(groups) > 1 and len(groups[-1]) < k:
+            extra = rng.choice(order[: len(order) - len(groups[-1])], k - len(groups[-1]), replace=False)
+            groups[-1] = np.concatenate([groups[-1], extra])
+        pools[c], remaining[c] = groups, len(groups)
+
+    for c in range(len(classes)):
+        refill(c)
+    n_batches = max(1, -(-sum(-(-len(c) // k) for c in classes) // per_batch))
+    out = []
+    for _ in range(n_batches):
+        weights = remaining + 1e-3
+        batch = []
+        for c in rng.choice(len(classes), per_batch, replace=False, p=weights / weights.sum()):
+            if not pools[c]:
+                refill(c)
+            batch.extend(int(i) for i in pools[c].pop())
+            remaining[c] = len(pools[c])
+        out.append(batch)
+    return out
+
+
+def test_the_compact_class_sampler_draws_the_batches_of_the_list_based_one():
+    import random
+    import warnings
+
+    from finetuner.data.samplers import ClassSampler
+
+    rng = random.Random(0)
+    for trial in range(12):
+        n_classes = rng.randint(2, 30)
+        labels = [rng.randrange(n_classes) for _ in range(rng.randint(10, 200))]
+        if len(set(labels)) < 2:
+            continue
+        k, batch_size = rng.randint(1, 5), rng.randint(4, 40)
+        k = k if batch_size >= 2 * k else max(1, batch_size // 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sampler = ClassSampler(labels, batch_size, k, seed=trial)
+        for epoch in (0, 3):
+            sampler.set_epoch(epoch)
+            assert list(sampler) == _list_based_class_batches(labels, batch_size, k, trial, epoch), (trial, epoch)

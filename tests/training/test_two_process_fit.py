@@ -77,3 +77,40 @@ def test_two_processes_reach_the_weights_of_one(tmp_path, kind):
     assert moved, "training changed no weight"
     for key in one:
         torch.testing.assert_close(two[key], one[key], atol=2e-5, rtol=1e-4, msg=key)
+
+
+def _streamed_rank(rank: int, world: int, port: int, model_dir: str, home: str, path: str, cache: str) -> None:
+    become_rank(rank, world, port, home)
+    import datasets
+
+    import finetuner
+
+    datasets.config.HF_DATASETS_CACHE = cache
+    finetuner.fit(model_dir, path, make_texts(5, seed=2), run_name="ddp-stream", device="cpu", streaming=True,
+                  **SETTINGS)  # fmt: skip
+
+
+def test_two_processes_streaming_a_file_reach_the_weights_of_one_in_memory(tmp_path):
+    """Each rank fetches only its share of every batch from the memory-mapped file; together they train like one
+    process that read the file whole."""
+    import csv
+
+    import finetuner
+
+    model_dir = str(build_tiny_bert(tmp_path / "bert", dropout=0.0))
+    home, path = tmp_path / "home", tmp_path / "train.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *make_texts(6, seed=1)])
+    args = (2, free_port(), model_dir, str(home), str(path), str(tmp_path / "hf-cache"))
+    mp.start_processes(_streamed_rank, args=args, nprocs=2, start_method="spawn")
+    os.environ["FINETUNER_HOME"] = str(home)
+    one = finetuner.fit(model_dir, make_texts(6, seed=1), make_texts(5, seed=2), run_name="one-memory", device="cpu",
+                        **SETTINGS)  # fmt: skip
+    two = finetuner.get_run("ddp-stream")
+    assert two.status()["status"] == "FINISHED" and two.config["streaming"] is True
+    for stage in ("before", "after"):
+        for name, value in one.metrics()[stage].items():
+            assert two.metrics()[stage][name] == pytest.approx(value, abs=1e-4), (stage, name)
+    a, b = _weights(home, "one-memory"), _weights(home, "ddp-stream")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=2e-5, rtol=1e-4, msg=key)

@@ -27,6 +27,19 @@ def _share(batch: list[int], rank: int, world_size: int) -> list[int]:
     return batch[bounds[rank] : bounds[rank + 1]]
 
 
+def class_members(labels: np.ndarray) -> list[np.ndarray]:
+    """The items of every class, classes in sorted order, items in order: one sort, not a scan per class (a million
+    classes of pairs take a second, not hours).
+
+    Example:
+        >>> [m.tolist() for m in class_members(np.array([1, 0, 1, 2, 0]))]
+        [[1, 4], [0, 2], [3]]
+    """
+    order = np.argsort(labels, kind="stable")  # (items,) grouped by class, each class in item order
+    starts = np.flatnonzero(np.diff(labels[order])) + 1
+    return np.split(order, starts) if len(order) else []
+
+
 class _GlobalBatches(Sampler[list[int]]):
     """What every sampler here shares: a random stream per ``(seed, epoch)`` and this rank's share of each
     global batch."""
@@ -83,10 +96,15 @@ class ClassSampler(_GlobalBatches):
             raise ConfigError(f"batch_size must be at least 2 for metric learning; received {batch_size}")
         if num_items_per_class < 1:
             raise ConfigError(f"num_items_per_class must be at least 1; received {num_items_per_class}")
-        self.classes = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-        if len(self.classes) < 2:
+        # the classes as one array of item positions grouped by class (a few bytes per item, for millions of them)
+        self._order = np.argsort(labels, kind="stable")  # (items,)
+        starts = np.flatnonzero(np.diff(labels[self._order])) + 1
+        self._bounds = np.concatenate([[0], starts, [len(labels)]]) if len(labels) else np.zeros(1, dtype=np.int64)
+        sizes = np.diff(self._bounds)  # (classes,)
+        self.num_classes = len(sizes)
+        if self.num_classes < 2:
             raise DataError(
-                f"the data has {len(self.classes)} class(es); metric learning needs at least 2 classes "
+                f"the data has {self.num_classes} class(es); metric learning needs at least 2 classes "
                 "(items with the same label are positives, other labels are negatives)"
             )
         k = num_items_per_class
@@ -97,52 +115,65 @@ class ClassSampler(_GlobalBatches):
                 f"using num_items_per_class={k}",
                 stacklevel=2,
             )
-        small = sum(len(c) < k for c in self.classes)
+        small = int((sizes < k).sum())
         if small:
             warnings.warn(
-                f"{small} of {len(self.classes)} classes have fewer than num_items_per_class={k} items; "
+                f"{small} of {self.num_classes} classes have fewer than num_items_per_class={k} items; "
                 "their batches carry fewer items of that class",
                 stacklevel=2,
             )
         # batches may be shorter than batch_size (small classes), hence the name: the sampler shards them itself
         self.max_batch_size = batch_size
         self.num_items_per_class = k
-        self.classes_per_batch = min(batch_size // k, len(self.classes))
+        self.classes_per_batch = min(batch_size // k, self.num_classes)
         super().__init__(seed, rank, world_size, batch_size)
-        groups = sum(math.ceil(len(c) / k) for c in self.classes)
-        self._len = max(1, math.ceil(groups / self.classes_per_batch))
+        self._groups = -(-sizes // k)  # (classes,) groups of k items per class
+        self._len = max(1, math.ceil(int(self._groups.sum()) / self.classes_per_batch))
+
+    @property
+    def classes(self) -> list[np.ndarray]:
+        """The items of every class (classes in sorted label order)."""
+        return np.split(self._order, self._bounds[1:-1])
 
     def __len__(self) -> int:
         return self._len
 
     def __iter__(self) -> Iterator[list[int]]:
+        """Every class is shuffled and cut into groups of k (a short last group topped up from its class); each
+        batch draws ``classes_per_batch`` classes by their groups left and takes one group of each, reshuffling a
+        class that ran out. The groups live in one array (``shuffled``), each class's in its own slice."""
         rng = self._rng()
-        k = self.num_items_per_class
-        pools: list[list[np.ndarray]] = [[] for _ in self.classes]
-        remaining = np.zeros(len(self.classes))
+        k, bounds = self.num_items_per_class, self._bounds
+        shuffled = np.empty_like(self._order)
+        extras: dict[int, np.ndarray] = {}  # the items that top up a class's short last group
+        remaining = np.zeros(self.num_classes)
 
         def refill(c: int) -> None:
-            order = rng.permutation(self.classes[c])
-            groups = [order[i : i + k] for i in range(0, len(order), k)]
-            if len(groups) > 1 and len(groups[-1]) < k:  # top up the last group from the same class
-                extra = rng.choice(order[: len(order) - len(groups[-1])], k - len(groups[-1]), replace=False)
-                groups[-1] = np.concatenate([groups[-1], extra])
-            pools[c] = groups
-            remaining[c] = len(groups)
+            start, end = bounds[c], bounds[c + 1]
+            order = rng.permutation(self._order[start:end])
+            shuffled[start:end] = order
+            short = (end - start) % k
+            if self._groups[c] > 1 and short:  # top up the last group from the same class
+                extras[c] = rng.choice(order[: len(order) - short], k - short, replace=False)
+            remaining[c] = self._groups[c]
 
-        for c in range(len(self.classes)):
+        def take(c: int) -> np.ndarray:  # the class's last group left, as a list's pop() would give it
+            g = int(remaining[c]) - 1
+            start = bounds[c] + g * k
+            group = shuffled[start : min(start + k, bounds[c + 1])]
+            remaining[c] = g
+            return np.concatenate([group, extras[c]]) if g == self._groups[c] - 1 and c in extras else group
+
+        for c in range(self.num_classes):
             refill(c)
         for _ in range(self._len):
             weights = remaining + 1e-3  # exhausted classes are still drawn, rarely, and refilled
-            chosen = rng.choice(
-                len(self.classes), self.classes_per_batch, replace=False, p=weights / weights.sum()
-            )
+            chosen = rng.choice(self.num_classes, self.classes_per_batch, replace=False, p=weights / weights.sum())
             batch: list[int] = []
             for c in chosen:
-                if not pools[c]:
+                if remaining[c] == 0:
                     refill(c)
-                batch.extend(int(i) for i in pools[c].pop())
-                remaining[c] = len(pools[c])
+                batch.extend(int(i) for i in take(int(c)))
             yield self._share(batch)
 
 
@@ -257,131 +288,3 @@ class PairBatchSampler(_GlobalBatches):
                 batch.append(i)
                 used.add(self.groups[i])
             yield self._share(batch)
-
-
-class LengthBucketPairSampler(_GlobalBatches):
-    """Batches of positive pairs of similar length (``sampler='length'``), for pairs stored as classes.
-
-    Without ``labels``, items ``2i`` and ``2i + 1`` form pair ``i``. With ``labels`` (the classes of
-    :meth:`~finetuner.data.shapes.PairData.as_labelled`, where pairs sharing an item form one class), each epoch
-    cuts every class into random pairs of its items (an odd one out pairs with another member) and a batch holds at
-    most one pair of a class, so every label is in a batch exactly twice and no item twice. Each epoch the pairs are
-    shuffled, cut into blocks of ``bucket_batches`` batches, sorted by length inside a block and cut into batches,
-    whose order is shuffled again. Texts of similar length pad to similar lengths, so a batch carries fewer padded
-    tokens; the batches still hold in-batch negatives from anywhere in a block. Every epoch has exactly ``len`` full
-    batches: when large classes leave too few others to fill them, the pairs are cut again in a new order and the
-    small classes come round again (a batch holds at most as many pairs as there are classes).
-
-    Args:
-        lengths: the token count of every item (both members of every pair).
-        batch_size: items per global batch (two per pair; rounded down to an even number).
-        seed, rank, world_size: as for :class:`ClassSampler`.
-        bucket_batches: batches per sorted block (larger: less padding, less random batches).
-        labels: the class of every item (None: consecutive pairs).
-
-    Example:
-        >>> s = LengthBucketPairSampler([1, 2, 9, 9, 1, 1, 8, 9], batch_size=4, seed=0)
-        >>> sorted(sorted(b) for b in s)
-        [[0, 1, 4, 5], [2, 3, 6, 7]]
-    """
-
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        batch_size: int,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        bucket_batches: int = 50,
-        labels: Sequence[int] | None = None,
-    ) -> None:
-        self.lengths = np.asarray(lengths)
-        self.classes: list[np.ndarray] | None = None
-        if labels is not None and not np.array_equal(np.asarray(labels), np.arange(len(lengths)) // 2):
-            labels = np.asarray(labels)
-            self.classes = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-            if any(len(c) < 2 for c in self.classes):
-                raise DataError("every class of pairs needs at least two items (a pair)")
-            num_pairs = sum((len(c) + 1) // 2 for c in self.classes)
-        elif len(lengths) % 2:
-            raise ValueError("pairs as classes of two have an even number of items")
-        else:
-            num_pairs = len(lengths) // 2
-        self.num_pairs = num_pairs
-        self.pairs_per_batch = max(2, batch_size // 2)
-        if num_pairs < 2:
-            raise DataError(f"in-batch negatives need at least 2 pairs; the data has {num_pairs}")
-        n_classes = len(self.classes) if self.classes is not None else num_pairs
-        if n_classes < 2:
-            raise DataError("all pairs are tied together through shared items (one class); in-batch negatives need two")
-        if self.pairs_per_batch > n_classes:
-            warnings.warn(
-                f"the pairs form {n_classes} groups (pairs sharing an item); a batch holds one pair of a group, so "
-                f"batches hold {2 * n_classes} items, not {batch_size}",
-                stacklevel=2,
-            )
-            self.pairs_per_batch = n_classes
-        super().__init__(seed, rank, world_size, 2 * self.pairs_per_batch)
-        self.bucket_batches = bucket_batches
-
-    def __len__(self) -> int:
-        return max(1, self.num_pairs // self.pairs_per_batch)
-
-    def _pairs(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """This epoch's pairs of items ``(num_pairs, 2)`` and the class of each pair."""
-        if self.classes is None:
-            items = np.arange(2 * self.num_pairs).reshape(-1, 2)
-            return items, np.arange(self.num_pairs)
-        pairs: list[tuple[int, int]] = []
-        owners: list[int] = []
-        for c, members in enumerate(self.classes):
-            order = rng.permutation(members) if len(members) > 2 else members
-            cut = [(int(order[i]), int(order[i + 1])) for i in range(0, len(order) - 1, 2)]
-            if len(order) % 2:  # the odd one out pairs with another member of its class
-                cut.append((int(order[-1]), int(rng.choice(order[:-1]))))
-            pairs += cut
-            owners += [c] * len(cut)
-        return np.asarray(pairs), np.asarray(owners)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = self._rng()
-        batches: list[list[int]] = []
-        carried: list[tuple[int, int, int]] = []  # (class, item, item) whose class was in every batch of its block
-        while len(batches) < len(self):  # a large class can leave too few others: its pairs come round again
-            items, owners = self._pairs(rng)  # (num_pairs, 2), (num_pairs,)
-            pair_lengths = self.lengths[items].max(axis=1)  # (num_pairs,)
-            order = rng.permutation(len(items))
-            block = self.pairs_per_batch * self.bucket_batches
-            for start in range(0, len(order), block):
-                chunk = order[start : start + block]
-                chunk = chunk[np.argsort(pair_lengths[chunk], kind="stable")]
-                entries = [*carried, *((int(owners[p]), int(items[p, 0]), int(items[p, 1])) for p in chunk)]
-                full, carried = _fill(entries, self.pairs_per_batch)
-                batches += [[i for _, a, b in batch for i in (a, b)] for batch in full]
-        for b in rng.permutation(len(batches))[: len(self)]:
-            yield self._share(batches[b])
-
-
-def _fill(
-    entries: list[tuple[int, int, int]], size: int
-) -> tuple[list[list[tuple[int, int, int]]], list[tuple[int, int, int]]]:
-    """Cut ``(class, item, item)`` pairs (in order) into full batches of ``size`` holding one pair per class; returns
-    them and the pairs left over (a pair whose class is in the batch being filled waits for the next batch)."""
-    batches: list[list[tuple[int, int, int]]] = []
-    waiting = deque(entries)
-    while len(waiting) >= size:
-        batch: list[tuple[int, int, int]] = []
-        used: set[int] = set()
-        deferred: list[tuple[int, int, int]] = []
-        while waiting and len(batch) < size:
-            entry = waiting.popleft()
-            if entry[0] in used:
-                deferred.append(entry)
-                continue
-            batch.append(entry)
-            used.add(entry[0])
-        waiting.extendleft(reversed(deferred))
-        if len(batch) < size:
-            return batches, [*batch, *waiting]
-        batches.append(batch)
-    return batches, list(waiting)

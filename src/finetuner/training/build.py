@@ -23,8 +23,10 @@ from finetuner import artifacts
 from finetuner.config import TrainingConfig
 from finetuner.data.datasets import PairCollate, RowCollate, labelled_loader, pair_loader, row_loader
 from finetuner.data.groups import item_key
-from finetuner.data.samplers import ClassSampler, LengthBucketPairSampler, PairBatchSampler, RandomBatchSampler
+from finetuner.data.length_sampler import LengthBucketPairSampler
+from finetuner.data.samplers import ClassSampler, PairBatchSampler, RandomBatchSampler
 from finetuner.data.shapes import RowData
+from finetuner.data.streamed import StreamedData
 from finetuner.errors import ConfigError
 from finetuner.evaluation.embedders import Embedder, embedder_for
 from finetuner.fileio import read_yaml
@@ -41,6 +43,7 @@ from finetuner.training.distill import prepare_distillation
 from finetuner.training.loop import make_accelerator, make_objective
 from finetuner.training.plan import FitPlan
 from finetuner.training.resume import check_fingerprint, run_fingerprint
+from finetuner.training.streaming import streamed_loaders
 from finetuner.training.unsupervised import check_views_differ
 
 logger = logging.getLogger("finetuner")
@@ -108,6 +111,8 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
     embed = embedder_for(model, options.eval_batch_size)
     bind_callbacks(checked.callbacks, loss, embed, int(config.batch_size), config.num_items_per_class, checked.seed)
     fingerprint = run_fingerprint(config, int(config.batch_size), fit_plan.train)
+    if isinstance(fit_plan.train, StreamedData):  # its digest, taken in the index pass, stands for its items
+        fingerprint.update(data=fit_plan.train.digest, num_items=len(fit_plan.train))
     if checked.checkpoint is not None:
         check_fingerprint(checked.checkpoint, fingerprint)
     return BuiltFit(model, accelerator, config, loss, miner, loader, embed, fingerprint)
@@ -184,6 +189,9 @@ def _loader_factory(
     device = accelerator.device.type
     workers, pin = config.workers(device), device == "cuda"
     data = fit_plan.train
+    if isinstance(data, StreamedData):
+        args = (fit_plan.sampler, fit_plan.items_per_class, seed, shard, workers, pin, device)
+        return streamed_loaders(model, data, *args)
     if isinstance(data, RowData):
         return _row_loaders(model, data, fit_plan, device, workers, pin, seed, shard)
     if fit_plan.task == "clip":

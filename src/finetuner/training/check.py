@@ -23,12 +23,14 @@ from finetuner import aliases, artifacts
 from finetuner.config import TrainingConfig
 from finetuner.data.readers import CSVOptions
 from finetuner.data.shapes import LabelledData, PairData, ScoredPairData, Shape, TripletData, data_kind
+from finetuner.data.streamed import StreamedData
 from finetuner.errors import ConfigError, suggest
 from finetuner.models.prompts import prompt_data, resolve_prompts
 from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.loop import Callback
 from finetuner.training.prefetch import fetch_images
 from finetuner.training.resume import resolve_resume
+from finetuner.training.streaming import index_source, open_source
 from finetuner.training.unsupervised import one_view, unsupervised_view
 from finetuner.validation import validate_fit
 
@@ -67,7 +69,8 @@ class CheckedFit:
     Attributes:
         model: the model as ``fit`` got it.
         config: the resolved, frozen settings.
-        train: the training data; ``eval``: the evaluation data (given, split off, or None).
+        train: the training data (:class:`~finetuner.data.streamed.StreamedData` when streamed).
+        eval: the evaluation data (given, split off, or None).
         options: ``fit``'s other arguments.
         callbacks: the callbacks, checked and in running order.
         checkpoint: the checkpoint folder a resume continues from; ``resumed_run``: that run's folder.
@@ -76,7 +79,7 @@ class CheckedFit:
 
     model: Any
     config: TrainingConfig
-    train: Shape
+    train: Shape | StreamedData
     eval: Shape | None
     options: FitOptions = field(default_factory=FitOptions)
     callbacks: list[Callback] = field(default_factory=list)
@@ -114,9 +117,13 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
     config = TrainingConfig(model=_model_name(model), **settings)
     checkpoint, resumed_run, resume_problems = resolve_resume(options.resume_from)
     fit_only = {k: getattr(options, k) for k in ("eval_batch_size", "limit", "to_onnx", "verbose")}
+    stream = None
+    if config.streaming is True:  # the settings first: a bad one is reported before a large file is opened
+        config.validate()
+        stream = open_source(train_data, options.csv_options, config)
     checked = validate_fit(  # options and data: every problem, all at once, before a model is loaded
         model,
-        train_data,
+        stream.sample if stream is not None else train_data,  # streamed: the rows checked up front
         eval_data,
         config,
         callbacks=options.callbacks,
@@ -124,6 +131,7 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
         model_options=options.model_options,
         fit_only=fit_only,
         extra_problems=resume_problems,
+        train_sample=stream is not None,
     )
     if options.to_onnx:
         from finetuner.export.onnx import check_onnx_available
@@ -132,6 +140,16 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
     fetched = fetch_images(checked.train, checked.eval, config, progress=options.verbose)  # remote images, now
     train, evals = one_view(fetched.train, config.loss), fetched.eval  # distillation: each text once
     config = dataclasses.replace(config, seed=resolve_seed(config, checkpoint))
+    if stream is not None:  # the whole data: indexed in one pass, every row's cells checked
+        train = index_source(stream, train, config)
+        if resolve_prompts(artifacts.model_source(model), options.model_options):
+            raise ConfigError(
+                "streaming=True does not add the model's query/document prompts to the texts yet; train without "
+                "streaming, or without prompts (model_options={'prompts': {}})"
+            )
+        config = resolve(config, checked.loss, train)
+        callbacks = prepare_callbacks(options.callbacks, evals)
+        return CheckedFit(model, config, train, evals, options, callbacks, checkpoint, resumed_run, fetched.skipped)
     if config.val_split > 0:
         train, evals = split(train, config.val_split, config.seed)  # type: ignore[arg-type]  # resolved: an int
     # query / document prompts: trained with (the evaluations add them as they embed), built into the model
@@ -144,7 +162,7 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
     return CheckedFit(model, config, train, evals, options, callbacks, checkpoint, resumed_run, fetched.skipped)
 
 
-def resolve(config: TrainingConfig, loss: Any, train: Shape) -> TrainingConfig:
+def resolve(config: TrainingConfig, loss: Any, train: Shape | StreamedData) -> TrainingConfig:
     """``config`` with the loss the data resolved, ``batch_size=None`` as the device's default, at most the
     training items (a number of pairs for text-image pairs, of rows for triplets and scored pairs, of items for
     the rest; ``'auto'`` stays for the build phase to measure), and the learning rate and schedule that apply
@@ -156,8 +174,10 @@ def resolve(config: TrainingConfig, loss: Any, train: Shape) -> TrainingConfig:
         >>> resolved.batch_size, resolved.learning_rate, resolved.scheduler
         (3, 1e-05, 'constant')
     """
-    by_rows = data_kind(train) in ("clip", "triplets", "scored")
-    n_items = len(train) if by_rows else len(training_view(train)[0])  # type: ignore[arg-type]
+    if isinstance(train, StreamedData) or data_kind(train) in ("clip", "triplets", "scored"):
+        n_items = len(train)  # pairs or rows; a streamed index holds its items
+    else:
+        n_items = len(training_view(train)[0])
     batch_size = config.batch_size
     if batch_size != "auto":
         batch_size = min(int(batch_size or config.default_batch_size()), n_items)

@@ -13,6 +13,7 @@ from typing import Any
 
 from finetuner.data.groups import item_key
 from finetuner.data.shapes import LabelledData, PairData, RowData, ScoredPairData, TripletData, data_kind
+from finetuner.data.streamed import StreamedData
 from finetuner.errors import DataError
 from finetuner.evaluation.correlation import ScoredSets
 from finetuner.evaluation.model_eval import RetrievalSets, evaluation_sets, retrieval_sets
@@ -41,7 +42,7 @@ class FitPlan:
     """
 
     task: str
-    train: LabelledData | PairData | RowData
+    train: LabelledData | PairData | RowData | StreamedData
     sampler: str
     items_per_class: int
     evaluations: list[tuple[str, RetrievalSets | ScoredSets]] = field(default_factory=list)
@@ -76,6 +77,8 @@ def plan(checked: CheckedFit) -> FitPlan:
         >>> p.task, p.sampler, p.items_per_class, [prefix for prefix, _ in p.evaluations]
         ('labelled', 'class', 4, [''])
     """
+    if isinstance(checked.train, StreamedData):
+        return _streamed_plan(checked, checked.train)
     config, task = checked.config, data_kind(checked.train)
     if task == "clip":
         pairs = checked.train
@@ -97,6 +100,17 @@ def plan(checked: CheckedFit) -> FitPlan:
         sampler = "random" if needs_class_count(config.loss) else "class"
     items_per_class = 2 if pairs_as_classes else config.num_items_per_class
     return FitPlan(task, train, sampler, items_per_class, evaluations, list(train.items), list(train.labels))
+
+
+def _streamed_plan(checked: CheckedFit, data: StreamedData) -> FitPlan:
+    """Streamed labelled texts or text pairs (as classes): the class or random sampler over the index; the data's
+    digest stands for its keys in the resume fingerprint (see :mod:`finetuner.training.streaming`)."""
+    sampler = checked.config.sampler
+    if sampler == "auto":
+        sampler = "random" if needs_class_count(checked.config.loss) else "class"
+    items_per_class = 2 if data.kind == "pairs" else checked.config.num_items_per_class
+    evaluations = [("", retrieval_sets(checked.eval))] if checked.eval is not None else []
+    return FitPlan(data.kind, data, sampler, items_per_class, evaluations)
 
 
 def _clip_evaluations(evaluation: Any) -> list[tuple[str, RetrievalSets | ScoredSets]]:

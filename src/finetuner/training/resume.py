@@ -31,7 +31,9 @@ from finetuner.training.loop import Callback
 logger = logging.getLogger("finetuner")
 
 #: settings that may change between the killed run and its resume (they do not change what is computed)
-_MAY_CHANGE = ("device", "num_workers", "log_every", "run_name", "experiment_name", "prefetch_images")
+_MAY_CHANGE = (
+    "device", "num_workers", "log_every", "run_name", "experiment_name", "prefetch_images", "validate_rows"
+)  # fmt: skip
 #: settings checkpoints once recorded as None, and the values that None stood for
 _RESOLVED_SINCE = {"learning_rate": 1e-05, "seed": 0, "scheduler": "constant"}
 

@@ -44,6 +44,7 @@ def validate_fit(
     model_options: Any = None,
     fit_only: dict[str, Any] | None = None,
     extra_problems: list[tuple[str, str]] | None = None,
+    train_sample: bool = False,
 ) -> CheckedData:
     """Check every option and every item of ``train_data`` and ``eval_data``; raise once with all problems.
 
@@ -54,6 +55,7 @@ def validate_fit(
         callbacks, csv_options, model_options: ``fit``'s arguments of these names.
         fit_only: other ``fit`` arguments to check (``eval_batch_size``, ``limit``, ``to_onnx``, ``verbose``).
         extra_problems: ``(category, message)`` problems found by the caller (e.g. an unusable ``resume_from``).
+        train_sample: ``train_data`` is a sample of the rows (streamed data): class counts are the caller's to check.
 
     Raises:
         DataError, ConfigError, InputTypeError, ValidationError: see the module docstring.
@@ -80,7 +82,9 @@ def validate_fit(
     for category, message in extra_problems or []:
         report.add(category, message)
     options_ok = csv_options is None or not any("csv_options" in m for m in report.messages())
-    train = check_data(report, train_data, "train_data", csv_options if options_ok else None, train=True)
+    train = check_data(
+        report, train_data, "train_data", csv_options if options_ok else None, train=True, sample=train_sample
+    )
     evals = None
     if eval_data is not None:
         evals = check_data(report, eval_data, "eval_data", csv_options if options_ok else None, train=False)

@@ -258,7 +258,7 @@ def _check_classes(report: ValidationReport, name: str, data: LabelledData, trai
 
 
 def check_data(
-    report: ValidationReport, data: Any, name: str, csv_options: Any = None, *, train: bool = True
+    report: ValidationReport, data: Any, name: str, csv_options: Any = None, *, train: bool = True, sample: bool = False
 ) -> Shape | None:
     """Read ``data`` (any accepted form) once, add every problem to ``report``; the task shape when it can be built.
 
@@ -268,6 +268,8 @@ def check_data(
         name: how to name it in messages (``'train_data'``, ``'eval_data'``).
         csv_options: how to read row-shaped data.
         train: training data (single-item classes are problems) or evaluation data (they are warnings).
+        sample: ``data`` is a sample of the rows (streamed data): the checks of the whole (class counts) are left to
+            the caller.
 
     Example:
         >>> report = ValidationReport()
@@ -283,10 +285,10 @@ def check_data(
     if len(table) == 0:
         report.add("data", f"{name} is empty: give at least two classes with two items each (or two pairs)")
         return None
-    return check_table(report, table, train=train)
+    return check_table(report, table, train=train, sample=sample)
 
 
-def check_table(report: ValidationReport, table: Table, *, train: bool = True) -> Shape | None:
+def check_table(report: ValidationReport, table: Table, *, train: bool = True, sample: bool = False) -> Shape | None:
     """Check a table cell by cell and as a whole (see the module docstring); its shape when nothing is wrong.
 
     Example:
@@ -310,6 +312,8 @@ def check_table(report: ValidationReport, table: Table, *, train: bool = True) -
         return None
     if len(report.problems) > before:
         return None
+    if sample:
+        return shape
     if isinstance(shape, LabelledData):
         _check_classes(report, name, shape, train, rows=all(row.source is None for row in table))
     elif len(shape) < 2 and train:

@@ -175,6 +175,34 @@ def embed_grouped(embed: Callable[[dict[str, torch.Tensor]], torch.Tensor], inpu
     return torch.cat(parts)[inputs[RESTORE]]  # (batch, dim)
 
 
+def encode_texts(tokenizer: Any, max_length: int, names: list[str], items: list[str]) -> list[dict[str, list[int]]]:
+    """The token ids (no padding) of every text: one batch call of the tokenizer, the model's input names kept."""
+    encoded = tokenizer(list(items), truncation=True, max_length=max_length)
+    kept = [n for n in names if n in encoded]
+    return [{n: encoded[n][i] for n in kept} for i in range(len(items))]
+
+
+class TextBatches:
+    """Tokenise a batch of texts and pad it (a picklable collate for DataLoader workers: it holds the tokenizer,
+    not the model).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> tok = lambda texts, **_: {'input_ids': [[1] * len(t) for t in texts]}
+        >>> TextBatches(tok, 16, ['input_ids'], TokenCollate(0, 16, 1))(['ab', 'c'])['input_ids'].shape
+        torch.Size([2, 8])
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int, names: list[str], collate: TokenCollate) -> None:
+        self.tokenizer, self.max_length, self.names, self.collate = tokenizer, max_length, names, collate
+
+    def __call__(self, texts: list[str]) -> dict[str, Any]:
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if bad:
+            raise DataError(f"text model received a {type(texts[bad[0]]).__name__} at position {bad[0]}; str only")
+        return self.collate(encode_texts(self.tokenizer, self.max_length, self.names, texts))
+
+
 class Pretokenized:
     """Tokenise a data set once before training, then only pad per batch.
 
@@ -204,9 +232,13 @@ class Pretokenized:
         bad = [i for i, t in enumerate(items) if not isinstance(t, str)]
         if bad:
             raise DataError(f"text model received a {type(items[bad[0]]).__name__} at position {bad[0]}; str only")
-        encoded = self.tokenizer(list(items), truncation=True, max_length=self.max_length)
-        names = [n for n in self._input_names if n in encoded]
-        return [{n: encoded[n][i] for n in names} for i in range(len(items))]
+        return encode_texts(self.tokenizer, self.max_length, self._input_names, items)
+
+    def text_batches(self, device_type: str) -> TextBatches:
+        """Tokenise and pad each batch when it is loaded, for texts not tokenised up front (streamed data): the
+        padding of :meth:`training_inputs`' collate (:data:`MAX_GROUPS` length groups on ``device_type``)."""
+        groups = MAX_GROUPS.get(device_type, MAX_GROUPS["cuda"])
+        return TextBatches(self.tokenizer, self.max_length, list(self._input_names), self.token_collate(groups))
 
     def token_collate(self, max_groups: int = 1) -> TokenCollate:
         """The batch padding for training: bucketed lengths, in up to ``max_groups`` length groups."""
