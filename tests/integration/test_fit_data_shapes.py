@@ -57,7 +57,7 @@ def test_pairs_with_repeated_queries_and_documents_train_as_groups(tiny_bert: st
         pairs += [(texts[5], texts[1])]
     options = finetuner.CSVOptions(is_labeled=False)
     run = finetuner.fit(tiny_bert, pairs, pairs, epochs=2, batch_size=8, learning_rate=1e-3, csv_options=options,
-                        verbose=False)
+                        seed=0, verbose=False)  # seed=None would draw one: the check must not depend on the draw
     metrics = run.metrics()
     assert run.status()["status"] == "FINISHED"
     assert metrics["after"]["reciprocal_rank"] > metrics["before"]["reciprocal_rank"]
