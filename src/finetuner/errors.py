@@ -74,7 +74,7 @@ def closest(name: str, valid: Iterable[str]) -> str | None:
     return lowered[match[0]] if match else None
 
 
-def unknown_name(kind: str, name: object, valid: Iterable[str]) -> ConfigError:
+def unknown_name(what: str, name: object, valid: Iterable[str]) -> ConfigError:
     """Build the error for an unknown registry name, listing the valid names and the closest one.
 
     Example:
@@ -84,4 +84,4 @@ def unknown_name(kind: str, name: object, valid: Iterable[str]) -> ConfigError:
     valid = sorted(valid)
     hint = closest(str(name), valid)
     did_you_mean = f"; did you mean {hint!r}?" if hint else ""
-    return ConfigError(f"unknown {kind} {name!r}{did_you_mean} Valid {kind} names: {', '.join(valid)}")
+    return ConfigError(f"unknown {what} {name!r}{did_you_mean} Valid {what} names: {', '.join(valid)}")

@@ -1,4 +1,4 @@
-"""Atomic file and folder writes: a crash never leaves a half-written file or folder under the final name.
+"""Atomic file and folder writes (a crash never leaves a half-written file or folder under the final name); YAML.
 
 Everything is written under a temporary name in the same folder (same file system), flushed to disk, then
 renamed into place with ``os.replace``, which is atomic on POSIX and Windows. A folder that already exists under
@@ -13,6 +13,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 def fsync_tree(path: str | Path) -> None:
@@ -96,3 +99,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_yaml(path: Path, obj: Any) -> None:
+    """Write ``obj`` as YAML atomically (temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yaml.safe_dump(obj, f, sort_keys=False, allow_unicode=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_yaml(path: Path, default: Any = None) -> Any:
+    """Read a YAML file safely (no object construction); ``default`` when it does not exist."""
+    if not path.is_file():
+        return default
+    return yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -1,8 +1,8 @@
 """Runs: one fine-tuning job, its folder under the local runs directory, and its artifact.
 
-A run folder has the artifact layout itself (``config.yml``, ``metadata.yml``, ``metrics.yml``,
-``example-results.yml``, ``models/``) plus ``logs.txt`` and ``status.yml``. ``save_artifact`` copies it atomically.
-The runs directory is ``$FINETUNER_HOME/runs`` (default ``~/.finetuner/runs``).
+A run folder has the artifact layout itself (:mod:`finetuner.artifacts`) plus ``status.yml`` and ``checkpoints/``;
+``save_artifact`` copies it, without those two, atomically. The runs directory is ``$FINETUNER_HOME/runs`` (default
+``~/.finetuner/runs``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from finetuner import artifacts
 from finetuner.errors import ArtifactError
+from finetuner.fileio import read_yaml, write_yaml
 
 STATUSES = ("CREATED", "STARTED", "FINISHED", "FAILED")
 
@@ -31,26 +31,6 @@ def runs_root() -> Path:
         'runs'
     """
     return Path(os.environ.get("FINETUNER_HOME", Path.home() / ".finetuner")).expanduser() / "runs"
-
-
-def write_yaml(path: Path, obj: Any) -> None:
-    """Write ``obj`` as YAML atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(obj, f, sort_keys=False, allow_unicode=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_yaml(path: Path, default: Any = None) -> Any:
-    """Read a YAML file safely (no object construction); ``default`` when it does not exist."""
-    if not path.is_file():
-        return default
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def new_run_name() -> str:
@@ -82,7 +62,7 @@ class Run:
             )
         directory.mkdir(parents=True)
         run = cls(directory)
-        write_yaml(directory / "config.yml", config)
+        write_yaml(directory / artifacts.CONFIG_FILE, config)
         run.set_status("CREATED")
         return run
 
@@ -94,19 +74,19 @@ class Run:
     @property
     def config(self) -> dict[str, Any]:
         """The settings the run was started with."""
-        return read_yaml(self.directory / "config.yml", {})
+        return read_yaml(self.directory / artifacts.CONFIG_FILE, {})
 
     def set_status(self, status: str, details: str = "") -> None:
         """Record the run's status (one of CREATED, STARTED, FINISHED, FAILED)."""
-        write_yaml(self.directory / "status.yml", {"status": status, "details": details})
+        write_yaml(self.directory / artifacts.STATUS_FILE, {"status": status, "details": details})
 
     def status(self) -> dict[str, str]:
         """``{'status': ..., 'details': ...}`` as Finetuner reported it."""
-        return read_yaml(self.directory / "status.yml", {"status": "CREATED", "details": ""})
+        return read_yaml(self.directory / artifacts.STATUS_FILE, {"status": "CREATED", "details": ""})
 
     def logs(self) -> str:
         """The run's log text."""
-        path = self.directory / "logs.txt"
+        path = self.directory / artifacts.LOG_FILE
         return path.read_text(encoding="utf-8") if path.is_file() else ""
 
     def stream_logs(self) -> Iterator[str]:
@@ -115,11 +95,11 @@ class Run:
 
     def metrics(self) -> dict[str, dict[str, float]]:
         """``{'before': {...}, 'after': {...}}`` retrieval metrics on the evaluation data (empty without it)."""
-        return read_yaml(self.directory / "metrics.yml", {}) or {}
+        return read_yaml(self.directory / artifacts.METRICS_FILE, {}) or {}
 
     def display_metrics(self) -> str:
         """A before/after table of the metrics; printed and returned."""
-        from finetuner.report import metrics_table
+        from finetuner.report.table import metrics_table
 
         table = metrics_table(self.metrics())
         print(table)
@@ -127,7 +107,7 @@ class Run:
 
     def example_results(self) -> dict[str, Any]:
         """A few evaluation queries with their top results before and after tuning."""
-        return read_yaml(self.directory / "example-results.yml", {}) or {}
+        return read_yaml(self.directory / artifacts.EXAMPLES_FILE, {}) or {}
 
     def save_artifact(self, directory: str | Path = "tuned_model") -> str:
         """Copy the run's artifact into ``directory/<run name>`` atomically and return that path.
@@ -145,7 +125,7 @@ class Run:
         try:
             staged = tmp / self.name
             shutil.copytree(
-                self.directory, staged, ignore=shutil.ignore_patterns("status.yml", "checkpoints")
+                self.directory, staged, ignore=shutil.ignore_patterns(*artifacts.RUN_ONLY)
             )
             if target.exists():
                 old = tmp / "replaced"
@@ -180,4 +160,23 @@ def list_runs(experiment_name: str | None = None) -> list[Run]:
     """All runs in the runs directory (one experiment or all), oldest first."""
     root = runs_root()
     folders = (root / experiment_name).glob("*") if experiment_name else root.glob("*/*")
-    return [Run(f) for f in sorted(folders, key=lambda p: p.stat().st_mtime) if (f / "config.yml").is_file()]
+    return [
+        Run(f) for f in sorted(folders, key=lambda p: p.stat().st_mtime) if (f / artifacts.CONFIG_FILE).is_file()
+    ]
+
+
+def resolve_folder(ref: str | Path) -> Path:
+    """An artifact or run folder from its path or a run's name.
+
+    Example:
+        >>> resolve_folder('no/such/folder')
+        Traceback (most recent call last):
+        ...
+        finetuner.errors.ArtifactError: no/such/folder is neither an artifact folder nor a run name
+    """
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path
+    if isinstance(ref, str) and "/" not in ref:
+        return get_run(ref).directory
+    raise ArtifactError(f"{ref} is neither an artifact folder nor a run name")

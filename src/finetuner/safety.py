@@ -202,26 +202,6 @@ def _copy_limited(src: Any, dst: Any, limit: int) -> int:
     return copied
 
 
-def find_artifact_root(folder: str | Path) -> Path:
-    """The artifact (or single model) folder inside an extracted archive: the folder itself or its only child.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> d = pathlib.Path(tempfile.mkdtemp()); (d / 'run-1' / 'models').mkdir(parents=True)
-        >>> _ = (d / 'run-1' / 'models' / 'input-map.yml').write_text('model: text')
-        >>> find_artifact_root(d).name
-        'run-1'
-    """
-    folder = Path(folder)
-    for candidate in (folder, *sorted(p for p in folder.iterdir() if p.is_dir())):
-        if (candidate / "models" / "input-map.yml").is_file() or (candidate / "metadata.yml").is_file():
-            return candidate
-    raise ArtifactError(
-        f"the archive holds no finetuner artifact (no models/input-map.yml or metadata.yml at its top level or "
-        f"in a top-level folder); found: {', '.join(sorted(p.name for p in folder.iterdir())[:10]) or 'nothing'}"
-    )
-
-
 def is_plain_name(name: object) -> bool:
     """Whether ``name`` is a plain file or folder name (no separators, not ``.`` or ``..``, printable).
 

@@ -61,6 +61,7 @@ def test_docs_exist_for_every_topic():
         "distributed",
         "export",
         "report",
+        "architecture",
     ):
         assert topic in names, f"docs/{topic}.md is missing"
     assert (DOCS / "img" / "report.png").is_file()

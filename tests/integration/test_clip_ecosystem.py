@@ -12,7 +12,6 @@ from finetuner.callback import BestModelCheckpoint, EvaluationCallback
 from finetuner.errors import ConfigError
 
 pytestmark = pytest.mark.integration
-pytest.importorskip("finetuner.data.images", reason="CLIP's vision tower needs finetuner.data.images (image work)")
 
 
 @pytest.fixture(scope="module")

@@ -133,8 +133,8 @@ def test_clip_errors_are_clear(clip_setup, tiny_bert):
 
 
 def test_tower_locking_and_per_tower_learning_rates(clip_setup):
+    from finetuner.config import TrainingConfig
     from finetuner.models import build_model
-    from finetuner.training.config import TrainingConfig
     from finetuner.training.loop import build_optimizer
 
     model_dir, _, _ = clip_setup
@@ -173,7 +173,7 @@ def test_auto_batch_size_for_two_towers(clip_setup, monkeypatch):
         model.vision.register_forward_pre_hook(hook, with_kwargs=True)
         return model
 
-    monkeypatch.setattr("finetuner.training.fit.build_model", build_with_limit)
+    monkeypatch.setattr("finetuner.training.build.build_model", build_with_limit)
     model_dir, train, _ = clip_setup
     run = finetuner.fit(model_dir, train, batch_size="auto", epochs=1, device="cpu", verbose=False)
     assert run.status()["status"] == "FINISHED"
@@ -188,7 +188,7 @@ def test_hf_clip_starts_from_its_trained_temperature(tmp_path):
     from transformers import CLIPModel
 
     from finetuner.models import build_model
-    from finetuner.training.plan import clip_loss_options
+    from finetuner.training.build import clip_loss_options
 
     folder = build_tiny_clip(tmp_path / "clip")
     model = CLIPModel.from_pretrained(str(folder))

@@ -14,7 +14,7 @@ from tests.processes import free_port
 
 from finetuner.losses import get_loss
 from finetuner.losses.contrastive import CLIPLoss
-from finetuner.losses.objective import MetricObjective
+from finetuner.losses.step_loss import MetricObjective
 
 WORLD = 2
 

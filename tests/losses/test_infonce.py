@@ -57,7 +57,7 @@ def test_pairs_default_to_infonce_and_train(tiny_bert):
 
 
 def test_refused_before_training_where_it_does_not_apply(monkeypatch):
-    monkeypatch.setattr("finetuner.training.fit.build_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr("finetuner.training.build.build_model", lambda *a, **k: pytest.fail("a model was loaded"))
     with pytest.raises(ConfigError, match=r"InfoNCELoss takes pairs of one modality.*labelled text items"):
         finetuner.fit("bert-base-en", make_texts(3), loss="InfoNCELoss")
     pairs = [("a b", "c d"), ("e f", "g h"), ("i j", "k l")]

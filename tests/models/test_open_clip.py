@@ -21,8 +21,8 @@ import finetuner
 from finetuner.errors import ArtifactError, ConfigError, DataError
 from finetuner.models import build_model, detect_family
 from finetuner.models.clip import TwoTowerModel
+from finetuner.models.clip.open_clip_names import is_open_clip_name, parse_open_clip_name
 from finetuner.models.io import load_model, save_model
-from finetuner.models.openclip import is_open_clip_name, parse_open_clip_name
 
 TEXTS = ["a red square", "a blue circle on white", "hello"]
 
@@ -139,8 +139,8 @@ def test_towers_save_and_load_offline_with_equal_embeddings(
 
 @pytest.mark.extras
 def test_per_tower_freeze_and_learning_rates(open_clip, tiny_open_clip: str) -> None:
+    from finetuner.config import TrainingConfig
     from finetuner.losses.contrastive import CLIPLoss
-    from finetuner.training.config import TrainingConfig
     from finetuner.training.loop import build_optimizer
 
     model = build_model(
@@ -164,7 +164,7 @@ def test_clip_loss_starts_from_the_models_trained_temperature(
     open_clip, tiny_open_clip: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from finetuner.losses import get_loss
-    from finetuner.training.plan import clip_loss_options
+    from finetuner.training.build import clip_loss_options
 
     create = open_clip.create_model
 
@@ -229,7 +229,7 @@ def test_bad_open_clip_names_and_options_are_explained(open_clip, tiny_open_clip
 
 @pytest.mark.extras
 def test_registered_open_clip_aliases_name_real_weights(open_clip) -> None:
-    from finetuner.models.openclip import resolve_open_clip_name
+    from finetuner.models.clip.open_clip_names import resolve_open_clip_name
     from finetuner.models.registry import MODELS
 
     aliases = [name for name in MODELS if is_open_clip_name(name)]

@@ -93,7 +93,7 @@ def test_length_grouped_forward_and_sorted_encoding_change_nothing(tiny_bert):
     texts = ["apple", "car bus train truck bike boat the a of and", "cat", "saw drill", "dog " * 20, "mango",
              "red blue old new nice big small", "goat sheep"] * 2
     inputs = model.preprocess(texts)
-    from finetuner.models.text import length_groups
+    from finetuner.models.text.tokens import length_groups
 
     assert length_groups(inputs["attention_mask"]) is not None  # this batch is split by length
     with torch.no_grad():

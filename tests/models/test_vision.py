@@ -19,7 +19,7 @@ from finetuner import Document, DocumentArray
 from finetuner.errors import ArtifactError, ConfigError, DataError
 from finetuner.models import build_model, load_model, save_model
 from finetuner.models.vision import ImageEncoder, load_with_module
-from finetuner.models.vision_builders import from_pretrained_vision
+from finetuner.models.vision.builders import from_pretrained_vision
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -87,7 +87,7 @@ def no_model_loading(monkeypatch: pytest.MonkeyPatch) -> None:
     def tripwire(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a model was loaded: validation let this bad input through")
 
-    monkeypatch.setattr("finetuner.training.fit.build_model", tripwire)
+    monkeypatch.setattr("finetuner.training.build.build_model", tripwire)
 
 
 def check_case(case: Case, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ class KillAt(Callback):
         self.step = step
 
     def on_batch_end(self, state):
-        if state.step == self.step:
+        if state.batches_trained == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -55,7 +55,7 @@ def test_sigkill_mid_epoch_then_resume_reaches_the_uninterrupted_weights(tiny_be
     latest = yaml.safe_load((checkpoints / "latest.yml").read_text())["checkpoint"]
     assert latest == "step-00000009"
     meta = yaml.safe_load((checkpoints / latest / "checkpoint.yml").read_text())
-    assert (meta["epoch"], meta["batches_done"], meta["step"]) == (1, 3, 9)
+    assert (meta["epoch"], meta["batches_done"], meta["batches_trained"]) == (1, 3, 9)
     assert not list(checkpoints.glob(".*")), "no half-written checkpoint left behind"
 
     resumed = _start("resume", tiny_bert, "killed-run", tmp_path / "home-a", tmp_path / "resumed.safetensors")

@@ -38,13 +38,13 @@ class NaNAt(torch.nn.Module):
 
 
 class CtrlCAt(Callback):
-    """Press Ctrl-C (a real SIGINT to this process) right after step ``step``."""
+    """Press Ctrl-C (a real SIGINT to this process) right after the run's batch ``step``."""
 
     def __init__(self, step: int) -> None:
         self.step = step
 
     def on_batch_end(self, state):
-        if state.step == self.step:
+        if state.batches_trained == self.step:
             signal.raise_signal(signal.SIGINT)
 
 
@@ -58,7 +58,7 @@ def test_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(tin
     with pytest.raises(NonFiniteLossError) as info:
         finetuner.fit(model, TRAIN, loss=NaNAt(5), callbacks=[saver], run_name="nan-run", **SETTINGS)
     message = str(info.value)
-    assert "the loss became nan at epoch 2, batch 1 (step 5)" in message
+    assert "the loss became nan at epoch 2, batch 1 (5 of the run)" in message
     assert "before this step changed the weights" in message
     assert any("last good checkpoint" in note and "resume_from='nan-run'" for note in info.value.__notes__)
     assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
@@ -83,11 +83,16 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_uninterrupted_weights(tin
         finetuner.fit(tiny_bert, TRAIN, callbacks=[CtrlCAt(2)], run_name="ctrl-c", **SETTINGS)
     assert isinstance(info.value, KeyboardInterrupt)
     message = str(info.value)
-    assert "interrupted at epoch 1, batch 2/4 (step 2)" in message and "resume_from='ctrl-c'" in message
+    assert "interrupted at epoch 1, batch 2/4 (2 of the run)" in message and "resume_from='ctrl-c'" in message
     run = finetuner.get_run("ctrl-c")
     assert run.status()["status"] == "FAILED"
     assert (run.directory / "checkpoints" / "interrupt-00000002" / "checkpoint.yml").is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the Ctrl-C handler is restored"
+    # written back as finetuner 0.1.0 wrote checkpoints (format 1: 'step', 'steps_per_epoch'), it resumes alike
+    meta_path = run.directory / "checkpoints" / "interrupt-00000002" / "checkpoint.yml"
+    meta = yaml.safe_load(meta_path.read_text())
+    meta["step"], meta["steps_per_epoch"] = meta.pop("batches_trained"), meta.pop("batches_per_epoch")
+    meta_path.write_text(yaml.safe_dump({**meta, "format": 1}, sort_keys=False))
 
     resumed = finetuner.fit(tiny_bert, TRAIN, resume_from="ctrl-c", **SETTINGS)
     assert resumed.name == "ctrl-c" and resumed.status()["status"] == "FINISHED"
@@ -127,7 +132,7 @@ def test_checkpoints_are_pruned_and_resume_from_a_checkpoint_folder(tiny_bert, t
     folder = run.directory / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["epoch-0002", "epoch-0003", "latest.yml"]
     meta = yaml.safe_load((folder / "epoch-0003" / "checkpoint.yml").read_text())
-    assert (meta["epoch"], meta["batches_done"], meta["step"]) == (3, 0, 12)
+    assert (meta["epoch"], meta["batches_done"], meta["batches_trained"]) == (3, 0, 12)
     assert [h["epoch"] for h in meta["history"]] == [1, 2, 3]
     # resuming a finished run from its last checkpoint trains nothing more and gives the same model
     again = finetuner.fit(tiny_bert, TRAIN, resume_from=str(folder / "epoch-0003"), **{**SETTINGS, "epochs": 3})
@@ -144,7 +149,7 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tiny_bert, mo
 
     class Crash(Callback):
         def on_batch_end(self, state):
-            if state.step == 2:  # the next checkpoint write dies half-way
+            if state.batches_trained == 2:  # the next checkpoint write dies half-way
 
                 def dying_save(obj, f, *a, **kw):
                     real(obj, f, *a, **kw)
@@ -197,7 +202,7 @@ class WeightsAt(Callback):
         self.step, self.weights = step, None
 
     def on_batch_end(self, state):
-        if state.step == self.step:
+        if state.batches_trained == self.step:
             self.weights = _weights(state.model)
 
 
@@ -211,7 +216,7 @@ def test_deferred_check_skips_the_bad_update_on_the_device(tiny_bert, monkeypatc
         finetuner.fit(model, TRAIN, loss=NaNAt(5), callbacks=[at_4], run_name="nan-deferred",
                       optimizer_options={"fused": True}, **SETTINGS)
     message = str(info.value)
-    assert "the loss became nan at epoch 2, batch 1 (step 5)" in message
+    assert "the loss became nan at epoch 2, batch 1 (5 of the run)" in message
     assert "its update was skipped on the device" in message
     now = _weights(model)
     assert all(torch.isfinite(v).all() for v in now.values() if v.is_floating_point())

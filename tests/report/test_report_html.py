@@ -11,8 +11,8 @@ from tests.conftest import make_texts
 from tests.report.chromium import find_chromium, render
 
 import finetuner
-from finetuner import report_html
 from finetuner.cli import main as cli_main
+from finetuner.report import html as report_html
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DRESS = str(FIXTURES / "fashion_mnist" / "train" / "20.png")

@@ -63,7 +63,7 @@ def test_fit_trains_with_the_largest_batch_that_fits(tiny_bert, monkeypatch):
         _oom_above(model, 24)
         return model
 
-    monkeypatch.setattr("finetuner.training.fit.build_model", build_with_limit)
+    monkeypatch.setattr("finetuner.training.build.build_model", build_with_limit)
     run = finetuner.fit(
         tiny_bert, make_texts(40), make_texts(5, seed=3), batch_size="auto", epochs=1, device="cpu", verbose=False
     )
@@ -75,11 +75,11 @@ def test_fit_trains_with_the_largest_batch_that_fits(tiny_bert, monkeypatch):
 def test_probe_leaves_weights_buffers_and_gradients_as_they_were():
     from accelerate import Accelerator
 
+    from finetuner.config import TrainingConfig
     from finetuner.data.datasets import labelled_loader
     from finetuner.data.samplers import ClassSampler
     from finetuner.losses import get_loss
     from finetuner.training.autobatch import probe_batch_size
-    from finetuner.training.config import TrainingConfig
     from finetuner.training.loop import make_objective
 
     torch.manual_seed(0)
@@ -134,7 +134,7 @@ REAL_OOM = textwrap.dedent(
     from finetuner.models import build_model
     from finetuner.losses import get_loss
     from finetuner.training.autobatch import probe_batch_size, worst_case_batch
-    from finetuner.training.config import TrainingConfig
+    from finetuner.config import TrainingConfig
     from finetuner.training.loop import make_objective, forward_backward, default_forward
     from finetuner.data.datasets import labelled_loader
     from finetuner.data.samplers import ClassSampler
@@ -182,9 +182,9 @@ def _rank_main(rank: int, world: int, port: int, model_dir: str, home: str) -> N
         _oom_above(model, 16 if rank == 0 else 4)  # rank 1 has less memory
         return model
 
-    import finetuner.training.fit as fit_module
+    import finetuner.training.build as build_module
 
-    fit_module.build_model = build_with_limit
+    build_module.build_model = build_with_limit
     finetuner.fit(
         model_dir, make_texts(20), batch_size="auto", epochs=1, device="cpu", verbose=False, run_name="auto-ddp"
     )

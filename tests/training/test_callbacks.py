@@ -15,9 +15,9 @@ from finetuner.callback import (
     TrainingCheckpoint,
     WiSEFTCallback,
 )
-from finetuner.errors import ConfigError, FinetunerError, InputTypeError
+from finetuner.config import TrainingConfig
+from finetuner.errors import ConfigError, InputTypeError
 from finetuner.training.callbacks import prepare_callbacks
-from finetuner.training.config import TrainingConfig
 from finetuner.training.loop import TrainState
 
 FAST = dict(batch_size=16, learning_rate=3e-3, seed=0, verbose=False)
@@ -137,13 +137,9 @@ def test_callback_problems_are_reported_before_training():
         EvaluationCallback(evals, distance="manhattan")
     with pytest.raises(finetuner.DataError):
         prepare_callbacks([EvaluationCallback([])], None)
-    try:  # the checkpoint/resume work provides the real one; until it is merged, a placeholder says so
-        from finetuner.training.checkpoint import TrainingCheckpoint as Real
-    except ImportError:
-        with pytest.raises(FinetunerError, match="not available"):
-            TrainingCheckpoint()
-    else:
-        assert TrainingCheckpoint is Real
+    from finetuner.training.checkpoint import TrainingCheckpoint as Real
+
+    assert TrainingCheckpoint is Real
 
 
 def test_running_order_puts_measurements_first_and_loggers_last():

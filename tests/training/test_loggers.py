@@ -6,19 +6,19 @@ from tests.conftest import make_texts
 
 import finetuner
 from finetuner.callback import MLFlowLogger, TensorBoardLogger, WandBLogger
-from finetuner.training.config import TrainingConfig
+from finetuner.config import TrainingConfig
 from finetuner.training.loop import TrainState
 
 
-def _drive(logger, epochs=2, steps_per_epoch=4):
+def _drive(logger, epochs=2, batches_per_epoch=4):
     """Run ``logger`` through the loop's events with made-up figures."""
     state = TrainState(model=torch.nn.Linear(2, 2), config=TrainingConfig(epochs=epochs, log_every=2, run_name="r1"))
     logger.on_train_begin(state)
     for epoch in range(epochs):
         state.epoch = epoch
-        for _ in range(steps_per_epoch):
-            state.step += 1
-            state.last_loss = 1.0 / state.step
+        for _ in range(batches_per_epoch):
+            state.batches_trained += 1
+            state.last_loss = 1.0 / state.batches_trained
             logger.on_batch_end(state)
         state.history.append({"epoch": epoch + 1, "loss": state.last_loss, "precision_at_k": 0.5 + 0.1 * epoch})
         logger.on_epoch_end(state)

@@ -1,15 +1,16 @@
 import pytest
 import torch
 
+from finetuner.config import TrainingConfig
 from finetuner.errors import ConfigError
 from finetuner.losses import get_loss, get_miner, list_losses, list_miners, needs_class_count
-from finetuner.training.config import TrainingConfig
 
 
 def test_loss_by_name_with_options_and_closest_match():
     loss = get_loss("TripletMarginLoss", {"margin": 0.3})
     assert loss.margin == 0.3
-    assert type(get_loss(None)).__name__ == "TripletMarginLoss"
+    with pytest.raises(ConfigError, match="resolve_loss"):  # 'auto' is resolved once, by the data, before this
+        get_loss("auto")
     with pytest.raises(ConfigError, match="did you mean 'TripletMarginLoss'"):
         get_loss("TripletMarginLos")
     with pytest.raises(ConfigError, match="cannot be built with options"):
@@ -58,7 +59,7 @@ def test_config_reports_every_problem_at_once():
 def test_num_workers_auto_is_none_on_the_cpu_and_up_to_8_beside_a_gpu(monkeypatch):
     import os
 
-    from finetuner.training.config import TrainingConfig
+    from finetuner.config import TrainingConfig
 
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)

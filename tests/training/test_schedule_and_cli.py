@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from finetuner.training.config import TrainingConfig
+from finetuner.config import TrainingConfig
 from finetuner.training.loop import build_scheduler
 
 

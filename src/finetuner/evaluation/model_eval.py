@@ -1,8 +1,10 @@
-"""Evaluate a model on task data: embed, search, score; plus a few example retrievals to show people."""
+"""Evaluate a model on task data: embed, search, score; plus a few example retrievals to show people.
+
+How items become vectors (one model, two towers, split across processes) is :mod:`finetuner.evaluation.embedders`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,11 +12,8 @@ import numpy as np
 import torch
 
 from finetuner.data.tasks import LabelledData, PairData
+from finetuner.evaluation.embedders import Embedder
 from finetuner.evaluation.evaluator import evaluate_embeddings, retrieve
-from finetuner.losses.distributed import gather_no_grad, world
-from finetuner.models.inference import embed_items
-
-Embedder = Callable[[list[Any], str], torch.Tensor]
 
 
 @dataclass
@@ -52,36 +51,6 @@ def retrieval_sets(data: LabelledData | PairData, direction: str = "left-to-righ
     return RetrievalSets(q, list(labels), qi, qm, x, list(labels), xi, xm)
 
 
-def model_embedder(model: Any, batch_size: int = 64, num_workers: int = 0) -> Embedder:
-    """An ``embed(items, modality)`` function for a single-modality model (the modality must match).
-
-    Under a process group every rank embeds a share of the items and the shares are gathered once, so
-    evaluation is split across the ranks.
-
-    Example:
-        >>> embed = model_embedder(model)  # doctest: +SKIP
-        >>> embed(['a skirt'], 'text').shape  # doctest: +SKIP
-        torch.Size([1, 384])
-    """
-
-    def embed(items: list[Any], modality: str) -> torch.Tensor:
-        rank, size = world()
-        if size == 1:
-            return embed_items(model, items, batch_size=batch_size, num_workers=num_workers, progress=False)
-        # distributed: each rank embeds a contiguous share, and every rank receives all of them in order
-        bounds = np.linspace(0, len(items), size + 1).round().astype(int)
-        share = list(items[bounds[rank] : bounds[rank + 1]])
-        local = embed_items(model, share, batch_size=batch_size, num_workers=num_workers, progress=False)
-        return gather_no_grad(local.to(model_device(model))).cpu()  # (len(items), dim)
-
-    return embed
-
-
-def model_device(model: Any) -> torch.device:
-    """Where the model's parameters are (the collective runs there: CUDA for NCCL, CPU for gloo)."""
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
-
-
 def evaluate_sets(
     sets: RetrievalSets,
     embed: Embedder,
@@ -111,6 +80,24 @@ def evaluate_sets(
     )
     examples = _examples(sets, q_emb, i_emb, distance, exclude_self, num_examples)
     return {k: float(v) for k, v in metrics.items()}, examples
+
+
+def evaluate_all(
+    evaluations: list[tuple[str, RetrievalSets]], embed: Embedder, limit: int = 20
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Several evaluations of one model: the metrics of each under its prefix (``''`` for the main direction,
+    ``'image_to_text/'`` for CLIP's other one), and example retrievals of the first.
+
+    Example:
+        >>> metrics, examples = evaluate_all([('', retrieval_sets(data))], model_embedder(model))  # doctest: +SKIP
+    """
+    metrics: dict[str, float] = {}
+    examples: list[dict[str, Any]] = []
+    for prefix, sets in evaluations:
+        values, shown = evaluate_sets(sets, embed, limit=limit, num_examples=0 if prefix else 3)
+        metrics.update({f"{prefix}{k}": v for k, v in values.items()})
+        examples = examples or shown
+    return metrics, examples
 
 
 def _examples(

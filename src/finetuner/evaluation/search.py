@@ -72,7 +72,7 @@ def _ids(ids: Any, n: int, name: str) -> torch.Tensor:
 
 
 def _scores(
-    q: torch.Tensor, x: torch.Tensor, kind: str, x_sq: torch.Tensor | None, buffer: torch.Tensor
+    q: torch.Tensor, x: torch.Tensor, measure: str, x_sq: torch.Tensor | None, buffer: torch.Tensor
 ) -> torch.Tensor:
     """Larger-is-better ranking scores of one query chunk against one index chunk; shape (nq_chunk, ni_chunk).
 
@@ -81,7 +81,7 @@ def _scores(
     """
     sims = buffer[: q.shape[0] * x.shape[0]].view(q.shape[0], x.shape[0])  # (nq_chunk, ni_chunk)
     torch.mm(q, x.T, out=sims)
-    if kind in SMALLER_IS_BETTER:
+    if measure in SMALLER_IS_BETTER:
         sims.mul_(2).sub_(x_sq)  # (nq_chunk, ni_chunk) - (ni_chunk,)
     return sims
 
@@ -139,7 +139,7 @@ def top_k(
     """
     if not isinstance(distance, str) or distance not in DISTANCES:
         raise unknown_name("distance", distance, DISTANCES)
-    kind = DISTANCES[distance]
+    measure = DISTANCES[distance]
     k = _check_positive(k, "k")
     query_chunk_size = _check_positive(query_chunk_size, "query_chunk_size")
     index_chunk_size = _check_positive(index_chunk_size, "index_chunk_size")
@@ -166,21 +166,21 @@ def top_k(
     best_idx = torch.full((n_queries, width), -1, dtype=torch.int64, device=device)  # (n_queries, width)
     # the queries once, prepared for scoring: (n_queries, dim), the size of the inputs, not of the index
     all_q = _chunk(queries, 0, n_queries, device, dtype)
-    if kind == "cosine":
+    if measure == "cosine":
         all_q = torch.nn.functional.normalize(all_q, dim=1)
     # index chunks outside, query chunks inside: each index chunk is moved and normalised once
     for i_start, i_stop in _ranges(n_index, index_chunk_size):
         x = _chunk(index, i_start, i_stop, device, dtype)  # (ni_chunk, dim)
         x_sq = None
-        if kind == "cosine":
+        if measure == "cosine":
             x = torch.nn.functional.normalize(x, dim=1)
-        elif kind in SMALLER_IS_BETTER:
+        elif measure in SMALLER_IS_BETTER:
             x_sq = (x * x).sum(dim=1)  # (ni_chunk,)
         for q_start, q_stop in _ranges(n_queries, query_chunk_size):
             q = all_q[q_start:q_stop]  # (nq_chunk, dim)
             run = best[q_start:q_stop]  # (nq_chunk, width), a view: updated in place below
             run_idx = best_idx[q_start:q_stop]  # (nq_chunk, width)
-            sims = _scores(q, x, kind, x_sq, buffer)  # (nq_chunk, ni_chunk)
+            sims = _scores(q, x, measure, x_sq, buffer)  # (nq_chunk, ni_chunk)
             if exclude:
                 same = q_ids[q_start:q_stop, None] == i_ids[None, i_start:i_stop]  # (nq_chunk, ni_chunk)
                 sims.masked_fill_(same, -torch.inf)
@@ -195,11 +195,11 @@ def top_k(
             top, pos = merged.topk(width, dim=1)  # (nq_chunk, width), sorted largest first
             run.copy_(top)
             run_idx.copy_(merged_idx.gather(1, pos))
-    if kind in SMALLER_IS_BETTER:
+    if measure in SMALLER_IS_BETTER:
         # back from 2 q.x - |x|^2 to |q - x|^2 = |q|^2 - (2 q.x - |x|^2)
         q_sq = (all_q * all_q).sum(dim=1, keepdim=True)  # (n_queries, 1)
         best.neg_().add_(q_sq).clamp_(min=0)  # -inf (unfilled) becomes +inf
-        if kind == "euclidean":
+        if measure == "euclidean":
             best.sqrt_()
 
     filled = (best_idx >= 0).any(dim=0)  # (width,): columns filled for at least one query

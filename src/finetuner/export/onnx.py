@@ -22,13 +22,12 @@ import torch
 import yaml
 from torch import nn
 
+from finetuner.artifacts import ONNX_FILE, ONNX_METADATA_FILE, model_dirs
 from finetuner.errors import ArtifactError, ConfigError, DataError, FinetunerError
 from finetuner.models.io import load_model, read_metadata
 
 logger = logging.getLogger("finetuner")
 
-ONNX_FILE = "model.onnx"
-ONNX_METADATA_FILE = "onnx.yml"
 OUTPUT_NAME = "embeddings"
 DEFAULT_OPSET = 17
 MIN_COSINE = 0.999
@@ -364,27 +363,6 @@ def load_onnx_model(directory: str | Path, providers: Sequence[str] | None = Non
     )
 
 
-def artifact_model_dirs(artifact: str | Path, select_model: str | None = None) -> list[Path]:
-    """The model folders of an artifact (all, or the selected one); a bare model folder is its own list.
-
-    Example:
-        >>> artifact_model_dirs('/nonexistent')
-        Traceback (most recent call last):
-        ...
-        finetuner.errors.ArtifactError: /nonexistent is not a finetuner artifact or model folder
-    """
-    root = Path(artifact).expanduser()
-    input_map = root / "models" / "input-map.yml"
-    if input_map.is_file():
-        names = list(yaml.safe_load(input_map.read_text(encoding="utf-8")) or {})
-        if select_model is not None and select_model not in names:
-            raise ArtifactError(f"{root} has no model {select_model!r}; it holds: {', '.join(names)}")
-        return [root / "models" / n for n in names if select_model in (None, n)]
-    if (root / "metadata.yml").is_file():
-        return [root]
-    raise ArtifactError(f"{root} is not a finetuner artifact or model folder")
-
-
 def export_artifact(artifact: str | Path, select_model: str | None = None, *, opset: int = DEFAULT_OPSET) -> list[Path]:
     """Export every model of a saved artifact (or run folder) to ONNX; the paths of the written files.
 
@@ -393,4 +371,4 @@ def export_artifact(artifact: str | Path, select_model: str | None = None, *, op
         [PosixPath('artifacts/run-20261127-120000-ab12/models/model/model.onnx')]
     """
     check_onnx_available()
-    return [export_onnx(load_model(d), d, opset=opset) for d in artifact_model_dirs(artifact, select_model)]
+    return [export_onnx(load_model(d), d, opset=opset) for d in model_dirs(artifact, select_model)]

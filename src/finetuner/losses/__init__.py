@@ -13,8 +13,8 @@ from typing import Any
 from torch import nn
 
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
+from finetuner.losses.contrastive import LOSSES as OWN_LOSSES
 
-DEFAULT_LOSS = "TripletMarginLoss"
 #: what ``loss='auto'`` (the default) means for each kind of training data
 AUTO_LOSSES = {"labelled": "TripletMarginLoss", "pairs": "InfoNCELoss", "clip": "CLIPLoss"}
 
@@ -45,14 +45,6 @@ def _pml_classes(module_name: str, base_name: str) -> dict[str, type]:
     }
 
 
-def _own_losses() -> dict[str, type]:
-    try:
-        from finetuner.losses import contrastive
-    except ImportError:  # pragma: no cover - contrastive module added with the CLIP work
-        return {}
-    return dict(getattr(contrastive, "LOSSES", {}))
-
-
 def list_losses() -> list[str]:
     """Every loss name ``fit(loss=...)`` accepts.
 
@@ -60,7 +52,7 @@ def list_losses() -> list[str]:
         >>> 'TripletMarginLoss' in list_losses() and 'ArcFaceLoss' in list_losses()
         True
     """
-    names = set(_pml_classes("losses", "BaseMetricLossFunction")) | set(_own_losses())
+    names = set(_pml_classes("losses", "BaseMetricLossFunction")) | set(OWN_LOSSES)
     return sorted(names)
 
 
@@ -82,7 +74,18 @@ def loss_class(name: str) -> type:
         >>> loss_class('infonceloss').__name__
         'InfoNCELoss'
     """
-    return _lookup(name, "loss", {**_pml_classes("losses", "BaseMetricLossFunction"), **_own_losses()})
+    return _lookup(name, "loss", {**_pml_classes("losses", "BaseMetricLossFunction"), **OWN_LOSSES})
+
+
+def miner_class(name: str) -> type:
+    """The pytorch-metric-learning class behind a miner name (case-insensitive), or a clear error with the closest
+    name.
+
+    Example:
+        >>> miner_class('multisimilarityminer').__name__
+        'MultiSimilarityMiner'
+    """
+    return _lookup(name, "miner", _pml_classes("miners", "BaseMiner"))
 
 
 def needs_class_count(loss: str | nn.Module) -> bool:
@@ -99,16 +102,16 @@ def needs_class_count(loss: str | nn.Module) -> bool:
     return all(p in params for p in _NEEDS_CLASSES)
 
 
-def _lookup(name: str, kind: str, table: dict[str, type]) -> type:
+def _lookup(name: str, what: str, table: dict[str, type]) -> type:
     if name in table:
         return table[name]
     for key, cls in table.items():
         if key.lower() == name.lower():
             return cls
-    raise unknown_name(kind, name, table)
+    raise unknown_name(what, name, table)
 
 
-def _construct(cls: type, options: dict[str, Any], kind: str) -> Any:
+def _construct(cls: type, options: dict[str, Any], what: str) -> Any:
     try:
         return cls(**options)
     except TypeError as exc:
@@ -116,13 +119,13 @@ def _construct(cls: type, options: dict[str, Any], kind: str) -> Any:
             p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")
         ]
         raise ConfigError(
-            f"{kind} {cls.__name__} cannot be built with options {sorted(options)}: {exc}. "
+            f"{what} {cls.__name__} cannot be built with options {sorted(options)}: {exc}. "
             f"Its options are: {', '.join(params)}"
         ) from exc
 
 
 def get_loss(
-    loss: str | nn.Module | None = None,
+    loss: str | nn.Module,
     options: dict[str, Any] | None = None,
     *,
     embedding_size: int | None = None,
@@ -147,8 +150,8 @@ def get_loss(
                 "loss_options only apply to a loss given by name; configure the instance instead"
             )
         return loss
-    if loss is None or (isinstance(loss, str) and loss.lower() == "auto"):
-        loss = DEFAULT_LOSS
+    if isinstance(loss, str) and loss.lower() == "auto":
+        raise ConfigError("loss='auto' stands for the data's loss: resolve it first with resolve_loss(loss, data_kind)")
     if not isinstance(loss, str):
         raise InputTypeError(f"loss must be a name or a torch.nn.Module; received {type(loss).__name__}")
     cls = loss_class(loss)
@@ -176,17 +179,17 @@ def get_miner(miner: str | nn.Module | None, options: dict[str, Any] | None = No
         return miner
     if not isinstance(miner, str):
         raise InputTypeError(f"miner must be a name or a torch.nn.Module; received {type(miner).__name__}")
-    return _construct(_lookup(miner, "miner", _pml_classes("miners", "BaseMiner")), options, "miner")
+    return _construct(miner_class(miner), options, "miner")
 
 
 __all__ = [
     "AUTO_LOSSES",
-    "DEFAULT_LOSS",
     "get_loss",
     "get_miner",
     "list_losses",
     "list_miners",
     "loss_class",
+    "miner_class",
     "needs_class_count",
     "resolve_loss",
 ]

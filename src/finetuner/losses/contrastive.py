@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from finetuner.losses.distributed import gather_with_grad, rank_offset, world
+from finetuner.distributed import gather_with_grad, rank_offset, world
 
 
 class CLIPLoss(nn.Module):

@@ -1,4 +1,9 @@
-"""``build_model``: from an alias, a hub id, a local folder or a ``torch.nn.Module`` to an embedding model."""
+"""``build_model``: from an alias, a hub id, a local folder or a ``torch.nn.Module`` to an embedding model.
+
+A name is looked up in :data:`~finetuner.models.registry.MODELS` (or its family read from the model's config by
+:func:`detect_family`) and built by that family's builder from :data:`~finetuner.models.registry.BUILDERS`; a
+``{'text': ..., 'vision': ...}`` dict becomes a two-tower model, a saved finetuner folder is loaded.
+"""
 
 from __future__ import annotations
 
@@ -10,39 +15,13 @@ from torch import nn
 
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.models.base import EmbeddingModel, freeze_backbone
-from finetuner.models.clip import (
-    CLIPTextTower,
-    CLIPVisionTower,
-    TwoTowerModel,
-    build_hf_clip,
-    build_two_tower,
-    lock_towers,
-)
-from finetuner.models.io import METADATA_FILE, load_model, register_loader
-from finetuner.models.openclip import build_open_clip, is_open_clip_name
-from finetuner.models.openclip_towers import OpenCLIPTextTower, OpenCLIPVisionTower
-from finetuner.models.registry import BUILDERS, MODELS, get_spec, register_builder
-from finetuner.models.text import TextEncoder, from_pretrained_text
-
-register_builder("text", from_pretrained_text)
-register_loader("text", TextEncoder.load)
-
-
-def build_clip(name_or_path: str, *, output_dim: int | None = None, **options: Any) -> TwoTowerModel:
-    """The ``'clip'`` family's builder: open_clip names (``'ViT-B-32::openai'``, ``'open_clip:...'``) go to
-    :func:`~finetuner.models.openclip.build_open_clip`, anything else to Hugging Face CLIP.
-
-    Example:
-        >>> model = build_clip('ViT-B-32::openai')  # doctest: +SKIP
-    """
-    builder = build_open_clip if is_open_clip_name(name_or_path) else build_hf_clip
-    return builder(name_or_path, output_dim=output_dim, **options)
-
-
-register_builder("clip", build_clip)
-register_builder("two-tower", build_two_tower)
-for _tower in (CLIPTextTower, CLIPVisionTower, OpenCLIPTextTower, OpenCLIPVisionTower):
-    register_loader(_tower.kind, _tower.load)
+from finetuner.models.clip.open_clip_names import is_open_clip_name
+from finetuner.models.clip.two_tower import TwoTowerModel, build_two_tower, lock_towers
+from finetuner.models.io import METADATA_FILE, load_model
+from finetuner.models.registry import MODELS, builder, get_spec
+from finetuner.models.text.encoder import TextEncoder
+from finetuner.models.vision.backbones import TIMM_PREFIXES
+from finetuner.models.vision.builders import from_module
 
 _VISION_TYPES = {
     "resnet",
@@ -83,7 +62,7 @@ def detect_family(name_or_path: str) -> str:
         >>> detect_family('timm/resnet50.a1_in1k'), detect_family('ViT-B-32::laion2b_s34b_b79k')
         ('vision', 'clip')
     """
-    if name_or_path.startswith(("timm/", "timm:", "hf-hub:timm/")):
+    if name_or_path.startswith(TIMM_PREFIXES):
         return "vision"
     if is_open_clip_name(name_or_path) and not Path(name_or_path).is_dir():
         return "clip"
@@ -156,10 +135,7 @@ def build_model(
     if isinstance(model, nn.Module):
         built = _wrap_module(model, output_dim, options)
     elif isinstance(model, dict):
-        builder = BUILDERS.get("two-tower")
-        if builder is None:
-            raise ConfigError("two-tower models ({'text': ..., 'vision': ...}) are not available in this build")
-        built = builder(model, output_dim=output_dim, **options)
+        built = build_two_tower(model, build_model, output_dim=output_dim, **options)
     elif isinstance(model, (str, Path)):
         built = _from_name(str(model), output_dim, options)
     else:
@@ -191,10 +167,7 @@ def _from_name(name: str, output_dim: int | None, options: dict[str, Any]) -> An
     else:
         err = unknown_name("model", name, MODELS)
         raise ConfigError(f"{err} (or give a Hugging Face hub id like 'org/name', or a local folder)")
-    builder = BUILDERS.get(family)
-    if builder is None:
-        raise ConfigError(f"{name} is a {family} model, and {family} models are not available in this build")
-    return builder(source, output_dim=output_dim, **options)
+    return builder(family)(source, output_dim=output_dim, **options)
 
 
 def _wrap_module(module: nn.Module, output_dim: int | None, options: dict[str, Any]) -> Any:
@@ -211,10 +184,4 @@ def _wrap_module(module: nn.Module, output_dim: int | None, options: dict[str, A
             pooling=options.pop("pooling", "mean"),
             max_length=options.pop("max_length", 128),
         )
-    wrapper = BUILDERS.get("module")
-    if wrapper is not None:
-        return wrapper(module, output_dim=output_dim, **options)
-    raise ConfigError(
-        f"cannot use a bare {type(module).__name__} as an embedding model: pass a transformers text model with "
-        "model_options={'tokenizer': tokenizer}, or a finetuner EmbeddingModel"
-    )
+    return from_module(module, output_dim=output_dim, **options)

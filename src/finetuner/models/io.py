@@ -1,12 +1,12 @@
 """Saving and loading single models: ``<dir>/metadata.yml`` + the model's own files (safetensors weights).
 
 Loading never unpickles: weights are read with safetensors (or transformers' safetensors loader), and the model
-class is picked from a fixed table by the ``kind`` recorded in ``metadata.yml``.
+class is picked by the ``kind`` recorded in ``metadata.yml`` from the fixed table
+:data:`finetuner.models.registry.LOADERS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +15,9 @@ import yaml
 from finetuner.errors import ArtifactError
 from finetuner.fileio import atomic_directory
 from finetuner.models.base import EmbeddingModel
+from finetuner.models.registry import LOADERS, loader
 
 METADATA_FILE = "metadata.yml"
-
-#: kind -> ``load(directory, metadata)``; filled by the model modules
-LOADERS: dict[str, Callable[[Path, dict[str, Any]], Any]] = {}
-
-
-def register_loader(kind: str, loader: Callable[[Path, dict[str, Any]], Any]) -> None:
-    """Register how to rebuild a saved model of ``kind``.
-
-    Example:
-        >>> 'text' in LOADERS
-        True
-    """
-    LOADERS[kind] = loader
 
 
 def save_model(model: EmbeddingModel, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -80,10 +68,10 @@ def load_model(directory: str | Path) -> Any:
     """
     d = Path(directory)
     meta = read_metadata(d)
-    loader = LOADERS.get(meta["kind"])
-    if loader is None:
+    load = loader(meta["kind"])
+    if load is None:
         raise ArtifactError(
             f"{d} holds a model of kind {meta['kind']!r}, which this finetuner cannot load; "
             f"known kinds: {', '.join(sorted(LOADERS))}"
         )
-    return loader(d, meta)
+    return load(d, meta)

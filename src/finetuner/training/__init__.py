@@ -1,7 +1,9 @@
-"""The training loop (on accelerate), its settings and callbacks; ``fit`` end to end."""
+"""Training: ``fit`` end to end in phases (check, plan, build, train, save: :mod:`.fit`), the one loop on accelerate
+(:mod:`.loop`), checkpoints and resume, and the callbacks. The settings, :class:`TrainingConfig`, live in
+:mod:`finetuner.config` (re-exported here)."""
 
+from finetuner.config import TrainingConfig
 from finetuner.training.checkpoint import TrainingCheckpoint, TrainingInterrupted
-from finetuner.training.config import TrainingConfig
 from finetuner.training.loop import Callback, NonFiniteLossError, TrainState, train
 
 __all__ = [

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from finetuner.config import TrainingConfig
+from finetuner.distributed import local_only
 from finetuner.errors import ConfigError
-from finetuner.losses.distributed import local_only
-from finetuner.training.config import TrainingConfig
 
 #: upper bounds of the search, by device type
 AUTO_CAP = {"cuda": 1024, "cpu": 128}
@@ -88,7 +88,7 @@ def worst_case_batch(loader: Any, size: int) -> tuple[Any, Any]:
     replaced by the longest training text.
 
     Example:
-        >>> inputs, labels = worst_case_batch(plan.loader, 64)  # doctest: +SKIP
+        >>> inputs, labels = worst_case_batch(built.loader, 64)  # doctest: +SKIP
     """
     dataset = loader.dataset
     heaviest = dataset[max(range(len(dataset)), key=lambda i: _row_size(dataset[i][0]))][0]
@@ -156,7 +156,7 @@ def probe_batch_size(
         forward: how to get embeddings from ``(model, inputs)``.
 
     Example:
-        >>> size = probe_batch_size(model, objective, plan.loader, 1024, config, accelerator)  # doctest: +SKIP
+        >>> size = probe_batch_size(model, objective, loader, 1024, config, accelerator)  # doctest: +SKIP
     """
     from accelerate.utils import send_to_device
 

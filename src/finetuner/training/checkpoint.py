@@ -7,10 +7,11 @@ A checkpoint is a folder ``<run>/checkpoints/<name>/`` written under a temporary
 - ``optimizer.pt``: optimizer, loss optimizer and scheduler state dicts (tensors and plain values only, read back
   with ``torch.load(weights_only=True)``, so loading runs no code);
 - ``rng.pt``: the torch, numpy and Python random states;
-- ``checkpoint.yml`` (written last): epoch, batches done in it, global step, the epoch's loss sum, history, and a
-  fingerprint of the settings and data, which a resume must match.
+- ``checkpoint.yml`` (written last): epoch, batches done in it, batches trained in the run, the epoch's loss sum,
+  history, and a fingerprint of the settings and data, which a resume must match. (Format 1 called the run's batch
+  count ``step`` and the batches per epoch ``steps_per_epoch``; such checkpoints still resume.)
 
-Each training step is seeded from ``(seed, step)`` (see :func:`~finetuner.training.loop.step_seed`) and the class
+Each training batch is seeded from ``(seed, batch)`` (see :func:`~finetuner.training.loop.batch_seed`) and the class
 sampler is deterministic per ``(seed, epoch)``, so a run resumed after being killed (even with SIGKILL) takes the
 same steps and reaches the same weights as a run that was never interrupted (when preprocessing has no random
 augmentation; with augmentation it is equivalent but not bit-identical).
@@ -33,8 +34,7 @@ import numpy as np
 import torch
 
 from finetuner.errors import ArtifactError, ConfigError
-from finetuner.fileio import atomic_directory
-from finetuner.runs import read_yaml, write_yaml
+from finetuner.fileio import atomic_directory, read_yaml, write_yaml
 from finetuner.safety import load_torch_file
 from finetuner.training.loop import Callback, TrainState
 
@@ -42,7 +42,7 @@ logger = logging.getLogger("finetuner")
 
 CHECKPOINT_FILE = "checkpoint.yml"
 LATEST_FILE = "latest.yml"
-FORMAT = 1
+FORMAT = 2
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -97,11 +97,11 @@ def rng_states() -> dict[str, Any]:
         >>> sorted(rng_states())
         ['cuda', 'numpy', 'python', 'torch']
     """
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "numpy": [name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)],
         "python": random.getstate(),
     }
 
@@ -116,8 +116,8 @@ def set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if states.get("cuda") and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(states["cuda"])
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    name, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = states["python"]
     random.setstate((version, tuple(internal), gauss_next))
 
@@ -152,8 +152,8 @@ def save_checkpoint(
                 "format": FORMAT,
                 "epoch": int(epoch),
                 "batches_done": int(batches_done),
-                "step": int(state.step),
-                "steps_per_epoch": int(state.steps_per_epoch),
+                "batches_trained": int(state.batches_trained),
+                "batches_per_epoch": int(state.batches_per_epoch),
                 "num_processes": int(state.accelerator.num_processes) if state.accelerator is not None else 1,
                 "epoch_loss_sum": float(loss_sum) if loss_sum is not None and batches_done else 0.0,
                 "last_loss": float(state.last_loss),
@@ -166,13 +166,29 @@ def save_checkpoint(
     return directory / name
 
 
+def _format_1(meta: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint.yml`` with format 1's names (``step``, ``steps_per_epoch``) given today's."""
+    renamed = {"step": "batches_trained", "steps_per_epoch": "batches_per_epoch"}
+    return {renamed.get(k, k) if k in renamed and renamed[k] not in meta else k: v for k, v in meta.items()}
+
+
+def read_checkpoint_meta(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint's ``checkpoint.yml`` (empty when missing), with format 1's names brought up to date.
+
+    Example:
+        >>> read_checkpoint_meta(Path('/nonexistent'))
+        {}
+    """
+    return _format_1(read_yaml(checkpoint / CHECKPOINT_FILE) or {})
+
+
 def is_checkpoint(path: Path) -> bool:
     """Whether ``path`` is a complete checkpoint folder (its ``checkpoint.yml`` is written last)."""
     return (path / CHECKPOINT_FILE).is_file() and (path / "model.safetensors").is_file()
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The newest complete checkpoint in a ``checkpoints`` folder (``latest.yml``, else the highest step)."""
+    """The newest complete checkpoint in a ``checkpoints`` folder (``latest.yml``, else the furthest into the run)."""
     pointer = read_yaml(directory / LATEST_FILE) if (directory / LATEST_FILE).is_file() else None
     if isinstance(pointer, dict) and isinstance(pointer.get("checkpoint"), str):
         candidate = directory / Path(pointer["checkpoint"]).name
@@ -181,11 +197,11 @@ def latest_checkpoint(directory: Path) -> Path | None:
     found = [p for p in directory.glob("*") if p.is_dir() and not p.name.startswith(".") and is_checkpoint(p)]
     if not found:
         return None
-    return max(found, key=lambda p: int((read_yaml(p / CHECKPOINT_FILE) or {}).get("step", -1)))
+    return max(found, key=lambda p: int(read_checkpoint_meta(p).get("batches_trained", -1)))
 
 
 class TrainingCheckpoint(Callback):
-    """Save a resumable checkpoint at the end of every epoch (and every ``save_every_n_steps`` steps).
+    """Save a resumable checkpoint at the end of every epoch (and every ``save_every_n_steps`` batches).
 
     Finetuner's callback of the same name; resume with ``finetuner.fit(<same arguments>, resume_from=<run name
     or checkpoint folder>)``. The first Ctrl-C during ``fit`` stops after the current step, saves a checkpoint
@@ -194,7 +210,7 @@ class TrainingCheckpoint(Callback):
     Args:
         last_k_epochs: how many epoch-end checkpoints to keep (older ones are deleted; step checkpoints are
             deleted once a newer checkpoint exists).
-        save_every_n_steps: also save every this many optimizer steps (None: only at epoch ends).
+        save_every_n_steps: also save every this many batches (None: only at epoch ends).
         directory: where to write (default: the run's ``checkpoints`` folder, set by ``fit``).
 
     Example:
@@ -260,15 +276,15 @@ class TrainingCheckpoint(Callback):
         done = state.batch_in_epoch + 1
         synced = state.accelerator is None or state.accelerator.sync_gradients  # never mid gradient accumulation
         if INTERRUPT.requested and synced:
-            self._save(state, f"interrupt-{state.step:08d}", epoch=state.epoch, batches_done=done)
+            self._save(state, f"interrupt-{state.batches_trained:08d}", epoch=state.epoch, batches_done=done)
             raise TrainingInterrupted(
-                f"training interrupted at epoch {state.epoch + 1}, batch {done}/{state.steps_per_epoch} (step "
-                f"{state.step}); checkpoint saved at {self.last_saved}. Resume with finetuner.fit(<the same "
-                f"arguments>, resume_from={self.run_name or str(self.last_saved)!r})"
+                f"training interrupted at epoch {state.epoch + 1}, batch {done}/{state.batches_per_epoch} ("
+                f"{state.batches_trained} of the run); checkpoint saved at {self.last_saved}. Resume with "
+                f"finetuner.fit(<the same arguments>, resume_from={self.run_name or str(self.last_saved)!r})"
             )
         n = self.save_every_n_steps
-        if n and state.step % n == 0 and synced and done < state.steps_per_epoch:
-            self._save(state, f"step-{state.step:08d}", epoch=state.epoch, batches_done=done)
+        if n and state.batches_trained % n == 0 and synced and done < state.batches_per_epoch:
+            self._save(state, f"step-{state.batches_trained:08d}", epoch=state.epoch, batches_done=done)
 
     def on_epoch_end(self, state: TrainState) -> None:
         if self.automatic and state.epoch + 1 >= state.config.epochs:
@@ -284,7 +300,7 @@ class ResumeFromCheckpoint(Callback):
 
     def __init__(self, checkpoint: Path) -> None:
         self.checkpoint = Path(checkpoint)
-        self.meta: dict[str, Any] = read_yaml(self.checkpoint / CHECKPOINT_FILE) or {}
+        self.meta: dict[str, Any] = read_checkpoint_meta(self.checkpoint)
 
     def on_train_begin(self, state: TrainState) -> None:
         from safetensors.torch import load_file, load_model
@@ -292,10 +308,10 @@ class ResumeFromCheckpoint(Callback):
         meta, ckpt = self.meta, self.checkpoint
         acc = state.accelerator
         processes = acc.num_processes if acc is not None else 1
-        if meta.get("steps_per_epoch") != state.steps_per_epoch or meta.get("num_processes", 1) != processes:
+        if meta.get("batches_per_epoch") != state.batches_per_epoch or meta.get("num_processes", 1) != processes:
             raise ConfigError(
-                f"checkpoint {ckpt} was taken with {meta.get('steps_per_epoch')} batches per epoch on "
-                f"{meta.get('num_processes', 1)} process(es); this run has {state.steps_per_epoch} on {processes}. "
+                f"checkpoint {ckpt} was taken with {meta.get('batches_per_epoch')} batches per epoch on "
+                f"{meta.get('num_processes', 1)} process(es); this run has {state.batches_per_epoch} on {processes}. "
                 "Resume with the same data, batch_size and number of processes."
             )
         model = acc.unwrap_model(state.model) if acc is not None else state.model
@@ -316,11 +332,15 @@ class ResumeFromCheckpoint(Callback):
         if (ckpt / "rng.pt").is_file():
             set_rng_states(load_torch_file(ckpt / "rng.pt"))
         state.epoch = int(meta["epoch"])
-        state.step = int(meta["step"])
+        state.batches_trained = int(meta["batches_trained"])
         state.skip_batches = int(meta["batches_done"])
         state.epoch_loss_sum = float(meta.get("epoch_loss_sum", 0.0))
         state.last_loss = float(meta.get("last_loss", float("nan")))
         state.history = [dict(h) for h in meta.get("history", [])]
         logger.info(
-            "resumed from %s: epoch %d, batch %d, step %d", ckpt, state.epoch + 1, state.skip_batches, state.step
+            "resumed from %s: epoch %d, batch %d (%d of the run)",
+            ckpt,
+            state.epoch + 1,
+            state.skip_batches,
+            state.batches_trained,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,31 +11,36 @@ from accelerate.utils import send_to_device
 from torch import nn
 from tqdm.auto import tqdm
 
+from finetuner.config import TrainingConfig
+from finetuner.distributed import average_gradients
 from finetuner.errors import FinetunerError
-from finetuner.losses.distributed import average_gradients
-from finetuner.losses.objective import MetricObjective, PairObjective
-from finetuner.training.cached import batch_length, cached_backward
-from finetuner.training.config import TrainingConfig
+from finetuner.losses.step_loss import MetricObjective, PairObjective
+from finetuner.training.gradcache import batch_length, cached_backward
+from finetuner.training.optimizers import build_loss_optimizer, build_optimizer, build_scheduler
 
 
 class NonFiniteLossError(FinetunerError, RuntimeError):
     """The loss became NaN or infinite; training stopped before that step changed the weights."""
 
 
-def step_seed(seed: int, step: int, process_index: int = 0) -> int:
-    """The torch seed of one training step: the randomness of step ``n`` (dropout, miners) depends only on
-    ``(seed, n, process)``, so a run resumed from a checkpoint takes exactly the steps the uninterrupted run took.
+def batch_seed(seed: int, batch: int, process_index: int = 0) -> int:
+    """The torch seed of one training batch: the randomness of the run's batch ``n`` (dropout, miners) depends only
+    on ``(seed, n, process)``, so a run resumed from a checkpoint takes exactly the steps the uninterrupted run took.
 
     Example:
-        >>> step_seed(0, 5) == step_seed(0, 5) != step_seed(0, 6)
+        >>> batch_seed(0, 5) == batch_seed(0, 5) != batch_seed(0, 6)
         True
     """
-    return (seed * 1_000_003 + step * 7919 + process_index) % (2**63 - 1)
+    return (seed * 1_000_003 + batch * 7919 + process_index) % (2**63 - 1)
 
 
 @dataclass
 class TrainState:
-    """What callbacks see and may change (``stop = True`` ends training after the current step/epoch)."""
+    """What callbacks see and may change (``stop = True`` ends training after the current batch/epoch).
+
+    ``batches_trained`` counts the (micro-)batches trained so far in the run; with ``gradient_accumulation_steps``
+    N the optimizer steps once every N of them. ``batch_in_epoch`` is the current batch's index in its epoch.
+    """
 
     model: nn.Module
     config: TrainingConfig
@@ -44,9 +48,9 @@ class TrainState:
     optimizer: Any = None
     scheduler: Any = None
     epoch: int = 0
-    step: int = 0
+    batches_trained: int = 0
     batch_in_epoch: int = 0
-    steps_per_epoch: int = 0
+    batches_per_epoch: int = 0
     last_loss: float = float("nan")
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -57,6 +61,15 @@ class TrainState:
     skip_batches: int = 0
     #: sum of the losses of the current epoch so far (a tensor while training; a float set by a resume)
     epoch_loss_sum: Any = None
+
+    @property
+    def step(self) -> int:
+        """The former name of :attr:`batches_trained` (callbacks written against it keep working)."""
+        return self.batches_trained
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.batches_trained = value
 
 
 class Callback:
@@ -75,7 +88,7 @@ class Callback:
         """Before each epoch."""
 
     def on_batch_end(self, state: TrainState) -> None:
-        """After each optimizer step."""
+        """After each batch (an optimizer step, or under gradient accumulation a part of one)."""
 
     def on_epoch_end(self, state: TrainState) -> None:
         """After each epoch (evaluation callbacks put their figures in ``state.metrics``)."""
@@ -93,7 +106,7 @@ def make_accelerator(config: TrainingConfig) -> Any:
     """
     from accelerate import Accelerator
 
-    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    cpu = config.device_type() == "cpu"
     precision = config.precision
     if precision == "auto":
         precision = "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -129,63 +142,6 @@ def enable_gradient_checkpointing(model: nn.Module) -> int:
     return found
 
 
-def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module) -> torch.optim.Optimizer:
-    """The optimizer named in ``config`` over the trainable model parameters (plus the loss's own, if any)."""
-    lr = config.learning_rate_or_default()
-    cls = getattr(torch.optim, config.optimizer)
-    if not any(p.requires_grad for p in model.parameters()):
-        raise FinetunerError("the model has no trainable parameters (everything is frozen)")
-    options = dict(config.optimizer_options)
-    # fused Adam/AdamW on every device torch has it for: on the CPU the plain implementation steps the parameters one
-    # by one (MiniLM: 107 ms a step against 18 ms fused; benchmarks/bench_optimizer_step.py)
-    fuse = config.optimizer in ("Adam", "AdamW") and "fused" not in options
-    if hasattr(model, "param_groups"):  # e.g. per-tower learning rates of a two-tower model
-        groups: list[dict[str, Any]] = model.param_groups(lr)
-    else:
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
-
-    if loss_params and config.loss_optimizer is None:
-        groups.append({"params": loss_params, **config.loss_optimizer_options})
-    if fuse:
-        try:
-            return cls(groups, lr=lr, fused=True, **options)
-        except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
-            pass
-    return cls(groups, lr=lr, **options)
-
-
-def build_loss_optimizer(config: TrainingConfig, loss_fn: nn.Module) -> torch.optim.Optimizer | None:
-    """A separate optimizer for the loss's parameters when ``loss_optimizer`` is set (ArcFace's class centres)."""
-    loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
-
-    if config.loss_optimizer is None or not loss_params:
-        return None
-    options = dict(config.loss_optimizer_options)
-    options.setdefault("lr", config.learning_rate_or_default())
-    return getattr(torch.optim, config.loss_optimizer)(loss_params, **options)
-
-
-def build_scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
-    """A transformers learning-rate schedule (warmup via ``num_warmup_steps`` or ``warmup_ratio``) or None."""
-    if config.scheduler is None:
-        return None
-    from transformers import get_scheduler
-
-    options = dict(config.scheduler_options)
-    warmup = options.pop("num_warmup_steps", None)
-    ratio = options.pop("warmup_ratio", None)
-    if warmup is None:
-        warmup = math.ceil(total_steps * float(ratio)) if ratio else 0
-    return get_scheduler(
-        config.scheduler,
-        optimizer,
-        num_warmup_steps=warmup,
-        num_training_steps=total_steps,
-        scheduler_specific_kwargs=options or None,
-    )
-
-
 def defers_finite_check(accelerator: Any, optimizer: Any, loss_optimizer: Any, config: TrainingConfig) -> bool:
     """Whether the loss's finiteness is checked one step late instead of stalling the GPU every step.
 
@@ -211,8 +167,8 @@ def defers_finite_check(accelerator: Any, optimizer: Any, loss_optimizer: Any, c
     )
 
 
-def _non_finite(value: torch.Tensor, epoch: int, batch: int, step: int, deferred: bool) -> NonFiniteLossError:
-    when = f"the loss became {float(value)} at epoch {epoch}, batch {batch} (step {step}); "
+def _non_finite(value: torch.Tensor, epoch: int, batch: int, overall: int, deferred: bool) -> NonFiniteLossError:
+    when = f"the loss became {float(value)} at epoch {epoch}, batch {batch} ({overall} of the run); "
     if deferred:
         what = "its update was skipped on the device, so the weights never took it; training stopped a step later. "
     else:
@@ -325,7 +281,7 @@ def train(
     deferred = defers_finite_check(accelerator, optimizer, loss_optimizer, config)
     inner_optimizer = getattr(optimizer, "optimizer", optimizer)
     pending: tuple[Any, ...] | None = None  # the last step's finiteness, checked one step late when deferred
-    state = TrainState(model, config, accelerator, optimizer, scheduler, steps_per_epoch=len(loader))
+    state = TrainState(model, config, accelerator, optimizer, scheduler, batches_per_epoch=len(loader))
     state.loss_fn, state.loss_optimizer = loss_fn, loss_optimizer
     seed = config.seed if config.seed is not None else 0
     for cb in callbacks:
@@ -354,7 +310,7 @@ def train(
         )
         for seen, batch in enumerate(bar, start=skip + 1):
             state.batch_in_epoch = seen - 1
-            torch.manual_seed(step_seed(seed, state.step, accelerator.process_index))
+            torch.manual_seed(batch_seed(seed, state.batches_trained, accelerator.process_index))
             inputs, labels = send_to_device(batch, accelerator.device, non_blocking=True)
             with accelerator.accumulate(model):
                 loss = forward_backward(model, inputs, labels, objective, forward, config, accelerator)
@@ -364,9 +320,9 @@ def train(
                     inner_optimizer.found_inf = (~finite).float()
                     if pending is not None and not bool(pending[0]):  # the previous step's, long computed by now
                         raise _non_finite(*pending[1:], deferred=True)
-                    pending = (finite, value, epoch + 1, seen, state.step + 1)
+                    pending = (finite, value, epoch + 1, seen, state.batches_trained + 1)
                 elif not torch.isfinite(value):  # checked before the update: the weights stay good
-                    raise _non_finite(value, epoch + 1, seen, state.step + 1, deferred=False)
+                    raise _non_finite(value, epoch + 1, seen, state.batches_trained + 1, deferred=False)
                 if accelerator.sync_gradients:
                     average_gradients(loss_params)  # DDP only averages the model's own gradients
                 if config.max_grad_norm and accelerator.sync_gradients:
@@ -379,7 +335,7 @@ def train(
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             running += loss.detach()
-            state.step += 1
+            state.batches_trained += 1
             if seen % config.log_every == 0 or seen == len(loader):
                 value = float(running) / seen
                 state.last_loss = value

@@ -9,8 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from finetuner.artifacts import CHECKPOINTS_DIR, CONFIG_FILE
+from finetuner.config import TrainingConfig
 from finetuner.errors import ConfigError, FinetunerError
-from finetuner.runs import Run, get_run, read_yaml
+from finetuner.fileio import read_yaml
+from finetuner.runs import Run, get_run
 from finetuner.safety import is_plain_name
 from finetuner.training.checkpoint import (
     CHECKPOINT_FILE,
@@ -19,7 +22,6 @@ from finetuner.training.checkpoint import (
     is_checkpoint,
     latest_checkpoint,
 )
-from finetuner.training.config import TrainingConfig
 from finetuner.training.loop import Callback
 
 logger = logging.getLogger("finetuner")
@@ -48,16 +50,17 @@ def resolve_resume(resume_from: Any) -> tuple[Path | None, Path | None, list[tup
     if path.is_dir():
         if is_checkpoint(path):
             parent = path.parent.parent
-            run_dir = parent if path.parent.name == "checkpoints" and (parent / "config.yml").is_file() else None
+            is_run = path.parent.name == CHECKPOINTS_DIR and (parent / CONFIG_FILE).is_file()
+            run_dir = parent if is_run else None
             return path, run_dir, []
-        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        run_dir = path if folder != path else (path.parent if (path.parent / "config.yml").is_file() else None)
+        folder = path / CHECKPOINTS_DIR if (path / CHECKPOINTS_DIR).is_dir() else path
+        run_dir = path if folder != path else (path.parent if (path.parent / CONFIG_FILE).is_file() else None)
     elif isinstance(resume_from, str) and is_plain_name(resume_from):
         try:
             run_dir = get_run(resume_from).directory
         except FinetunerError as exc:
             return None, None, [("config", f"resume_from={resume_from!r}: {exc}")]
-        folder = run_dir / "checkpoints"
+        folder = run_dir / CHECKPOINTS_DIR
     else:
         return (
             None,
@@ -140,7 +143,7 @@ def checkpoint_callbacks(
         savers = [auto]
     for cb in savers:
         if cb.directory is None:
-            cb.directory = run.directory / "checkpoints"
+            cb.directory = run.directory / CHECKPOINTS_DIR
         cb.fingerprint = fingerprint
         cb.run_name = run.name
     return out
@@ -155,7 +158,7 @@ def finish_checkpoints(callbacks: Sequence[Callback]) -> None:
 
 def resume_hint(run: Run, exc: BaseException) -> str | None:
     """A line saying where the last good checkpoint is and how to resume, for a failed or interrupted run."""
-    folder = run.directory / "checkpoints"
+    folder = run.directory / CHECKPOINTS_DIR
     last = latest_checkpoint(folder) if folder.is_dir() else None
     if last is None:
         return None

@@ -7,7 +7,7 @@ received, what is valid and how to fix it. All problems come in one error (``err
 - only data problems: :class:`~finetuner.errors.DataError`;
 - only option problems: :class:`~finetuner.errors.ConfigError` (wrong types only:
   :class:`~finetuner.errors.InputTypeError`);
-- several kinds: :class:`~finetuner.errors.ValidationError`, which is both a ``DataError`` and a ``ConfigError``.
+- several categories: :class:`~finetuner.errors.ValidationError`, which is both a ``DataError`` and a ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from finetuner.config import TrainingConfig
 from finetuner.data.tasks import LabelledData, PairData
-from finetuner.training.config import TrainingConfig
 from finetuner.validation.data import check_data
 from finetuner.validation.options import check_options
 from finetuner.validation.report import ValidationReport
@@ -24,10 +24,12 @@ from finetuner.validation.report import ValidationReport
 
 @dataclass
 class CheckedData:
-    """What the check produced: the task data of train and eval, and the report (warnings included)."""
+    """What the check produced: the task data of train and eval, the loss ``config.loss`` stands for (``'auto'``
+    resolved by the data, once, here), and the report (warnings included)."""
 
     train: LabelledData | PairData
     eval: LabelledData | PairData | None
+    loss: Any = None
     report: ValidationReport = field(default_factory=ValidationReport)
 
 
@@ -51,7 +53,7 @@ def validate_fit(
         config: the run's settings.
         callbacks, csv_options, model_options: ``fit``'s arguments of these names.
         fit_only: other ``fit`` arguments to check (``eval_batch_size``, ``limit``, ``to_onnx``, ``verbose``).
-        extra_problems: ``(kind, message)`` problems found by the caller (e.g. an unusable ``resume_from``).
+        extra_problems: ``(category, message)`` problems found by the caller (e.g. an unusable ``resume_from``).
 
     Raises:
         DataError, ConfigError, InputTypeError, ValidationError: see the module docstring.
@@ -75,8 +77,8 @@ def validate_fit(
         eval_given=eval_data is not None,
         fit_only=fit_only,
     )
-    for kind, message in extra_problems or []:
-        report.add(kind, message)
+    for category, message in extra_problems or []:
+        report.add(category, message)
     options_ok = csv_options is None or not any("csv_options" in m for m in report.messages())
     train = check_data(report, train_data, "train_data", csv_options if options_ok else None, train=True)
     evals = None
@@ -91,12 +93,13 @@ def validate_fit(
                 f"eval_data holds {'/'.join(eval_mods)} items but train_data holds {'/'.join(train_mods)} items; "
                 "evaluate on data of the same kind",
             )
+    loss = None
     if train is not None:
         _check_sampler(report, config.sampler, train)
-        _check_loss_for_data(report, config, train)
+        loss = _check_loss_for_data(report, config, train)
     report.raise_if_problems()
     assert train is not None  # no problems means train data was built
-    return CheckedData(train, evals, report)
+    return CheckedData(train, evals, loss, report)
 
 
 def _held(train: LabelledData | PairData) -> str:
@@ -137,8 +140,9 @@ def data_kind(data: LabelledData | PairData) -> str:
     return "pairs" if data.left_modality == data.right_modality else "clip"
 
 
-def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train: LabelledData | PairData) -> None:
-    """``loss='auto'`` resolved by the data (its options checked against that loss); InfoNCELoss needs pairs."""
+def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train: LabelledData | PairData) -> Any:
+    """The loss for this data (``loss='auto'`` resolved by it, its options checked against that loss), checked to fit
+    the data: CLIPLoss (and only it, without a miner) for text-image pairs; InfoNCELoss for pairs of one modality."""
     from finetuner.losses import loss_class, resolve_loss
     from finetuner.validation.options import _check_keys
 
@@ -147,6 +151,15 @@ def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train
     if isinstance(config.loss, str) and config.loss.lower() == "auto" and isinstance(config.loss_options, dict):
         _check_keys(report, "loss", loss_class(loss), config.loss_options)
     name = loss if isinstance(loss, str) else type(loss).__name__
+    if kind == "clip":
+        by_name = isinstance(loss, str) and name.lower() == "cliploss"
+        if not by_name and name.lower() != "infonceloss":  # InfoNCELoss has its own message below
+            given = repr(config.loss)
+            report.add("config", f"two-tower training on text-image pairs takes loss='CLIPLoss'; received {given}")
+        if config.miner is not None:
+            report.add("config", "miners apply to labelled metric learning, not to CLIP pairs; drop miner=")
+    elif name.lower() == "cliploss":
+        report.add("config", "CLIPLoss trains two towers on text-image pairs; for labelled items use a metric loss")
     if name.lower() == "infonceloss":
         if kind != "pairs":
             held = _held(train) + (" (use CLIPLoss)" if kind == "clip" else "")
@@ -161,6 +174,7 @@ def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train
                 "InfoNCELoss needs both members of a pair in one batch; sampler='random' can split them: use "
                 "sampler='auto' (or 'length')",
             )
+    return loss
 
 
 def _modalities(data: LabelledData | PairData) -> tuple[str, ...]:

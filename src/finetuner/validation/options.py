@@ -11,9 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from finetuner.errors import ConfigError, closest, unknown_name
+from finetuner import artifacts
+from finetuner.config import TrainingConfig
+from finetuner.errors import ArtifactError, ConfigError, closest, unknown_name
 from finetuner.safety import is_plain_name
-from finetuner.training.config import TrainingConfig
 from finetuner.validation.report import ValidationReport
 
 _DICT_OPTIONS = (
@@ -114,6 +115,22 @@ def _check_launcher(report: ValidationReport) -> None:
             )
 
 
+def _check_artifact(report: ValidationReport, name: str, path: Path) -> None:
+    """A saved artifact trains on as its model; one of several models (CLIP's towers) must be named."""
+    try:
+        names = list(artifacts.read_input_map(path))
+    except ArtifactError as exc:  # a damaged input map
+        report.add("config", f"model {name!r}: {exc}")
+        return
+    if len(names) > 1:
+        folders = " or ".join(repr(str(path / artifacts.MODELS_DIR / n)) for n in names)
+        report.add(
+            "config",
+            f"model {name!r} is an artifact of {len(names)} models ({', '.join(names)}); fit one of them: "
+            f"model={folders}",
+        )
+
+
 def _check_model(report: ValidationReport, model: Any, model_options: Any) -> None:
     if model_options is not None and not isinstance(model_options, dict):
         report.add("type", f"model_options must be a dict or None; received {type(model_options).__name__}")
@@ -126,7 +143,7 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
             f"{type(model).__name__}",
         )
         return
-    from finetuner.models.openclip import is_open_clip_name, open_clip_name_problem
+    from finetuner.models.clip.open_clip_names import is_open_clip_name, open_clip_name_problem
     from finetuner.models.registry import MODELS
 
     name = os.fspath(model)
@@ -136,6 +153,8 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
     elif path.exists():
         if not path.is_dir():
             report.add("config", f"model {name!r} is a file; give a model folder, a hub id or a model name")
+        elif artifacts.is_artifact(path):
+            _check_artifact(report, name, path)
     elif name.startswith((".", "/", "~", "\\")) or isinstance(model, os.PathLike) or os.sep + os.sep in name:
         report.add(
             "config", f"model {name!r} looks like a local folder but there is no such folder ({path.absolute()})"
@@ -150,7 +169,7 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
 
 
 def _check_loss_and_miner(report: ValidationReport, config: TrainingConfig) -> None:
-    from finetuner.losses import _lookup, _pml_classes, loss_class
+    from finetuner.losses import loss_class, miner_class
 
     if isinstance(config.loss, str) and config.loss.lower() == "auto":
         pass  # resolved by the data (validate_fit), where its options are checked too
@@ -171,7 +190,7 @@ def _check_loss_and_miner(report: ValidationReport, config: TrainingConfig) -> N
             report.add("config", "miner_options given without a miner; pass miner='...' too")
     elif isinstance(config.miner, str):
         try:
-            cls = _lookup(config.miner, "miner", _pml_classes("miners", "BaseMiner"))
+            cls = miner_class(config.miner)
         except ConfigError as exc:
             report.add("config", str(exc))
         else:
@@ -184,7 +203,7 @@ def _check_loss_and_miner(report: ValidationReport, config: TrainingConfig) -> N
 
 
 def _check_optimizer_and_scheduler(report: ValidationReport, config: TrainingConfig) -> None:
-    from finetuner.training.config import OPTIMIZERS
+    from finetuner.config import OPTIMIZERS
 
     for name, options, what in (
         (config.optimizer, config.optimizer_options, "optimizer"),

@@ -1,4 +1,4 @@
-"""The report of the check before training: every problem found, of every kind, raised as one error."""
+"""The report of the check before training: every problem found, in every category, raised as one error."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ from finetuner.errors import (
 SHOWN = 25
 #: how many problems are kept at most (a data set where every row is bad does not fill the memory)
 KEPT = 10_000
-KINDS = ("data", "config", "type")
+#: what a problem is about: the data, an option's value, or an argument's type (each has its own error class)
+CATEGORIES = ("data", "config", "type")
 
 
 @dataclass
 class ValidationReport:
-    """Problems (``kind`` ``'data'``, ``'config'`` or ``'type'``) and warnings, in the order found.
+    """Problems (``(category, message)``, the category ``'data'``, ``'config'`` or ``'type'``) and warnings, in the
+    order found.
 
     Example:
         >>> report = ValidationReport()
@@ -39,20 +41,20 @@ class ValidationReport:
     warnings: list[str] = field(default_factory=list)
     dropped: int = 0
 
-    def add(self, kind: str, message: str) -> None:
-        """Record one problem of ``kind``."""
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}; received {kind!r}")
+    def add(self, category: str, message: str) -> None:
+        """Record one problem of ``category`` (one of :data:`CATEGORIES`)."""
+        if category not in CATEGORIES:
+            raise ValueError(f"category must be one of {CATEGORIES}; received {category!r}")
         if len(self.problems) >= KEPT:
             self.dropped += 1
             return
-        self.problems.append((kind, message))
+        self.problems.append((category, message))
 
     def add_error(self, exc: FinetunerError) -> None:
         """Record the problems carried by an error raised by a reader or a registry."""
-        kind = "type" if isinstance(exc, InputTypeError) else "data" if isinstance(exc, DataError) else "config"
+        category = "type" if isinstance(exc, InputTypeError) else "data" if isinstance(exc, DataError) else "config"
         for message in getattr(exc, "problems", None) or [str(exc)]:
-            self.add(kind, message)
+            self.add(category, message)
 
     def warn(self, message: str) -> None:
         """Record a warning (shown with ``warnings.warn`` when the report passes)."""
@@ -66,8 +68,8 @@ class ValidationReport:
         return [message for _, message in self.problems]
 
     def error(self) -> FinetunerError:
-        """One error for all problems: the kind's own class when all share a kind, else a ValidationError."""
-        kinds = {kind for kind, _ in self.problems}
+        """One error for all problems: the category's own class when all share one, else a ValidationError."""
+        categories = {category for category, _ in self.problems}
         messages = self.messages()
         total = len(messages) + self.dropped
         lines = messages[:SHOWN]
@@ -79,13 +81,13 @@ class ValidationReport:
             text += "\n  - ".join(lines)
             if more:
                 text += f"\n  ... and {more} more (all of them are in this error's .problems)"
-        if kinds == {"data"}:
+        if categories == {"data"}:
             return DataError(text, messages)
-        if kinds == {"config"}:
+        if categories == {"config"}:
             err: FinetunerError = ConfigError(text)
-        elif kinds == {"type"}:
+        elif categories == {"type"}:
             err = InputTypeError(text)
-        elif "type" in kinds:
+        elif "type" in categories:
             return ValidationTypeError(text, messages)
         else:
             return ValidationError(text, messages)

@@ -9,9 +9,9 @@ from finetuner.data.tasks import LabelledData, PairData
 from finetuner.errors import ConfigError, InputTypeError
 from finetuner.evaluation.metrics import METRIC_NAMES
 from finetuner.training.callbacks.checkpoints import BestModelCheckpoint, EarlyStopping
-from finetuner.training.callbacks.common import LOSS_ALIASES
 from finetuner.training.callbacks.evaluation import EvaluationCallback, ValidationLoss
 from finetuner.training.callbacks.loggers import MLFlowLogger, TensorBoardLogger, TrackerLogger, WandBLogger
+from finetuner.training.callbacks.monitoring import LOSS_ALIASES
 from finetuner.training.loop import Callback
 from finetuner.training.wiseft import WiSEFTCallback
 

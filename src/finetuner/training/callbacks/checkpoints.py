@@ -7,7 +7,7 @@ import logging
 import torch
 
 from finetuner.errors import ConfigError
-from finetuner.training.callbacks.common import check_monitor, improved, monitored_value, resolve_mode, unwrapped
+from finetuner.training.callbacks.monitoring import check_monitor, improved, monitored_value, resolve_mode, unwrapped
 from finetuner.training.loop import Callback, TrainState
 
 logger = logging.getLogger("finetuner")

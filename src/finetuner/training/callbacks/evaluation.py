@@ -11,8 +11,9 @@ from finetuner.data.readers import CSVOptions, load_data
 from finetuner.data.samplers import ClassSampler
 from finetuner.data.tasks import LabelledData, PairData, to_task_data
 from finetuner.errors import ConfigError
-from finetuner.evaluation.model_eval import Embedder, RetrievalSets, evaluate_sets, model_embedder, retrieval_sets
-from finetuner.training.callbacks.common import unwrapped
+from finetuner.evaluation.embedders import Embedder, embedder_for
+from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, retrieval_sets
+from finetuner.training.callbacks.monitoring import unwrapped
 from finetuner.training.loop import Callback, TrainState
 
 logger = logging.getLogger("finetuner")
@@ -131,9 +132,6 @@ class EvaluationCallback(Callback):
 
     def _embedder(self, model: Any) -> Embedder:
         """Texts and images go to the tower of their modality (CLIP); the named towers must agree with that."""
-        from finetuner.models.clip import TwoTowerModel
-        from finetuner.training.plan import two_tower_embedder
-
         assert self._sets is not None  # set by setup()
         sides = (
             ("model", self.model, self._sets.query_modality),
@@ -144,9 +142,7 @@ class EvaluationCallback(Callback):
                 raise ConfigError(
                     f"EvaluationCallback({arg}={tower!r}) cannot encode {modality} items; use {_TOWER_OF[modality]!r}"
                 )
-        if isinstance(model, TwoTowerModel):
-            return two_tower_embedder(model, self.batch_size)
-        return model_embedder(model, self.batch_size)
+        return embedder_for(model, self.batch_size)
 
     def on_epoch_end(self, state: TrainState) -> None:
         # every process runs this: under a process group the embedder splits the items across the ranks and

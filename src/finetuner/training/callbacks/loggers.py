@@ -1,6 +1,6 @@
 """Experiment loggers (Weights & Biases, MLflow, TensorBoard) through accelerate's trackers.
 
-Each logger records the run's settings at the start, the training loss every ``log_every`` steps (or at each
+Each logger records the run's settings at the start, the training loss every ``log_every`` batches (or at each
 epoch's end) and every epoch's figures (loss, ``val_loss``, the metrics of an :class:`EvaluationCallback`).
 Only the main process logs. The tracking packages are optional: a logger whose package is missing raises a
 :class:`~finetuner.errors.ConfigError` naming it when it is created, before any training.
@@ -49,7 +49,7 @@ class TrackerLogger(Callback):
 
     Args:
         metrics_logger_step: ``'epoch'`` logs the figures of each epoch; ``'batch'`` logs the training loss every
-            ``log_every`` steps as well.
+            ``log_every`` batches as well.
 
     Example:
         >>> class PrintTracker(TrackerLogger):
@@ -95,18 +95,18 @@ class TrackerLogger(Callback):
         if self.tracker is None or self.metrics_logger_step != "batch":
             return
         every = getattr(state.config, "log_every", 10)
-        if state.step % every == 0:
+        if state.batches_trained % every == 0:
             values = {"train_loss": state.last_loss}
             if state.scheduler is not None and hasattr(state.scheduler, "get_last_lr"):
                 values["learning_rate"] = float(state.scheduler.get_last_lr()[0])
-            self.tracker.log(values, step=state.step)
+            self.tracker.log(values, step=state.batches_trained)
 
     def on_epoch_end(self, state: TrainState) -> None:
         if self.tracker is None or not state.history:
             return
         record = {("train_loss" if k == "loss" else k): v for k, v in state.history[-1].items()}
         values = {k: float(v) for k, v in record.items() if isinstance(v, (int, float))}
-        self.tracker.log(values, step=state.step)
+        self.tracker.log(values, step=state.batches_trained)
 
     def on_train_end(self, state: TrainState) -> None:
         if self.tracker is not None:

