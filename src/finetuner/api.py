@@ -13,7 +13,8 @@ import torch
 from finetuner import artifacts
 from finetuner.data.documents import Document, DocumentArray
 from finetuner.data.readers import CSVOptions, load_data
-from finetuner.data.tasks import LabelledData, PairData, model_input, to_task_data
+from finetuner.data.shapes import LabelledData, PairData, model_input
+from finetuner.data.shaping import read_shape
 from finetuner.errors import ConfigError, InputTypeError
 from finetuner.evaluation.embedders import model_embedder
 from finetuner.evaluation.model_eval import evaluate_sets, retrieval_sets
@@ -185,10 +186,10 @@ def evaluate(
         >>> finetuner.evaluate(model, data, limit=1)['precision_at_k']
         1.0
     """
-    queries = to_task_data(load_data(query_data, csv_options, name="query_data"), "query_data")
+    queries = read_shape(query_data, csv_options, name="query_data")
     sets = retrieval_sets(queries)
     if index_data is not None:
-        index = to_task_data(load_data(index_data, csv_options, name="index_data"), "index_data")
+        index = read_shape(index_data, csv_options, name="index_data")
         if not isinstance(queries, LabelledData) or not isinstance(index, LabelledData):
             raise ConfigError("a separate index_data needs labelled query_data and index_data")
         sets.index = index.items

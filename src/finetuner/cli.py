@@ -58,7 +58,7 @@ def _csv_options(args: argparse.Namespace) -> Any:
         raise FinetunerError("give --csv-pairs or --csv-labeled, not both")
     if not (args.csv_pairs or args.csv_labeled or args.csv_encoding or args.csv_dialect):
         return None
-    options: dict[str, Any] = {"is_labeled": not args.csv_pairs}
+    options: dict[str, Any] = {"is_labeled": False if args.csv_pairs else True if args.csv_labeled else None}
     if args.csv_encoding:
         options["encoding"] = args.csv_encoding
     if args.csv_dialect:

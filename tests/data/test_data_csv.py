@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from finetuner.data import LABEL_TAG, SCORE_TAG, CSVOptions, load_data
+from finetuner.errors import DataError
 
 
 def test_fortunes_multi_line_quoted_fields(fixtures: Path) -> None:
@@ -69,8 +70,12 @@ def test_emoji_category_as_label(fixtures: Path) -> None:
     da = load_data(fixtures / "emoji_noto" / "pairs.csv", options)
     assert [d.label for d in da] == ["Smileys & Emotion"] * 3 + ["Animals & Nature"]
     assert da[3].uri.endswith("1f435.png") and da[3].tags["text"] == "monkey face"
-    texts = load_data(fixtures / "emoji_noto" / "pairs.csv", CSVOptions(columns=("text", 2)))
+    texts = load_data(fixtures / "emoji_noto" / "pairs.csv", CSVOptions(is_labeled=True, columns=("text", 2)))
     assert texts[0].text == "grinning face" and texts[0].label == "Smileys & Emotion"
+    # without is_labeled the two chosen columns are read by their values: 'Animals & Nature' occurs once, the
+    # other category three times, so item,label and (query, document) are both possible: refused, naming the option
+    with pytest.raises(DataError, match=r"'Animals & Nature'.*CSVOptions\(is_labeled=True\)"):
+        load_data(fixtures / "emoji_noto" / "pairs.csv", CSVOptions(columns=("text", 2)))
 
 
 @pytest.mark.parametrize("header", ["image,text\n", "image,caption\n", ""])
@@ -101,13 +106,24 @@ def test_query_document_pairs(write_csv: Callable[..., Path]) -> None:
 def test_scored_pairs_and_headerless_extra_columns(write_csv: Callable[..., Path]) -> None:
     da = load_data(write_csv("query,document,score\na,b,0.25\n"))
     assert da[0].tags == {SCORE_TAG: 0.25}
-    da = load_data(write_csv("pencil skirt,skirt,shop a\nstriped shirt,shirt,shop b\n"))
+    # three columns without a header and text in the third: not (a, b, score); refused, naming the settling options
+    path = write_csv("pencil skirt,skirt,shop a\nstriped shirt,shirt,shop b\n")
+    refused = r"3 columns without a header .*CSVOptions\(columns=\['anchor'.*is_labeled=True"
+    with pytest.raises(DataError, match=refused):
+        load_data(path)
+    da = load_data(path, CSVOptions(is_labeled=True))  # explicit: item,label and the third column in tags
     assert da[0].tags == {"column_3": "shop a", LABEL_TAG: "skirt"}
 
 
-def test_headerless_labelled(write_csv: Callable[..., Path]) -> None:
-    da = load_data(write_csv("pencil skirt slim fit,skirt\nstriped over-sized shirt,shirt\n"))
-    assert da.texts == ["pencil skirt slim fit", "striped over-sized shirt"]
+def test_headerless_two_columns_read_by_their_values(write_csv: Callable[..., Path]) -> None:
+    labelled = "pencil skirt slim fit,skirt\na-line skirt,skirt\nstriped over-sized shirt,shirt\nlinen shirt,shirt\n"
+    da = load_data(write_csv(labelled))
+    assert da.texts == ["pencil skirt slim fit", "a-line skirt", "striped over-sized shirt", "linen shirt"]
+    assert [d.label for d in da] == ["skirt", "skirt", "shirt", "shirt"]
+    rows = "fecundity,fruitfulness\nfetus,foetus\nmillisecond,msec\nstage left,left stage\n"
+    pairs = load_data(write_csv(rows))  # no value of the second column repeats: pairs (Finetuner's default reading)
+    assert [[c.text for c in d.chunks] for d in pairs][:2] == [["fecundity", "fruitfulness"], ["fetus", "foetus"]]
+    assert len(pairs) == 4 and all(LABEL_TAG not in d.tags for d in pairs)
 
 
 def test_header_sniffed_without_known_names(write_csv: Callable[..., Path]) -> None:
@@ -118,9 +134,9 @@ def test_header_sniffed_without_known_names(write_csv: Callable[..., Path]) -> N
 
 def test_header_option_overrides_sniffing(write_csv: Callable[..., Path]) -> None:
     path = write_csv("text,label\na,x\n")
-    assert load_data(path, CSVOptions(header=False)).texts == ["text", "a"]
+    assert load_data(path, CSVOptions(header=False, is_labeled=True)).texts == ["text", "a"]
     path = write_csv("my item,my label\na,x\n")
-    assert load_data(path, CSVOptions(header=True)).texts == ["a"]
+    assert load_data(path, CSVOptions(header=True, is_labeled=True)).texts == ["a"]
 
 
 @pytest.mark.parametrize("delimiter", [";", "\t", "|", ","])
@@ -176,5 +192,6 @@ def test_size_stops_reading_before_a_later_bad_row(write_csv: Callable[..., Path
 
 
 def test_a_single_row_is_data_unless_it_names_known_columns(write_csv: Callable[..., Path]) -> None:
-    assert load_data(write_csv("pencil skirt,skirt\n")).texts == ["pencil skirt"]
-    assert load_data(write_csv("x,y\n")).texts == ["x"]
+    assert load_data(write_csv("pencil skirt,skirt\n"), CSVOptions(is_labeled=True)).texts == ["pencil skirt"]
+    (pair,) = load_data(write_csv("x,y\n"))  # one row: its second value does not repeat, so a pair
+    assert [c.text for c in pair.chunks] == ["x", "y"]

@@ -99,9 +99,12 @@ def test_missing_image_names_the_line(write_csv: Callable[..., Path]) -> None:
         load_data(path)
 
 
-def test_image_as_label_suggests_pairs(fixtures: Path) -> None:
-    with pytest.raises(DataError, match=r"'pairs\.csv' line 2, column 'image': the label .*is_labeled=False"):
-        load_data(fixtures / "emoji_noto" / "pairs.csv", CSVOptions())
+def test_is_labeled_true_without_a_label_column_names_the_fix(fixtures: Path) -> None:
+    fix = r"'pairs\.csv': the columns 'text', 'image', .*is_labeled=True.*columns=\('image', 'category'\)"
+    with pytest.raises(DataError, match=fix):
+        load_data(fixtures / "emoji_noto" / "pairs.csv", CSVOptions(is_labeled=True))
+    with pytest.raises(DataError, match=r"line 2, column 'image': the label .*is_labeled=False"):
+        load_data(fixtures / "emoji_noto" / "pairs.csv", CSVOptions(is_labeled=True, columns=("text", "image")))
 
 
 def test_bad_score(write_csv: Callable[..., Path]) -> None:
@@ -117,8 +120,8 @@ def test_unknown_columns(write_csv: Callable[..., Path]) -> None:
         load_data(path, CSVOptions(columns=("text", "category")))
     with pytest.raises(ConfigError, match="index 5 is out of range"):
         load_data(path, CSVOptions(columns=(0, 5)))
-    with pytest.raises(ConfigError, match="no header row"):
-        load_data(write_csv("a,x\n", name="b.csv"), CSVOptions(columns=("text", "label"), header=False))
+    with pytest.raises(ConfigError, match="no header row and 3 columns: give one name per column"):
+        load_data(write_csv("a,x,y\n", name="b.csv"), CSVOptions(columns=("text", "label"), header=False))
     with pytest.raises(ConfigError, match="must differ"):
         load_data(path, CSVOptions(columns=("text", 0)))
 
@@ -132,8 +135,9 @@ def test_unknown_columns(write_csv: Callable[..., Path]) -> None:
         ({"sampling_rate": 1.5}, r"sampling_rate must be a number in \(0, 1\]"),
         ({"header": "yes"}, "header must be True, False or 'auto'"),
         ({"is_labeled": "auto"}, "is_labeled must be True or False"),
-        ({"columns": ("a", "b", "c")}, "exactly two columns"),
-        ({"columns": "ab"}, "exactly two columns"),
+        ({"columns": ("a",)}, "two or more column names or 0-based indices"),
+        ({"columns": "ab"}, "two or more column names or 0-based indices"),
+        ({"columns": ("a", 1.5)}, "two or more column names or 0-based indices"),
         ({"dialect": "excell"}, "dialect 'excell' is not a csv dialect; use 'auto' or one of excel"),
     ],
 )

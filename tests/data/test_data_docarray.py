@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from finetuner.data import LABEL_TAG, Document, DocumentArray, load_data
-from finetuner.data.docarray_interop import is_docarray_array, is_docarray_document
+from finetuner.data.readers.docarray_v1 import is_docarray_array, is_docarray_document
 from finetuner.errors import InputTypeError
 
 docarray = pytest.importorskip("docarray")

@@ -76,9 +76,9 @@ def test_scored_pairs() -> None:
     da = load_data([("a", "b", 0.5), ("c", "d", np.float32(1))])
     assert [d.tags[SCORE_TAG] for d in da] == [0.5, 1.0]
     assert [c.text for c in da[0].chunks] == ["a", "b"]
-    with pytest.raises(DataError, match="item 0, column 3: a pair's score must be a number"):
-        load_data([("a", "b", "high")])
-    with pytest.raises(DataError, match="item 0: a 3-tuple is a scored pair"):
+    with pytest.raises(DataError, match=r"item 0 holds a number after its first two elements, data item 1 does not"):
+        load_data([("a", "b", 0.5), ("c", "d", "high")])
+    with pytest.raises(DataError, match=r"3-tuples are not \(item, label\), which CSVOptions\(is_labeled=True\)"):
         load_data([("a", "b", 0.5)], CSVOptions(is_labeled=True))
 
 

@@ -7,8 +7,7 @@ from collections import Counter
 
 from PIL import Image
 
-from finetuner.data.readers import load_data
-from finetuner.data.tasks import to_task_data
+from finetuner.data.shaping import read_shape
 from finetuner.demos.image import data_dir
 
 
@@ -27,5 +26,5 @@ def test_bundle_is_balanced_small_and_readable() -> None:
             assert r["image"].startswith(f"{name}/")
             with Image.open(d / r["image"]) as img:
                 assert (img.mode, img.size) == ("L", (28, 28))
-    data = to_task_data(load_data(str(d / "train.csv")), "train_data")
+    data = read_shape(str(d / "train.csv"), name="train_data")
     assert data.modality == "image" and len(data) == 400 and len(data.classes) == 10

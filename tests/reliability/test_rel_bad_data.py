@@ -345,6 +345,48 @@ DATA_CASES = [
         ["mixes pair documents (with chunks) and labelled documents, first at item 4"],
         train=lambda tmp: [*good_docs(), Document(chunks=[Document(text="q"), Document(text="d")])],
     ),
+    # ---- data: shapes that training cannot use yet, ambiguous layouts ---------------------------------------
+    Case(
+        "triplets-refused-for-training",
+        DataError,
+        [
+            "train_data holds triplets (query, positive, 1 negative per row), read from the column names anchor, "
+            "positive, negative",
+            "will not train these rows as plain pairs",
+            "CSVOptions(columns=[query_column, positive_column])",
+        ],
+        train=lambda tmp: csv(tmp, "anchor,positive,negative\napple,banana,car\nbus,train,grape\n"),
+    ),
+    Case(
+        "scored-pairs-refused-for-training",
+        DataError,
+        ["train_data holds scored pairs (query, document, score)", "a pair scored 0.0 is not a positive"],
+        train=lambda tmp: [("apple", "banana", 0.0), ("car", "bus", 1.0)],
+    ),
+    Case(
+        "scored-pairs-refused-for-evaluation",
+        DataError,
+        ["eval_data holds scored pairs", "Spearman"],
+        eval=lambda tmp: csv(tmp, "q1,d1,0.0\nq2,d2,0.5\n", "eval.csv"),
+    ),
+    Case(
+        "negative-equals-positive",
+        DataError,
+        ["'train.csv' line 3, column 'negative': the negative is the same as the row's positive ('train')"],
+        train=lambda tmp: csv(tmp, "anchor,positive,negative\napple,banana,car\nbus,train,train\n"),
+    ),
+    Case(
+        "headerless-pairs-or-labels",
+        DataError,
+        ["2 columns without a header", "'truck'", "CSVOptions(is_labeled=True)", "CSVOptions(is_labeled=False)"],
+        train=lambda tmp: csv(tmp, "apple,fruit\nbanana,fruit\ncar,vehicle\nbus,vehicle\ntrain,truck\n"),
+    ),
+    Case(
+        "pair-tuples-read-as-labels-name-is-labeled",
+        DataError,
+        ["the only item of class 'banana'", "CSVOptions(is_labeled=False)"],
+        train=lambda tmp: [("apple", "banana"), ("car", "bus"), ("cherry", "grape")],
+    ),
     # ---- data: forms ---------------------------------------------------------------------------------------
     Case("data-of-unknown-type", InputTypeError, ["train_data: cannot read a int"], train=lambda tmp: 42),
     Case(

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from finetuner.data.documents import Document, DocumentArray
 from finetuner.data.readers import CSVOptions, load_data
-from finetuner.data.tasks import to_task_data
+from finetuner.data.shaping import read_shape as to_task_data
 from finetuner.errors import FinetunerError
 from finetuner.validation.data import check_data
 from finetuner.validation.report import ValidationReport

@@ -119,8 +119,11 @@ def test_worst_case_batch_pads_every_row_to_the_longest_text(tiny_bert):
     loader = labelled_loader(rows, [0, 1, 2, 3], model.collate_tokens, RandomBatchSampler(4, 2, seed=0))
     inputs, labels = worst_case_batch(loader, 6)
     longest = max(len(r["input_ids"]) for r in rows)
-    assert inputs["input_ids"].shape == (6, longest)
-    assert bool(inputs["attention_mask"].all())  # no padding: every row is the longest text
+    from finetuner.models.text.tokens import padded_length
+
+    # every row is the longest text, padded as training pads it (to its bucketed length)
+    assert inputs["input_ids"].shape == (6, padded_length(longest, model.max_length))
+    assert inputs["attention_mask"].sum(1).tolist() == [longest] * 6
     assert labels.shape == (6,)
 
 

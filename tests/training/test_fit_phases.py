@@ -10,7 +10,7 @@ from tests.conftest import make_texts
 
 import finetuner
 from finetuner import artifacts
-from finetuner.data.tasks import PairData
+from finetuner.data.shapes import PairData
 from finetuner.errors import ConfigError
 from finetuner.training.build import build
 from finetuner.training.check import CheckedFit, FitOptions, check

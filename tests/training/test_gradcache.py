@@ -147,3 +147,73 @@ def test_gradient_checkpointing_and_compile_options_train_the_same(model_dir):
     plain, checkpointed = tuned(), tuned(gradient_checkpointing=True)
     for key in plain:
         torch.testing.assert_close(checkpointed[key], plain[key], atol=1e-5, rtol=1e-4, msg=key)
+
+
+def _pair_batch(model):
+    """12 pairs of a short query and a long document, collated in two length groups as on a GPU."""
+    texts = [t for t, _ in make_texts(6, seed=7)]
+    rows = []
+    for i, text in enumerate(texts[:12]):
+        rows += [model.pretokenize([text.split()[0]])[0], model.pretokenize([f"{text} {texts[i + 12]}"])[0]]
+    return model.token_collate(2)(rows), torch.arange(24) // 2
+
+
+def _piecewise_reference(model, inputs, labels, objective, mini):
+    """Backpropagation through the same pieces, embedded in the same order with their graphs kept: the dropout
+    masks drawn are the ones the gradient cache draws and must replay."""
+    from finetuner.training.gradcache import pieces
+
+    parts, restore = pieces(inputs, mini)
+    embeddings = torch.cat([model(**part) for part in parts])[restore]  # (batch, dim)
+    loss = objective(embeddings, labels)
+    loss.backward()
+    return loss.detach()
+
+
+def test_grouped_gradients_with_dropout_equal_backpropagation_through_the_same_pieces(tmp_path):
+    from finetuner.models.text.tokens import GROUPS
+
+    model = build_model(str(build_tiny_bert(tmp_path / "bert", dropout=0.2))).train()
+    inputs, labels = _batch_and_check(model)
+    assert len(inputs[GROUPS]) == 2  # queries and documents apart
+    objective = MetricObjective(get_loss("InfoNCELoss"))
+    torch.manual_seed(11)
+    expected_loss = _piecewise_reference(model, inputs, labels, objective, mini=5)
+    expected = _grads(model)
+    model.zero_grad()
+    torch.manual_seed(11)
+    loss = cached_backward(model, inputs, labels, objective, _forward, mini_batch_size=5)
+    torch.testing.assert_close(loss, expected_loss)
+    got = _grads(model)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4, msg=name)
+    # the replay matters: other dropout masks give other gradients
+    model.zero_grad()
+    torch.manual_seed(12)
+    cached_backward(model, inputs, labels, objective, _forward, mini_batch_size=5)
+    assert any(not torch.allclose(_grads(model)[n], expected[n], atol=1e-4) for n in expected)
+
+
+def test_without_the_rng_replay_gradients_would_differ(tmp_path, monkeypatch):
+    """A negative control: with the random state not restored, the re-embedding draws new dropout masks."""
+    model = build_model(str(build_tiny_bert(tmp_path / "bert", dropout=0.2))).train()
+    inputs, labels = _batch_and_check(model)
+    objective = MetricObjective(get_loss("InfoNCELoss"))
+    torch.manual_seed(11)
+    _piecewise_reference(model, inputs, labels, objective, mini=5)
+    expected = _grads(model)
+    model.zero_grad()
+    monkeypatch.setattr("finetuner.training.gradcache._RandomState.restore", lambda self: None)
+    torch.manual_seed(11)
+    cached_backward(model, inputs, labels, objective, _forward, mini_batch_size=5)
+    assert any(not torch.allclose(_grads(model)[n], expected[n], atol=1e-4) for n in expected)
+
+
+def _batch_and_check(model):
+    inputs, labels = _pair_batch(model)
+    from finetuner.training.gradcache import pieces
+
+    parts, _ = pieces(inputs, 5)
+    lengths = {p["input_ids"].shape[1] for p in parts}
+    assert len(lengths) == 2 and max(p["input_ids"].shape[0] for p in parts) <= 5  # cut within each group
+    return inputs, labels

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from finetuner.data.groups import pair_groups
 from finetuner.errors import ConfigError, DataError
 
 
@@ -174,11 +175,15 @@ class RandomBatchSampler(_GlobalBatches):
 
 
 class PairBatchSampler(_GlobalBatches):
-    """Shuffled batches of pairs in which no left item and no right item occurs twice.
+    """Shuffled batches of pairs holding at most one pair of each group: no left or right item occurs twice.
 
-    For in-batch-negative losses (CLIP): a caption or image repeated within a batch would be a false negative.
-    A pair that clashes with the batch being filled waits for the next one. Every epoch has
-    ``max(1, len // batch_size)`` full batches (the remainder is seen in other epochs, as the order changes).
+    For in-batch-negative losses (CLIP): a caption or image repeated within a batch would be a false negative, and
+    so would a pair connected to another one through shared items (caption a with images 1 and 2, caption b with
+    image 2: a's image 2 is a positive of a, not a negative). Pairs are grouped by
+    :func:`~finetuner.data.groups.pair_groups` (the two sides kept apart); a pair whose group is already in the
+    batch being filled waits for the next one. Every epoch has ``max(1, len // batch_size)`` batches (the remainder
+    is seen in other epochs, as the order changes); when only pairs of the batch's groups are left, the epoch ends
+    early (on every rank alike).
 
     Args:
         left_keys, right_keys: hashable identities of each pair's members (the text; the image's uri or bytes hash).
@@ -208,6 +213,7 @@ class PairBatchSampler(_GlobalBatches):
             raise DataError(f"in-batch negatives need at least 2 pairs; the data has {len(left_keys)}")
         self.left = list(left_keys)
         self.right = list(right_keys)
+        self.groups = pair_groups(self.left, self.right, shared=False)
         self.batch_size = min(batch_size, len(self.left))
         super().__init__(seed, rank, world_size, self.batch_size)
 
@@ -218,17 +224,15 @@ class PairBatchSampler(_GlobalBatches):
         queue = deque(int(i) for i in self._rng().permutation(len(self.left)))
         for _ in range(len(self)):
             batch: list[int] = []
-            used_left: set[object] = set()
-            used_right: set[object] = set()
+            used: set[int] = set()
             deferred: list[int] = []
             while queue and len(batch) < self.batch_size:
                 i = queue.popleft()
-                if self.left[i] in used_left or self.right[i] in used_right:
+                if self.groups[i] in used:
                     deferred.append(i)  # clashes with this batch: first in line for the next one
                     continue
                 batch.append(i)
-                used_left.add(self.left[i])
-                used_right.add(self.right[i])
+                used.add(self.groups[i])
             queue.extendleft(reversed(deferred))
             if len(batch) < 2:  # only duplicates are left (the same on every rank, so counts stay equal)
                 return
@@ -236,18 +240,23 @@ class PairBatchSampler(_GlobalBatches):
 
 
 class LengthBucketPairSampler(_GlobalBatches):
-    """Batches of positive pairs of similar length (``sampler='length'``), for pairs stored as classes of two.
+    """Batches of positive pairs of similar length (``sampler='length'``), for pairs stored as classes.
 
-    Items ``2i`` and ``2i + 1`` form pair ``i``. Each epoch the pairs are shuffled, cut into blocks of
-    ``bucket_batches`` batches, sorted by length inside a block and cut into batches, whose order is shuffled
-    again. Texts of similar length pad to similar lengths, so a batch carries fewer padded tokens; the batches
-    still hold in-batch negatives from anywhere in a block. Every epoch has ``len`` full batches.
+    Without ``labels``, items ``2i`` and ``2i + 1`` form pair ``i``. With ``labels`` (the classes of
+    :meth:`~finetuner.data.shapes.PairData.as_labelled`, where pairs sharing an item form one class), each epoch
+    cuts every class into random pairs of its items (an odd one out pairs with another member) and a batch holds at
+    most one pair of a class, so every label is in a batch exactly twice and no item twice. Each epoch the pairs are
+    shuffled, cut into blocks of ``bucket_batches`` batches, sorted by length inside a block and cut into batches,
+    whose order is shuffled again. Texts of similar length pad to similar lengths, so a batch carries fewer padded
+    tokens; the batches still hold in-batch negatives from anywhere in a block. Every epoch has ``len`` full
+    batches (fewer only when large classes leave too few others to fill them; on every rank alike).
 
     Args:
         lengths: the token count of every item (both members of every pair).
         batch_size: items per global batch (two per pair; rounded down to an even number).
         seed, rank, world_size: as for :class:`ClassSampler`.
         bucket_batches: batches per sorted block (larger: less padding, less random batches).
+        labels: the class of every item (None: consecutive pairs).
 
     Example:
         >>> s = LengthBucketPairSampler([1, 2, 9, 9, 1, 1, 8, 9], batch_size=4, seed=0)
@@ -263,30 +272,82 @@ class LengthBucketPairSampler(_GlobalBatches):
         rank: int = 0,
         world_size: int = 1,
         bucket_batches: int = 50,
+        labels: Sequence[int] | None = None,
     ) -> None:
-        if len(lengths) % 2:
+        self.lengths = np.asarray(lengths)
+        self.classes: list[np.ndarray] | None = None
+        if labels is not None and not np.array_equal(np.asarray(labels), np.arange(len(lengths)) // 2):
+            labels = np.asarray(labels)
+            self.classes = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+            if any(len(c) < 2 for c in self.classes):
+                raise DataError("every class of pairs needs at least two items (a pair)")
+            num_pairs = sum((len(c) + 1) // 2 for c in self.classes)
+        elif len(lengths) % 2:
             raise ValueError("pairs as classes of two have an even number of items")
-        self.pair_lengths = np.maximum(np.asarray(lengths)[0::2], np.asarray(lengths)[1::2])
+        else:
+            num_pairs = len(lengths) // 2
+        self.num_pairs = num_pairs
         self.pairs_per_batch = max(2, batch_size // 2)
-        if len(self.pair_lengths) < 2:
-            raise DataError(f"in-batch negatives need at least 2 pairs; the data has {len(self.pair_lengths)}")
+        if num_pairs < 2:
+            raise DataError(f"in-batch negatives need at least 2 pairs; the data has {num_pairs}")
         super().__init__(seed, rank, world_size, 2 * self.pairs_per_batch)
         self.bucket_batches = bucket_batches
 
     def __len__(self) -> int:
-        return max(1, len(self.pair_lengths) // self.pairs_per_batch)
+        return max(1, self.num_pairs // self.pairs_per_batch)
+
+    def _pairs(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """This epoch's pairs of items ``(num_pairs, 2)`` and the class of each pair."""
+        if self.classes is None:
+            items = np.arange(2 * self.num_pairs).reshape(-1, 2)
+            return items, np.arange(self.num_pairs)
+        pairs: list[tuple[int, int]] = []
+        owners: list[int] = []
+        for c, members in enumerate(self.classes):
+            order = rng.permutation(members) if len(members) > 2 else members
+            cut = [(int(order[i]), int(order[i + 1])) for i in range(0, len(order) - 1, 2)]
+            if len(order) % 2:  # the odd one out pairs with another member of its class
+                cut.append((int(order[-1]), int(rng.choice(order[:-1]))))
+            pairs += cut
+            owners += [c] * len(cut)
+        return np.asarray(pairs), np.asarray(owners)
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = self._rng()
-        order = rng.permutation(len(self.pair_lengths))
+        items, owners = self._pairs(rng)  # (num_pairs, 2), (num_pairs,)
+        pair_lengths = self.lengths[items].max(axis=1)  # (num_pairs,)
+        order = rng.permutation(len(items))
         block = self.pairs_per_batch * self.bucket_batches
-        batches: list[np.ndarray] = []
+        batches: list[list[int]] = []
+        carried: list[int] = []  # pairs whose class was already in every batch of their block
         for start in range(0, len(order), block):
             chunk = order[start : start + block]
-            chunk = chunk[np.argsort(self.pair_lengths[chunk], kind="stable")]
-            batches += [chunk[i : i + self.pairs_per_batch] for i in range(0, len(chunk), self.pairs_per_batch)]
-        full = [b for b in batches if len(b) == self.pairs_per_batch]
-        chosen = [full[i] for i in rng.permutation(len(full))][: len(self)]
+            chunk = [*carried, *chunk[np.argsort(pair_lengths[chunk], kind="stable")].tolist()]
+            full, carried = _fill(chunk, owners, self.pairs_per_batch)
+            batches += full
+        chosen = [batches[i] for i in rng.permutation(len(batches))][: len(self)]
         for pairs in chosen:
-            batch = [int(i) for p in pairs for i in (2 * p, 2 * p + 1)]
-            yield self._share(batch)
+            yield self._share([int(i) for p in pairs for i in items[p]])
+
+
+def _fill(pairs: list[int], owners: np.ndarray, size: int) -> tuple[list[list[int]], list[int]]:
+    """Cut ``pairs`` (in order) into full batches of ``size`` holding one pair per class; returns them and the
+    pairs left over (a pair whose class is in the batch being filled waits for the next batch)."""
+    batches: list[list[int]] = []
+    waiting = deque(pairs)
+    while len(waiting) >= size:
+        batch: list[int] = []
+        used: set[int] = set()
+        deferred: list[int] = []
+        while waiting and len(batch) < size:
+            p = waiting.popleft()
+            if owners[p] in used:
+                deferred.append(p)
+                continue
+            batch.append(p)
+            used.add(int(owners[p]))
+        waiting.extendleft(reversed(deferred))
+        if len(batch) < size:
+            return batches, [*batch, *waiting]
+        batches.append(batch)
+    return batches, list(waiting)

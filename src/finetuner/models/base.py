@@ -119,3 +119,22 @@ def freeze_backbone(
             raise ConfigError(f"{what}={setting} (unfrozen layer count) needs a layered backbone and N >= 0")
         for layer in list(layers)[max(0, len(layers) - setting) :] if setting else []:
             layer.requires_grad_(True)
+
+
+def compile_for_training(module: nn.Module, backend: str = "inductor") -> nn.Module:
+    """``torch.compile`` a model in place for training (``fit(compile=True)``): parameter names, and so the saved
+    weights, stay as they are.
+
+    Shapes are compiled dynamic: a text batch's length takes one of a few bucketed values and its rows one of a few
+    group sizes (:mod:`finetuner.models.text.tokens`), and a graph generic in both covers them all, where one
+    specialised per shape would compile once per bucket (a minute each for a bert-base on a GPU) and pass dynamo's
+    recompile limit. A length-grouped batch runs one graph per group structure (one block, or N groups):
+    tests/models/test_compile_shapes.py counts them.
+
+    Example:
+        >>> net = compile_for_training(nn.Linear(2, 2), backend='eager')
+        >>> net(torch.ones(3, 2)).shape
+        torch.Size([3, 2])
+    """
+    module.compile(dynamic=True, backend=backend)
+    return module

@@ -9,6 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from finetuner.models.attention import attention_backends
+
 
 class _Items(torch.utils.data.Dataset):
     def __init__(self, items: Sequence[Any]) -> None:
@@ -66,7 +68,7 @@ def embed_items(
     chunks: list[torch.Tensor] = []
     desc = progress if isinstance(progress, str) else "encoding"
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), attention_backends(device):
             for inputs in tqdm(loader, desc=desc, disable=not progress, leave=False):
                 inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
                 chunks.append(forward(**inputs).float().cpu())  # (batch, dim)

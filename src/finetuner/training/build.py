@@ -22,6 +22,7 @@ from torch import nn
 from finetuner import artifacts
 from finetuner.config import TrainingConfig
 from finetuner.data.datasets import PairCollate, labelled_loader, pair_loader
+from finetuner.data.groups import item_key
 from finetuner.data.samplers import ClassSampler, LengthBucketPairSampler, PairBatchSampler, RandomBatchSampler
 from finetuner.errors import ConfigError
 from finetuner.evaluation.embedders import Embedder, embedder_for
@@ -35,7 +36,7 @@ from finetuner.training.callbacks import bind_callbacks
 from finetuner.training.check import CheckedFit
 from finetuner.training.checkpoint import CHECKPOINT_FILE
 from finetuner.training.loop import make_accelerator, make_objective
-from finetuner.training.plan import FitPlan, item_key
+from finetuner.training.plan import FitPlan
 from finetuner.training.resume import check_fingerprint, run_fingerprint
 
 logger = logging.getLogger("finetuner")
@@ -147,10 +148,13 @@ def _check_model_fits(model: Any, fit_plan: FitPlan) -> None:
         raise ConfigError("sampler='length' batches text pairs of similar length; this run has no text pairs")
 
 
-def _training_inputs(model: Any, items: list[Any]) -> tuple[list[Any], Any]:
-    """The items as the train loader holds them and the collate-time preprocessing: texts are tokenised once
-    up front (``pretokenize``); images keep their source and are decoded (and augmented) per batch."""
-    if hasattr(model, "pretokenize"):
+def _training_inputs(model: Any, items: list[Any], device: str, **options: Any) -> tuple[Any, Any]:
+    """The items as the train loader holds them and the collate-time preprocessing: the model's own
+    ``training_inputs`` (texts tokenised once into batches of bounded shapes, images decoded once when they fit;
+    see docs/performance.md), else the items and ``preprocess`` per batch."""
+    if hasattr(model, "training_inputs"):
+        return model.training_inputs(items, device, **options)
+    if hasattr(model, "pretokenize"):  # open_clip's text tower: fixed-length tokens
         return model.pretokenize(items), model.collate_tokens
     return items, getattr(model, "training_preprocess", None) or model.preprocess
 
@@ -164,8 +168,13 @@ def _loader_factory(
     workers, pin = config.workers(device), device == "cuda"
     data = fit_plan.train
     if fit_plan.task == "clip":
-        left, text_preprocess = _training_inputs(model.text, data.left)  # type: ignore[union-attr]
-        right, image_preprocess = _training_inputs(model.vision, data.right)  # type: ignore[union-attr]
+        # the captions of a two-tower batch as one padded block: the gradient cache cuts its pairs by rows
+        left, text_preprocess = _training_inputs(
+            model.text, data.left, device, num_workers=workers, max_groups=1  # type: ignore[union-attr]
+        )
+        right, image_preprocess = _training_inputs(
+            model.vision, data.right, device, num_workers=workers  # type: ignore[union-attr]
+        )
         collate = PairCollate(text_preprocess, image_preprocess)
         left_keys = [item_key(t) for t in data.left]  # type: ignore[union-attr]
         right_keys = [item_key(i) for i in data.right]  # type: ignore[union-attr]
@@ -175,13 +184,13 @@ def _loader_factory(
             return pair_loader(left, right, collate, sampler, workers, pin_memory=pin)
 
         return pairs
-    items, preprocess = _training_inputs(model, data.items)  # type: ignore[union-attr]
+    items, preprocess = _training_inputs(model, data.items, device, num_workers=workers)  # type: ignore[union-attr]
     labels = data.labels  # type: ignore[union-attr]
 
     def labelled(batch_size: int) -> torch.utils.data.DataLoader:
         if fit_plan.sampler == "length":
             lengths = [len(row["input_ids"]) for row in items]
-            sampler: Any = LengthBucketPairSampler(lengths, batch_size, seed=seed, **shard)
+            sampler: Any = LengthBucketPairSampler(lengths, batch_size, seed=seed, labels=labels, **shard)
         elif fit_plan.sampler == "class":
             sampler = ClassSampler(labels, batch_size, fit_plan.items_per_class, seed=seed, **shard)
         else:

@@ -18,12 +18,12 @@ import numpy as np
 
 from finetuner.config import TrainingConfig
 from finetuner.data.readers import CSVOptions
-from finetuner.data.tasks import LabelledData, PairData
+from finetuner.data.shapes import LabelledData, PairData, data_kind
 from finetuner.errors import ConfigError, closest
 from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.loop import Callback
 from finetuner.training.resume import resolve_resume
-from finetuner.validation import data_kind, validate_fit
+from finetuner.validation import validate_fit
 
 #: the settings that may be None in fit() and mean "empty"
 _DICT_OPTIONS = ("loss_options", "miner_options", "optimizer_options", "scheduler_options", "loss_optimizer_options")

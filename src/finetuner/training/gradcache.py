@@ -14,22 +14,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
-from itertools import pairwise
 from typing import Any
 
 import torch
 from torch import nn
 
+from finetuner.models.text.tokens import GROUPS, RESTORE, is_grouped
+
 Inputs = dict[str, Any]
 
 
 def batch_length(inputs: Inputs) -> int:
-    """The batch size of (possibly nested) keyword tensors.
+    """The batch size of (possibly nested, possibly length-grouped) keyword tensors.
 
     Example:
         >>> batch_length({'text': {'input_ids': torch.zeros(5, 3)}})
         5
     """
+    if is_grouped(inputs):
+        return sum(batch_length(group) for group in inputs[GROUPS])
     for value in inputs.values():
         return batch_length(value) if isinstance(value, dict) else int(value.shape[0])
     raise ValueError("empty inputs")
@@ -57,6 +60,25 @@ class _RandomState:
         torch.set_rng_state(self.cpu)
         if self.cuda is not None:
             torch.cuda.set_rng_state(self.cuda, self.device)
+
+
+def pieces(inputs: Inputs, size: int) -> tuple[list[Inputs], torch.Tensor | None]:
+    """The mini-batches of at most ``size`` rows a batch is embedded in, and how to put their rows back in order.
+
+    A plain batch is cut in consecutive rows (None: the pieces' rows are already in order). A length-grouped text
+    batch (:mod:`finetuner.models.text.tokens`) is cut within each group, so a mini-batch of short queries pads
+    to their length, not the documents'; the concatenated pieces taken at the returned positions are the batch.
+
+    Example:
+        >>> [p['x'].tolist() for p in pieces({'x': torch.arange(5)}, 2)[0]]
+        [[0, 1], [2, 3], [4]]
+    """
+    groups, restore = (inputs[GROUPS], inputs[RESTORE]) if is_grouped(inputs) else ([inputs], None)
+    out: list[Inputs] = []
+    for group in groups:
+        n = batch_length(group)
+        out += [slice_inputs(group, start, min(start + size, n)) for start in range(0, n, size)]
+    return out, restore
 
 
 def _split_embeddings(embeddings: Any) -> list[torch.Tensor]:
@@ -95,31 +117,36 @@ def cached_backward(
         >>> model.weight.grad.shape
         torch.Size([2, 4])
     """
-    n = batch_length(inputs)
-    bounds = [*range(0, n, mini_batch_size), n]
+    parts, restore = pieces(inputs, mini_batch_size)
     device = labels.device
     states: list[_RandomState] = []
-    pieces: list[list[torch.Tensor]] = []
+    cached: list[list[torch.Tensor]] = []
     with torch.no_grad():
-        for start, stop in pairwise(bounds):
+        for part in parts:
             states.append(_RandomState(device))
             with autocast():
-                pieces.append(
-                    [e.detach() for e in _split_embeddings(forward(model, slice_inputs(inputs, start, stop)))]
-                )
-    # (batch, dim) leaves per output (one, or two for two towers)
-    leaves = [torch.cat([p[j] for p in pieces]).float().requires_grad_() for j in range(len(pieces[0]))]
-    loss = objective(tuple(leaves) if len(leaves) > 1 else leaves[0], labels)
+                cached.append([e.detach() for e in _split_embeddings(forward(model, part))])
+    # (batch, dim) leaves per output (one, or two for two towers), rows in the pieces' order
+    leaves = [torch.cat([p[j] for p in cached]).float().requires_grad_() for j in range(len(cached[0]))]
+    del cached
+    ordered = [leaf[restore] if restore is not None else leaf for leaf in leaves]  # the batch's own row order
+    loss = objective(tuple(ordered) if len(ordered) > 1 else ordered[0], labels)
     (scale(loss) if scale is not None else loss).backward()  # gradients w.r.t. the embeddings (+ loss params)
+    del ordered
     grads = [leaf.grad for leaf in leaves]
+    del leaves
     after = _RandomState(device)
-    for k, (start, stop) in enumerate(pairwise(bounds)):
-        last = k == len(bounds) - 2
+    start = 0
+    for k, part in enumerate(parts):
+        last = k == len(parts) - 1
         context = no_sync(model) if (no_sync is not None and not last) else nullcontext()
         with context:
             states[k].restore()
             with autocast():
-                outputs = _split_embeddings(forward(model, slice_inputs(inputs, start, stop)))
+                outputs = _split_embeddings(forward(model, part))
+            stop = start + outputs[0].shape[0]
             torch.autograd.backward([o.float() for o in outputs], [g[start:stop] for g in grads])
+            del outputs
+        start = stop
     after.restore()
     return loss.detach()

@@ -15,12 +15,12 @@ from finetuner.config import TrainingConfig
 from finetuner.distributed import average_gradients
 from finetuner.errors import FinetunerError
 from finetuner.losses.step_loss import MetricObjective, PairObjective
+from finetuner.models.attention import attention_backends
+from finetuner.models.base import compile_for_training
 from finetuner.training.gradcache import batch_length, cached_backward
+from finetuner.training.loss_monitor import LossMonitor, defers_finite_check
+from finetuner.training.loss_monitor import NonFiniteLossError as NonFiniteLossError  # re-exported
 from finetuner.training.optimizers import build_loss_optimizer, build_optimizer, build_scheduler
-
-
-class NonFiniteLossError(FinetunerError, RuntimeError):
-    """The loss became NaN or infinite; training stopped before that step changed the weights."""
 
 
 def batch_seed(seed: int, batch: int, process_index: int = 0) -> int:
@@ -142,46 +142,11 @@ def enable_gradient_checkpointing(model: nn.Module) -> int:
     return found
 
 
-def defers_finite_check(accelerator: Any, optimizer: Any, loss_optimizer: Any, config: TrainingConfig) -> bool:
-    """Whether the loss's finiteness is checked one step late instead of stalling the GPU every step.
-
-    On a GPU, reading the loss back each step would stop the CPU from queueing the next step. A fused Adam/AdamW
-    (the default on CUDA) can skip a step on the device when told the loss is not finite (``found_inf``, as
-    mixed-precision loss scaling does), so the loop hands it that flag and raises one step later: the weights
-    never take a non-finite update either way. Not with fp16 loss scaling (which sets the flag itself), a separate
-    loss optimizer, or gradient accumulation (a bad micro-batch would reach a later update).
-
-    Example:
-        >>> from accelerate import Accelerator
-        >>> opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(1))], fused=True)
-        >>> defers_finite_check(Accelerator(cpu=True), opt, None, TrainingConfig())  # the CPU never stalls a GPU
-        False
-    """
-    inner = getattr(optimizer, "optimizer", optimizer)
-    return bool(
-        accelerator.device.type == "cuda"
-        and inner.defaults.get("fused")
-        and accelerator.scaler is None
-        and loss_optimizer is None
-        and config.gradient_accumulation_steps == 1
-    )
-
-
-def _non_finite(value: torch.Tensor, epoch: int, batch: int, overall: int, deferred: bool) -> NonFiniteLossError:
-    when = f"the loss became {float(value)} at epoch {epoch}, batch {batch} ({overall} of the run); "
-    if deferred:
-        what = "its update was skipped on the device, so the weights never took it; training stopped a step later. "
-    else:
-        what = "training stopped before this step changed the weights. "
-    return NonFiniteLossError(
-        when + what + "Lower the learning_rate, set max_grad_norm, or check the data for NaN/inf values; resume from "
-        "the last checkpoint with fit(..., resume_from=<run name>)"
-    )
-
-
 def default_forward(model: nn.Module, inputs: dict[str, Any]) -> Any:
-    """``model(**inputs)``: the embeddings ``(batch, dim)``, or a ``(text, image)`` pair of them for two towers."""
-    return model(**inputs)
+    """``model(**inputs)``: the embeddings ``(batch, dim)``, or a ``(text, image)`` pair of them for two towers;
+    attention on the kernels :mod:`finetuner.models.attention` chose."""
+    with attention_backends(next((p.device for p in model.parameters()), None)):
+        return model(**inputs)
 
 
 def make_objective(loss_fn: nn.Module, miner: nn.Module | None = None) -> nn.Module:
@@ -272,15 +237,15 @@ def train(
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if config.compile:
-        model.compile(dynamic=True)  # in place: parameter names (and saved weights) stay as they are
+        compile_for_training(model)  # in place: parameter names (and saved weights) stay as they are
     model, optimizer = accelerator.prepare(model, optimizer)
     loss_fn = loss_fn.to(accelerator.device)
     objective = make_objective(loss_fn, miner).to(accelerator.device)
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
     forward = forward or default_forward
     deferred = defers_finite_check(accelerator, optimizer, loss_optimizer, config)
-    inner_optimizer = getattr(optimizer, "optimizer", optimizer)
-    pending: tuple[Any, ...] | None = None  # the last step's finiteness, checked one step late when deferred
+    # each batch's loss is read back without waiting for the GPU (training/loss_monitor.py)
+    monitor = LossMonitor(accelerator.device, getattr(optimizer, "optimizer", optimizer), deferred)
     state = TrainState(model, config, accelerator, optimizer, scheduler, batches_per_epoch=len(loader))
     state.loss_fn, state.loss_optimizer = loss_fn, loss_optimizer
     seed = config.seed if config.seed is not None else 0
@@ -296,9 +261,10 @@ def train(
         for cb in callbacks:
             cb.on_epoch_begin(state)
         skip, state.skip_batches = state.skip_batches, 0
-        running = torch.zeros((), device=accelerator.device)
+        running = torch.zeros((), device=accelerator.device)  # the epoch's loss sum, for checkpoints
         if skip:
             running += float(state.epoch_loss_sum or 0.0)
+        monitor.start_epoch(float(state.epoch_loss_sum or 0.0) if skip else 0.0, skip)
         state.epoch_loss_sum = running
         bar = tqdm(
             accelerator.skip_first_batches(loader, skip) if skip else loader,
@@ -314,15 +280,7 @@ def train(
             inputs, labels = send_to_device(batch, accelerator.device, non_blocking=True)
             with accelerator.accumulate(model):
                 loss = forward_backward(model, inputs, labels, objective, forward, config, accelerator)
-                value = loss.detach()
-                if deferred:  # no stall: the fused step skips a non-finite update on the device itself
-                    finite = torch.isfinite(value)
-                    inner_optimizer.found_inf = (~finite).float()
-                    if pending is not None and not bool(pending[0]):  # the previous step's, long computed by now
-                        raise _non_finite(*pending[1:], deferred=True)
-                    pending = (finite, value, epoch + 1, seen, state.batches_trained + 1)
-                elif not torch.isfinite(value):  # checked before the update: the weights stay good
-                    raise _non_finite(value, epoch + 1, seen, state.batches_trained + 1, deferred=False)
+                monitor.observe(loss, (epoch + 1, seen, state.batches_trained + 1))  # before the update
                 if accelerator.sync_gradients:
                     average_gradients(loss_params)  # DDP only averages the model's own gradients
                 if config.max_grad_norm and accelerator.sync_gradients:
@@ -336,17 +294,17 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
             running += loss.detach()
             state.batches_trained += 1
+            # the losses read back so far (raises for a non-finite one); all of them at the epoch's end
+            monitor.collect(wait=seen == len(loader))
             if seen % config.log_every == 0 or seen == len(loader):
-                value = float(running) / seen
-                state.last_loss = value
-                bar.set_postfix(loss=f"{value:.4f}")
+                state.last_loss = monitor.mean()
+                bar.set_postfix(loss=f"{state.last_loss:.4f}")
             for cb in callbacks:
                 cb.on_batch_end(state)
             if state.stop:
                 break
-        if pending is not None and not bool(pending[0]):
-            raise _non_finite(*pending[1:], deferred=True)
-        pending = None
+        monitor.collect(wait=True)  # after an early stop, the losses still on their way
+        state.last_loss = monitor.mean()
         state.history.append({"epoch": epoch + 1, "loss": state.last_loss})
         for cb in callbacks:
             cb.on_epoch_end(state)

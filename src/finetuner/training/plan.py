@@ -7,19 +7,16 @@ fingerprint the data for a resume. No model is needed: the build phase turns the
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from finetuner.data.tasks import LabelledData, PairData
+from finetuner.data.groups import item_key
+from finetuner.data.shapes import LabelledData, PairData, data_kind
 from finetuner.errors import DataError
 from finetuner.evaluation.model_eval import RetrievalSets, retrieval_sets
 from finetuner.losses import needs_class_count
 from finetuner.training.check import CheckedFit, training_view
-from finetuner.validation import data_kind
 
 #: the batch samplers a plan may choose (``'pairs'``: duplicate-free text-image pairs)
 SAMPLER_CHOICES = ("class", "random", "length", "pairs")
@@ -102,24 +99,3 @@ def _clip_evaluations(evaluation: LabelledData | PairData | None) -> list[tuple[
         ("", retrieval_sets(evaluation, "left-to-right")),
         ("image_to_text/", retrieval_sets(evaluation, "right-to-left")),
     ]
-
-
-def item_key(item: Any) -> object:
-    """An identity for duplicate detection: the text itself, or an image's uri / content hash.
-
-    Example:
-        >>> item_key('a cat'), item_key(b'png-bytes') == item_key(b'png-bytes')
-        ('a cat', True)
-    """
-    if isinstance(item, str):
-        return item
-    uri = getattr(item, "uri", None)
-    if uri:
-        return ("uri", uri)
-    for value in (getattr(item, "blob", None), getattr(item, "tensor", None), item):
-        if isinstance(value, (bytes, bytearray)):
-            return ("bytes", hashlib.blake2b(bytes(value), digest_size=16).hexdigest())
-        if value is not None and hasattr(value, "shape"):
-            array = np.ascontiguousarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
-            return ("array", array.shape, hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest())
-    return ("object", id(item))

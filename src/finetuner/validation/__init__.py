@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finetuner.config import TrainingConfig
-from finetuner.data.tasks import LabelledData, PairData
+from finetuner.data.shapes import LabelledData, PairData, data_kind
 from finetuner.validation.data import check_data
 from finetuner.validation.options import check_options
 from finetuner.validation.report import ValidationReport
@@ -128,18 +128,6 @@ def _check_sampler(report: ValidationReport, sampler: Any, train: LabelledData |
         )
 
 
-def data_kind(data: LabelledData | PairData) -> str:
-    """``'labelled'``, ``'pairs'`` (one modality) or ``'clip'`` (text-image pairs): what picks ``loss='auto'``.
-
-    Example:
-        >>> data_kind(PairData(['q'], ['d'], 'text', 'text', ['0']))
-        'pairs'
-    """
-    if isinstance(data, LabelledData):
-        return "labelled"
-    return "pairs" if data.left_modality == data.right_modality else "clip"
-
-
 def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train: LabelledData | PairData) -> Any:
     """The loss for this data (``loss='auto'`` resolved by it, its options checked against that loss), checked to fit
     the data: CLIPLoss (and only it, without a miner) for text-image pairs; InfoNCELoss for pairs of one modality."""
@@ -178,9 +166,7 @@ def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train
 
 
 def _modalities(data: LabelledData | PairData) -> tuple[str, ...]:
-    if isinstance(data, LabelledData):
-        return (data.modality,)
-    return tuple(sorted({data.left_modality, data.right_modality}))
+    return data.modalities
 
 
 __all__ = ["CheckedData", "ValidationReport", "data_kind", "validate_fit"]

@@ -1,12 +1,17 @@
-"""Checks of training and evaluation data: every bad item named (index, id, uri, CSV line), all at once.
+"""Checks of training and evaluation data, on the one table a reader made of it: every bad item named (index, id,
+uri, CSV line, column), all at once.
 
-What is checked, item by item: content present and usable (non-empty ``str`` text; an image ``uri`` that names an
-existing local file, a ``data:`` URI or an ``http(s)`` URL; a non-empty ``blob``; a numeric 2-D or 3-D
-``tensor`` without NaN or inf), labels present and hashable, pairs of two chunks, CLIP roots of exactly one text
-and one image chunk, finite pair scores. Then for the whole set: at least two classes, no class with a single
-item in training data (it has no positive), no mix of modalities. Image files are checked for existence one by
-one (cheap); their headers are decoded with Pillow (without reading the pixels) for up to
-:data:`HEADER_CHECKS` images spread evenly over the set, so a large set is not read twice.
+The data is read once (:func:`~finetuner.data.readers.read_table`: a row's unreadable cells, an ambiguous layout)
+and the table is checked once. Cell by cell: content present and usable (non-empty ``str`` text; an image ``uri``
+that names an existing local file, a ``data:`` URI or an ``http(s)`` URL; a non-empty ``blob``; a numeric 2-D or
+3-D ``tensor`` without NaN or inf), labels hashable and not NaN, one kind of pair throughout (CLIP: one text and
+one image per root). Then the shape (:func:`~finetuner.data.shaping.to_shape`: labels present, finite scores,
+negatives that differ from their query and positive) and the whole set: at least two classes, no class with a
+single item in training data (it has no positive). Triplets and scored pairs are refused for training until
+training can use their negatives and scores (never trained as plain pairs); scored pairs are refused for
+evaluation too. Image files are checked for existence one by one (cheap); their headers are decoded with Pillow
+(without reading the pixels) for up to :data:`HEADER_CHECKS` images spread evenly over the set, so a large set is
+not read twice.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from finetuner.data.documents import LABEL_TAG, SCORE_TAG, Document, DocumentArray
-from finetuner.data.readers import load_data
-from finetuner.data.tasks import LabelledData, PairData, doc_modality, to_task_data
+from finetuner.data.documents import LABEL_TAG, Document
+from finetuner.data.readers import read_table
+from finetuner.data.shapes import LabelledData, Shape
+from finetuner.data.shaping import to_shape
+from finetuner.data.table import LABEL, NEGATIVE, QUERY, Table, doc_modality
 from finetuner.errors import FinetunerError
 from finetuner.validation.report import ValidationReport
 
@@ -35,14 +42,6 @@ from finetuner.validation.report import ValidationReport
 HEADER_CHECKS = 2000
 #: how many single-item classes are named one by one before they are summarised
 NAMED_SINGLETONS = 50
-
-
-def _where(name: str, i: int, doc: Document, chunk: int | None = None) -> str:
-    where = f"{name} item {i} (id {doc.id!r}"
-    if doc.uri:
-        where += f", uri {doc.uri[:80]!r}"
-    where += ")"
-    return where if chunk is None else f"{where} chunk {chunk}"
 
 
 def _local_path(uri: str) -> Path | None:
@@ -164,15 +163,16 @@ def _check_content(report: ValidationReport, images: _ImageChecks, where: str, d
         _check_text(report, where, doc.text)
     elif modality == "image":
         images.check(report, where, doc)
-    return modality  # 'unknown' (no content) is reported by to_task_data
+    return modality  # 'unknown' (no content) is reported by to_shape
 
 
 def _check_label(report: ValidationReport, where: str, doc: Document) -> None:
+    """A labelled Document's tags and label (``to_shape`` reports a missing or unusable label)."""
     if not isinstance(doc.tags, dict):
         report.add("type", f"{where}: tags must be a dict; received {type(doc.tags).__name__}")
         return
     if LABEL_TAG not in doc.tags:
-        return  # reported by to_task_data
+        return
     label = doc.tags[LABEL_TAG]
     if isinstance(label, float) and math.isnan(label):
         report.add("data", f"{where}: the label is NaN (a missing value); give the item a label or remove it")
@@ -180,51 +180,56 @@ def _check_label(report: ValidationReport, where: str, doc: Document) -> None:
     try:
         hash(label)
     except TypeError:
-        if isinstance(label, Hashable):  # a tuple holding a list: to_task_data cannot see it
+        if isinstance(label, Hashable):  # a tuple holding a list: to_shape cannot tell it from a usable label
             report.add("data", f"{where}: label {label!r:.60} is not hashable; use a str or int")
 
 
-def _check_pairs(report: ValidationReport, name: str, docs: DocumentArray, images: _ImageChecks) -> bool:
-    """Pair roots: two chunks each, one kind of pair throughout (CLIP: one text and one image chunk)."""
+def _check_cells(report: ValidationReport, table: Table, images: _ImageChecks) -> bool:
+    """Every item cell's content; for pairs and triplets one kind of pair throughout. Returns whether the kinds mix."""
+    members = [i for i, r in enumerate(table.roles) if r in (QUERY, "document", NEGATIVE)]
+    items = members or [i for i, r in enumerate(table.roles) if r != LABEL]
     kinds: list[tuple[int, str]] = []
-    for i, root in enumerate(docs):
-        where = _where(name, i, root)
-        if not isinstance(root.tags, dict):
-            report.add("type", f"{where}: tags must be a dict; received {type(root.tags).__name__}")
-        elif SCORE_TAG in root.tags:
-            score = root.tags[SCORE_TAG]
-            if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-                report.add("data", f"{where}: tags['{SCORE_TAG}'] must be a finite number; received {score!r:.40}")
-        if len(root.chunks) != 2:
-            continue  # reported by to_task_data
-        mods = [_check_content(report, images, f"{where} chunk {c}", chunk) for c, chunk in enumerate(root.chunks)]
-        if "unknown" not in mods:
-            kinds.append((i, "+".join(sorted(mods))))
+    for n, row in enumerate(table):
+        if row.source is not None and not isinstance(row.source.tags, dict):
+            report.add("type", f"{row.where}: tags must be a dict; received {type(row.source.tags).__name__}")
+            if not members:
+                continue
+        elif row.source is not None and not members:
+            _check_label(report, row.where, row.source)
+        mods = [_check_content(report, images, table.where(row, i), row.cells[i]) for i in items]
+        if members and "unknown" not in mods:
+            kinds.append((n, "+".join(sorted(mods[:2]))))
     counts = Counter(kind for _, kind in kinds)
     if len(counts) <= 1:
         return False
     main = "image+text" if "image+text" in counts else counts.most_common(1)[0][0]
-    for i, kind in kinds:
+    for n, kind in kinds:
         if kind != main:
             want = "exactly one text and one image chunk (a CLIP pair)" if main == "image+text" else f"a {main} pair"
             got = kind.replace("+", " and ")
-            report.add("data", f"{_where(name, i, docs[i])}: has {got} chunks, but the data set holds {want}")
+            report.add("data", f"{table.rows[n].where}: has {got} chunks, but the data set holds {want}")
     return True
 
 
-def _check_classes(report: ValidationReport, name: str, data: LabelledData, train: bool) -> None:
+def _check_classes(report: ValidationReport, name: str, data: LabelledData, train: bool, rows: bool) -> None:
     counts = np.bincount(np.asarray(data.labels, dtype=np.int64), minlength=len(data.classes))
+    singles = np.flatnonzero(counts == 1)
+    hint = (
+        "; if these rows are (query, document) pairs rather than (item, label), read them as pairs with "
+        "CSVOptions(is_labeled=False) (CLI: --csv-pairs)"
+        if rows and (len(data.classes) < 2 or 2 * len(singles) >= len(data.classes))
+        else ""
+    )
     if len(data.classes) < 2:
         message = (
             f"{name} has a single class ({data.classes[0]!r}); metric learning needs at least 2 classes (items with "
             "the same label are positives, other labels negatives)"
         )
         if train:
-            report.add("data", message)
+            report.add("data", message + hint)
         else:
-            report.warn(message + "; every item is relevant to every query")
+            report.warn(message + "; every item is relevant to every query" + hint)
         return
-    singles = np.flatnonzero(counts == 1)
     if len(singles) == 0:
         return
     first_item = {}
@@ -233,7 +238,7 @@ def _check_classes(report: ValidationReport, name: str, data: LabelledData, trai
     if not train:
         report.warn(
             f"{name}: {len(singles)} class(es) have a single item (e.g. {data.classes[singles[0]]!r}); as queries they "
-            "have no relevant item and score 0"
+            "have no relevant item and score 0" + hint
         )
         return
     for code in singles[:NAMED_SINGLETONS]:
@@ -245,16 +250,56 @@ def _check_classes(report: ValidationReport, name: str, data: LabelledData, trai
         )
     if len(singles) > NAMED_SINGLETONS:
         report.add("data", f"{name}: {len(singles) - NAMED_SINGLETONS} more class(es) have a single item (no positive)")
+    if hint:
+        report.add("data", f"{name}: {len(singles)} of {len(data.classes)} classes have a single item{hint}")
+
+
+def refusal(table: Table, train: bool) -> str | None:
+    """Why ``table`` cannot be used for training (``train``) or evaluation yet, or None.
+
+    Triplets and scored pairs are refused for training until training can use their negatives and scores: trained
+    as plain pairs, a negative would be left out and a pair scored 0.0 would pull together. Evaluation reads
+    triplets (query -> positive, with the negatives in the index) but not yet scored pairs.
+
+    Example:
+        >>> from finetuner.data import read_table
+        >>> print(refusal(read_table([('q', 'p', 'n')], name='train_data'), train=True))  # doctest: +ELLIPSIS
+        train_data holds triplets (query, positive, 1 negative per row), read from 3 elements per tuple: ...
+    """
+    held = f"{table.name} holds {table.describe()}, read from {table.layout}"
+    if table.kind == "triplets" and train:
+        return (
+            f"{held}. Training with explicit negatives (in-batch InfoNCE with the negatives as extra candidates, "
+            "TripletMarginLoss on the rows) is coming in a later version; finetuner will not train these rows as "
+            "plain pairs, which would leave the negatives out. Until then, train on the pairs alone: choose the "
+            "query and positive columns with CSVOptions(columns=[query_column, positive_column]) (the other columns "
+            "are kept in tags) or pass [(query, positive) for query, positive, *negatives in rows]. Evaluation "
+            "(eval_data, finetuner.evaluate) already reads triplets: the query searches for its positive among all "
+            "positives and negatives"
+        )
+    if table.kind == "scored":
+        if train:
+            return (
+                f"{held}. Training on scores (CoSENTLoss, CosineSimilarityLoss) is coming in a later version; "
+                "finetuner will not train scored pairs as plain positives, since a pair scored 0.0 is not a "
+                "positive. Until then, keep the pairs whose score marks them as similar and pass them as pairs, "
+                "e.g. [(a, b) for a, b, score in rows if score >= 0.5]"
+            )
+        return (
+            f"{held}. Evaluating scored pairs (Spearman and Pearson correlation of cosine similarity with the "
+            "score) is coming in a later version; evaluate on pairs, triplets or labelled items until then"
+        )
+    return None
 
 
 def check_data(
     report: ValidationReport, data: Any, name: str, csv_options: Any = None, *, train: bool = True
-) -> LabelledData | PairData | None:
-    """Read ``data`` (any accepted form), add every problem to ``report``; the task data when it can be built.
+) -> Shape | None:
+    """Read ``data`` (any accepted form) once, add every problem to ``report``; the task shape when it can be built.
 
     Args:
         report: where problems and warnings go.
-        data: the data in any form :func:`~finetuner.data.load_data` accepts.
+        data: the data in any form :func:`~finetuner.data.readers.read_table` accepts.
         name: how to name it in messages (``'train_data'``, ``'eval_data'``).
         csv_options: how to read row-shaped data.
         train: training data (single-item classes are problems) or evaluation data (they are warnings).
@@ -266,27 +311,32 @@ def check_data(
         train_data item 1, column 1: empty field (''); every item needs text or an image source. ...
     """
     try:
-        docs = load_data(data, csv_options, name=name)
+        table = read_table(data, csv_options, name=name)
     except FinetunerError as exc:
         report.add_error(exc)
         return None
-    if len(docs) == 0:
+    if len(table) == 0:
         report.add("data", f"{name} is empty: give at least two classes with two items each (or two pairs)")
         return None
+    return check_table(report, table, train=train)
+
+
+def check_table(report: ValidationReport, table: Table, *, train: bool = True) -> Shape | None:
+    """Check a table cell by cell and as a whole (see the module docstring); its shape when nothing is wrong.
+
+    Example:
+        >>> from finetuner.data import read_table
+        >>> report = ValidationReport()
+        >>> check_table(report, read_table([('q1', 'd1'), ('q2', 'd2')], name='eval_data'), train=False) is None
+        False
+    """
+    name = table.name
     images = _ImageChecks()
     before = len(report.problems)
-    pair_roots = [len(d.chunks) > 0 and d.content is None and d.uri is None for d in docs]
-    mixed_pairs = False
-    if all(pair_roots):
-        mixed_pairs = _check_pairs(report, name, docs, images)
-    elif not any(pair_roots):
-        for i, doc in enumerate(docs):
-            where = _where(name, i, doc)
-            _check_content(report, images, where, doc)
-            _check_label(report, where, doc)
+    mixed_pairs = _check_cells(report, table, images)
     images.decode_headers(report)
     try:
-        task = to_task_data(docs, name)
+        shape = to_shape(table)
     except FinetunerError as exc:
         known = set(report.messages())
         for message in getattr(exc, "problems", None) or [str(exc)]:
@@ -295,8 +345,12 @@ def check_data(
         return None
     if len(report.problems) > before:
         return None
-    if isinstance(task, LabelledData):
-        _check_classes(report, name, task, train)
-    elif len(task) < 2 and train:
+    refused = refusal(table, train)
+    if refused:
+        report.add("data", refused)
+        return None
+    if isinstance(shape, LabelledData):
+        _check_classes(report, name, shape, train, rows=all(row.source is None for row in table))
+    elif len(shape) < 2 and train:
         report.add("data", f"{name} holds a single pair; in-batch negatives need at least 2 pairs")
-    return task
+    return shape

@@ -19,7 +19,8 @@ from torch import nn
 from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
 from finetuner.models.clip.two_tower import TwoTowerModel
-from finetuner.models.text.tokens import Pretokenized
+from finetuner.models.text.masks import device_mask, takes_device_mask
+from finetuner.models.text.tokens import Pretokenized, embed_grouped, is_grouped
 
 
 class CLIPTextTower(Pretokenized, EmbeddingModel):
@@ -44,6 +45,8 @@ class CLIPTextTower(Pretokenized, EmbeddingModel):
         self.max_length = max_length
         self.head = None
         self._input_names = ["input_ids", "attention_mask"]
+        # causal + padding mask made on the device: no host sync per forward (finetuner.models.text.masks)
+        self._device_mask = takes_device_mask(backbone, causal=True, output="text_embeds")
 
     @property
     def output_dim(self) -> int:
@@ -53,13 +56,18 @@ class CLIPTextTower(Pretokenized, EmbeddingModel):
         bad = [i for i, t in enumerate(items) if not isinstance(t, str)]
         if bad:
             raise DataError(f"the CLIP text tower encodes str; item {bad[0]} is {type(items[bad[0]]).__name__}")
-        batch = self.tokenizer(
-            list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        return self.tokenize(list(items))  # padded to a bucketed length (finetuner.models.text.tokens)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.backbone(input_ids=input_ids, attention_mask=attention_mask).text_embeds  # (batch, proj)
+    def forward(self, **inputs: Any) -> torch.Tensor:
+        """CLIP's projected text embeddings ``(batch, proj)`` of a padded or length-grouped batch. Extra right
+        padding changes nothing: CLIP pools the first end-of-text token, and padding is masked out."""
+        return embed_grouped(self._embed, inputs) if is_grouped(inputs) else self._embed(inputs)
+
+    def _embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]  # (batch, seq) each
+        if self._device_mask:
+            mask = device_mask(mask, causal=True)  # (batch, 1, seq, seq)
+        return self.backbone(input_ids=ids, attention_mask=mask).text_embeds  # (batch, proj)
 
     def metadata(self) -> dict[str, Any]:
         """What ``metadata.yml`` records."""
@@ -108,6 +116,7 @@ class CLIPVisionTower(EmbeddingModel):
         self.backbone = backbone
         self.processor = processor
         self.head = None
+        self._normalizer: Any = None  # set by training_inputs for its uint8 decode-once batches
 
     @property
     def output_dim(self) -> int:
@@ -119,7 +128,28 @@ class CLIPVisionTower(EmbeddingModel):
         images = [load_image(item) for item in items]
         return {"pixel_values": self.processor(images=images, return_tensors="pt")["pixel_values"]}
 
+    def training_inputs(self, items: list[Any], device_type: str, num_workers: int = 0) -> tuple[Any, Any]:
+        """Images decoded, resized and cropped once when they fit in memory
+        (:func:`~finetuner.models.vision.pixels.decode_once`), else decoded per batch in the loader."""
+        from finetuner.models.vision.pixels import PixelCollate, decode_once, split_transform
+        from finetuner.models.vision.transforms import ProcessorTransform
+
+        transform = ProcessorTransform(self.processor)
+        cache = decode_once(items, transform, num_workers=num_workers)
+        if cache is None:
+            return items, self.preprocess
+        split = split_transform(transform)
+        self._normalizer = split[1] if split is not None else None
+        return cache, PixelCollate()
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """CLIP's projected image embeddings ``(batch, proj)`` of float pixels, or of ``uint8`` decode-once pixels
+        (normalised here, on the device)."""
+        if pixel_values.dtype == torch.uint8:
+            normalizer = getattr(self, "_normalizer", None)
+            if normalizer is None:
+                raise DataError("uint8 pixels come from training_inputs' decode-once batches; use preprocess")
+            pixel_values = normalizer(pixel_values)  # (batch, 3, H, W) float
         return self.backbone(pixel_values=pixel_values).image_embeds  # (batch, proj)
 
     def metadata(self) -> dict[str, Any]:

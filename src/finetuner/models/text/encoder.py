@@ -18,8 +18,9 @@ from torch import nn
 from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
 from finetuner.models.heads import POOLINGS, ProjectionHead, pool_tokens
+from finetuner.models.text.masks import device_mask, takes_device_mask
 from finetuner.models.text.st_folder import read_sentence_transformers_config, write_sentence_transformers_files
-from finetuner.models.text.tokens import Pretokenized, length_groups
+from finetuner.models.text.tokens import Pretokenized, embed_grouped, is_grouped
 
 
 class TextEncoder(Pretokenized, EmbeddingModel):
@@ -76,6 +77,8 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             pooler.requires_grad_(False)
         params = inspect.signature(backbone.forward).parameters
         self._input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in params]
+        # a 4-d mask made on the device spares a host sync per forward (finetuner.models.text.masks)
+        self._device_mask = "attention_mask" in self._input_names and takes_device_mask(backbone)
 
     @property
     def hidden_dim(self) -> int:
@@ -93,20 +96,12 @@ class TextEncoder(Pretokenized, EmbeddingModel):
                     f"text model received a {type(text).__name__} at position {i}; it encodes str only "
                     "(for images use an image model)"
                 )
-        batch = self.tokenizer(
-            list(items), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        return {k: batch[k] for k in self._input_names if k in batch}
+        return self.tokenize(list(items))
 
-    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        on_cpu = inputs["input_ids"].device.type == "cpu" and not torch.compiler.is_compiling()  # no graph breaks
-        groups = length_groups(inputs["attention_mask"]) if on_cpu else None
-        if groups is None:
-            emb = self._pooled(inputs)  # (batch, hidden)
-        else:  # same result, fewer padded tokens: run rows of similar length together, then restore the order
-            parts = [self._pooled({k: v[rows, :length] for k, v in inputs.items()}) for rows, length in groups]
-            order = torch.cat([rows for rows, _ in groups])  # (batch,) rows in grouped order
-            emb = torch.cat(parts)[torch.argsort(order)]  # (batch, hidden)
+    def forward(self, **inputs: Any) -> torch.Tensor:
+        """Embeddings ``(batch, output_dim)`` of a padded batch, or of a length-grouped one
+        (:mod:`finetuner.models.text.tokens`), in the batch's row order."""
+        emb = embed_grouped(self._pooled, inputs) if is_grouped(inputs) else self._pooled(inputs)  # (batch, hidden)
         if self.head is not None:
             emb = self.head(emb)  # (batch, output_dim)
         if self.normalize:
@@ -114,8 +109,10 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         return emb
 
     def _pooled(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self.backbone(**inputs).last_hidden_state  # (batch, seq, hidden)
-        return pool_tokens(hidden, inputs["attention_mask"], self.pooling)  # (batch, hidden)
+        mask = inputs["attention_mask"]  # (batch, seq)
+        args = {**inputs, "attention_mask": device_mask(mask)} if self._device_mask else inputs
+        hidden = self.backbone(**args).last_hidden_state  # (batch, seq, hidden)
+        return pool_tokens(hidden, mask, self.pooling)  # (batch, hidden)
 
     # -- persistence ---------------------------------------------------------------------------------------
 

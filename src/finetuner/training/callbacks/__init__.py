@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from finetuner.data.tasks import LabelledData, PairData
+from finetuner.data.shapes import LabelledData, PairData
 from finetuner.errors import ConfigError, InputTypeError
 from finetuner.evaluation.metrics import METRIC_NAMES
 from finetuner.training.callbacks.checkpoints import BestModelCheckpoint, EarlyStopping

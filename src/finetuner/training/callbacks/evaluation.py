@@ -7,9 +7,10 @@ from typing import Any
 
 import torch
 
-from finetuner.data.readers import CSVOptions, load_data
+from finetuner.data.readers import CSVOptions
 from finetuner.data.samplers import ClassSampler
-from finetuner.data.tasks import LabelledData, PairData, to_task_data
+from finetuner.data.shapes import LabelledData, PairData, data_kind
+from finetuner.data.shaping import read_shape
 from finetuner.errors import ConfigError
 from finetuner.evaluation.embedders import Embedder, embedder_for
 from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets, retrieval_sets
@@ -100,10 +101,10 @@ class EvaluationCallback(Callback):
         """Read and check the data (``fit`` calls this before training, so bad data fails early)."""
         if self._sets is not None:
             return
-        queries = to_task_data(load_data(self.query_data, self.csv_options, name="query_data"), "query_data")
+        queries = read_shape(self.query_data, self.csv_options, name="query_data")
         sets = retrieval_sets(queries)
         if self.index_data is not None:
-            index = to_task_data(load_data(self.index_data, self.csv_options, name="index_data"), "index_data")
+            index = read_shape(self.index_data, self.csv_options, name="index_data")
             if not isinstance(queries, LabelledData) or not isinstance(index, LabelledData):
                 raise ConfigError("EvaluationCallback: a separate index_data needs labelled query and index data")
             sets.index = index.items
@@ -186,6 +187,11 @@ class ValidationLoss(Callback):
     _order = 0
 
     def __init__(self, data: LabelledData | PairData) -> None:
+        if not isinstance(data, (LabelledData, PairData)):
+            raise ConfigError(
+                f"val_loss is measured on labelled items or pairs; eval_data holds {data_kind(data)}: monitor a "
+                "metric of an EvaluationCallback instead"
+            )
         self.data = data
         self.pairs = isinstance(data, PairData) and data.left_modality != data.right_modality
         self.loss_fn: Any = None
@@ -207,7 +213,8 @@ class ValidationLoss(Callback):
         labelled = data.as_labelled() if isinstance(data, PairData) else data
         self.items, self.labels, self.modality = labelled.items, labelled.labels, labelled.modality
         size = max(2, min(batch_size, len(self.items)))
-        sampler = ClassSampler(self.labels, size, min(num_items_per_class, max(1, size // 2)), seed=seed)
+        k = 2 if isinstance(data, PairData) else num_items_per_class  # a pair group: two items per batch
+        sampler = ClassSampler(self.labels, size, min(k, max(1, size // 2)), seed=seed)
         sampler.set_epoch(0)
         self.batches = [list(map(int, b)) for b in sampler]
         return self

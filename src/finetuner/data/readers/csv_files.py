@@ -1,4 +1,4 @@
-"""Read a CSV file into Documents (the row rules live in :mod:`finetuner.data.rows`).
+"""Read a CSV file into a :class:`~finetuner.data.table.Table` (the column rules live in :mod:`finetuner.data.schema`).
 
 What the reader does, in order:
 
@@ -8,9 +8,13 @@ What the reader does, in order:
    standard kind (RFC 4180: ``"`` quotes, doubled inside), so quoted fields may hold delimiters and line
    breaks;
 3. decides whether the first row is a header (``header='auto'``: yes when every cell is a known column name
-   such as ``text``, ``label``, ``image``, ``query``, ``document``, ``item``; no when a cell is an image path
-   or the file has a single row; else ``csv.Sniffer().has_header``);
-4. reads the records lazily (``size`` stops early), skipping blank lines.
+   such as ``text``, ``label``, ``image``, ``query``, ``document``, ``anchor``, ``positive``, ``negative_1``,
+   ``score``, ``sentence1``, ``id``, ``category``, or when two cells are role names and the others single words
+   (``query,document,hard_neg_passage``); no when a cell is an image path or a number, or fewer than three rows
+   follow it; else ``csv.Sniffer().has_header``, which looks for columns of numbers or of values of one length
+   under a cell that differs);
+4. reads the records lazily (``size`` stops early), skipping blank lines, and hands them to
+   :func:`~finetuner.data.readers.rows.table_from_rows`.
 
 Every problem raises :class:`~finetuner.errors.DataError` naming the file and the line where the record
 starts: a missing file, an empty file, undecodable bytes (with the encoding, line and byte offset), a record
@@ -27,57 +31,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from finetuner.data.documents import DocumentArray
+from finetuner.data.columns import canonical, is_number, name_role
 from finetuner.data.items import looks_like_image
 from finetuner.data.options import CSVOptions
-from finetuner.data.rows import (
-    ID_NAMES,
-    LABEL_NAMES,
-    PAIR_NAMES,
-    SCORE_NAMES,
-    Row,
-    RowProblems,
-    documents_from_rows,
-    plan_columns,
-)
+from finetuner.data.readers.rows import RawRow, RowProblems, table_from_rows
+from finetuner.data.table import Table
 from finetuner.errors import ConfigError, DataError
 
-KNOWN_HEADER_NAMES = (
-    PAIR_NAMES
-    | set(LABEL_NAMES)
-    | set(SCORE_NAMES)
-    | set(ID_NAMES)
-    | {
-        "item",
-        "content",
-        "uri",
-        "url",
-        "path",
-        "file",
-        "filename",
-        "image_path",
-        "image_url",
-        "sentence",
-        "category",
-        "subcategory",
-        "title",
-        "description",
-        "name",
-        "tag",
-        "tags",
-        "target",
-        "source",
-    }
+#: header names that are not roles but that a header row often holds (kept in tags)
+METADATA_NAMES = frozenset(
+    {"category", "subcategory", "title", "description", "name", "tag", "tags", "target", "source", "lang"}
 )
 NOT_CSV_SUFFIXES = frozenset(
     {".json", ".jsonl", ".parquet", ".arrow", ".feather", ".pkl", ".npy", ".npz", ".zip"}
 )
 _SAMPLE_CHARS = 65536
+#: data rows the header sniffer needs besides the first (fewer: the first row is data unless it names columns)
+_SNIFF_ROWS = 3
 _DELIMITERS = (",", "\t", ";", "|")
 
 
-def read_csv(path: str | Path, options: CSVOptions | None = None, *, name: str = "data") -> DocumentArray:
-    """Read a CSV file of ``item,label`` rows or pairs into a DocumentArray.
+def read_csv(path: str | Path, options: CSVOptions | None = None, *, name: str = "data") -> Table:
+    """Read a CSV file of labelled items, pairs, triplets or scored pairs into a Table.
 
     Args:
         path: the CSV file.
@@ -88,8 +63,9 @@ def read_csv(path: str | Path, options: CSVOptions | None = None, *, name: str =
         >>> import tempfile, os
         >>> f = os.path.join(tempfile.mkdtemp(), 'train.csv')
         >>> _ = open(f, 'w').write('text,label\\npencil skirt,skirt\\nstriped shirt,shirt\\n')
-        >>> [d.tags['finetuner_label'] for d in read_csv(f)]
-        ['skirt', 'shirt']
+        >>> table = read_csv(f)
+        >>> table.kind, table.column('label')
+        ('labelled', ['skirt', 'shirt'])
     """
     path = Path(path).expanduser()
     what = f"{name} {path.name!r}"
@@ -104,17 +80,18 @@ def read_csv(path: str | Path, options: CSVOptions | None = None, *, name: str =
         records = itertools.chain([second], records)
     header_option = options.header if options else "auto"
     if header_option == "auto":
-        has_header = _has_header(first[1], text[:_SAMPLE_CHARS], more_rows=second is not None)
+        sample = text[:_SAMPLE_CHARS]
+        further = sum(1 for _ in itertools.islice(_records(sample, dialect, fmt, what), 1, _SNIFF_ROWS + 1))
+        has_header = _has_header(first[1], sample, further)
     else:
         has_header = bool(header_option)
     names = first[1] if has_header else None
     width = len(first[1])
-    layout = plan_columns(width, names, options, what=what)
     shape = f"the header on line {first[0]}" if has_header else f"line {first[0]}"
     seen = [0]
     problems = RowProblems()
 
-    def rows() -> Iterator[Row]:
+    def rows() -> Iterator[RawRow]:
         if not has_header:
             seen[0] += 1
             yield f"{what} line {first[0]}", first[1]
@@ -125,14 +102,16 @@ def read_csv(path: str | Path, options: CSVOptions | None = None, *, name: str =
                 continue
             yield f"{what} line {line}", cells
 
-    docs = documents_from_rows(rows(), layout, options, base_dir=path.parent, problems=problems)
+    table = table_from_rows(
+        rows(), width, names, options, name=name, what=what, base_dir=path.parent, problems=problems
+    )
     problems.raise_if_any()
     if seen[0] == 0:
         raise DataError(
             f"{what}: the file has a header ({', '.join(first[1])}) but no data rows; add rows, or pass "
             "CSVOptions(header=False) if the first row is data."
         )
-    return docs
+    return table
 
 
 def _read_text(path: Path, encoding: str, what: str) -> str:
@@ -218,11 +197,17 @@ def _records(text: str, dialect: Any, fmt: dict[str, Any], what: str) -> Iterato
         start = reader.line_num + 1
 
 
-def _has_header(first: list[str], sample: str, *, more_rows: bool) -> bool:
-    cells = [c.strip().lower() for c in first]
-    if all(c in KNOWN_HEADER_NAMES for c in cells):
+def _has_header(first: list[str], sample: str, rows: int) -> bool:
+    """Whether the first row is a header (rules in the module docstring)."""
+    if any(looks_like_image(c) or is_number(c) for c in first):
+        return False
+    cells = [canonical(c) for c in first]
+    roles = [name_role(c) for c in cells]
+    if all(r is not None or c in METADATA_NAMES for c, r in zip(cells, roles)):
         return True
-    if not more_rows or any(looks_like_image(c) for c in first):  # a lone row is data
+    if sum(r not in (None, "id") for r in roles) >= 2 and not any(" " in c or "\t" in c for c in first):
+        return True  # two role names beside names of our own (query,document,hard_neg_passage)
+    if rows < _SNIFF_ROWS:  # the sniffer's length test takes the first row of a short text file for a header
         return False
     try:
         return csv.Sniffer().has_header(sample)
