@@ -157,13 +157,16 @@ def _embed(fn: Any, batches: list[torch.Tensor]) -> np.ndarray:
         return torch.cat([fn(b) for b in batches]).float().numpy()
 
 
-def run_open_clip(towers: str, train, evals, seed: int, args: Any, norm: Any) -> tuple[dict[str, float], float, float]:
-    """Train with open_clip's recipe; return (metrics of the shared evaluation, wall s, final logit scale)."""
+def run_open_clip(
+    towers: str, train, evals, seed: int, args: Any, norm: Any
+) -> tuple[dict[str, float], tuple[float, float], float]:
+    """Train with open_clip's recipe; return (metrics of the shared evaluation, (wall s, CPU s), final logit
+    scale)."""
     import open_clip
     from bench_clip_quality import evaluate
     from open_clip_train.scheduler import const_lr, cosine_lr
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     tokenizer_probe = open_clip.tokenizer.HFTokenizer(minilm_path(), context_length=512)
     longest = max(int((tokenizer_probe([t])[0] != 0).sum()) for t, _ in train + evals)
     with tempfile.TemporaryDirectory(prefix="bench-openclip-") as folder:
@@ -199,7 +202,7 @@ def run_open_clip(towers: str, train, evals, seed: int, args: Any, norm: Any) ->
             with torch.no_grad():
                 model.logit_scale.clamp_(0, math.log(100))
             step += 1
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     model.eval()
     captions = [t for t, _ in evals]
     queries = list(dict.fromkeys(captions))
@@ -210,4 +213,4 @@ def run_open_clip(towers: str, train, evals, seed: int, args: Any, norm: Any) ->
     ]
     text_emb = _embed(model.encode_text, text_batches)
     image_emb = _embed(model.encode_image, image_batches)
-    return evaluate(text_emb, image_emb, captions), wall, float(model.logit_scale.detach().exp())
+    return evaluate(text_emb, image_emb, captions), (wall, cpu), float(model.logit_scale.detach().exp())

@@ -19,7 +19,8 @@ after every step as ``open_clip_train.train`` does. finetuner side: ``finetuner.
 
 One evaluation function scores both sides from their embeddings: text -> image (every image whose caption is the
 query's is relevant) and image -> text, reciprocal rank at 20 and recall at 1/5/10. Wall time is building the
-model plus training (finetuner's includes what ``fit`` does besides: checks, checkpoints, saving the run).
+model plus training (finetuner's includes what ``fit`` does besides: checks, checkpoints, saving the run); CPU time is
+the process's over the same span (``time.process_time``), the fairer figure on a machine shared with other work.
 
     /work/venvs/extras/bin/python benchmarks/bench_clip_quality.py --towers mobilenetv2 lite0 --seeds 0 1 2
 """
@@ -124,7 +125,7 @@ def run_finetuner(towers: str, train, evals, seed: int, args: argparse.Namespace
     data = DocumentArray(
         [Document(chunks=[Document(content=t, modality="text"), Document(uri=p, modality="image")]) for t, p in train]
     )
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     vision: Any = "efficientnet-lite0" if towers == "lite0" else timm_tower(towers)
     vision_options = {"input_size": args.image_size}
     if towers != "lite0":
@@ -142,14 +143,14 @@ def run_finetuner(towers: str, train, evals, seed: int, args: argparse.Namespace
     }
     settings = _deep_merge(settings, extra)
     finetuner.fit({"text": minilm_path(), "vision": vision}, data, **settings)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     model = getattr(keep.model, "module", keep.model)
     captions = [t for t, _ in evals]
     text_emb = finetuner.encode(model.text, list(dict.fromkeys(captions)))
     image_emb = finetuner.encode(model.vision, [p for _, p in evals])
     logit_scale = next(p for n, p in keep.loss.named_parameters() if n.endswith("logit_scale"))
     scale = float(logit_scale.detach().clamp(max=float(np.log(100))).exp())
-    return evaluate(text_emb, image_emb, captions), wall, scale
+    return evaluate(text_emb, image_emb, captions), (wall, cpu), scale
 
 
 # -- driver --------------------------------------------------------------------------------------------------
@@ -178,7 +179,12 @@ def main() -> None:
     parser.add_argument("--finetuner-options", default="{}", help="JSON merged into finetuner.fit's settings")
     parser.add_argument("--label", default="", help="a name for this finetuner configuration in the table")
     parser.add_argument("--json", default=None, help="append every result as a JSON line to this file")
+    parser.add_argument("--table", nargs="+", default=None, metavar="JSONL",
+                        help="print the table of results saved by --json (runs nothing)")
     args = parser.parse_args()
+    if args.table:
+        _print_table([json.loads(line) for f in args.table for line in Path(f).read_text().splitlines() if line])
+        return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -202,11 +208,12 @@ def main() -> None:
                 np.random.seed(seed)
                 torch.manual_seed(seed)
                 if side == "finetuner":
-                    metrics, wall, scale = run_finetuner(towers, train, evals, seed, args, extra)
+                    metrics, (wall, cpu), scale = run_finetuner(towers, train, evals, seed, args, extra)
                 else:
-                    metrics, wall, scale = run_open_clip(towers, train, evals, seed, args, TOWER_NORM[towers])
+                    metrics, (wall, cpu), scale = run_open_clip(towers, train, evals, seed, args, TOWER_NORM[towers])
                 name = side + (f" [{args.label}]" if side == "finetuner" and args.label else "")
-                row = {"side": name, "towers": towers, "seed": seed, **metrics, "wall_s": wall, "scale": scale}
+                row = {"side": name, "towers": towers, "seed": seed, **metrics, "wall_s": wall, "cpu_s": cpu,
+                       "scale": scale}
                 if side == "finetuner":
                     row["options"] = extra
                 rows.append(row)
@@ -218,19 +225,22 @@ def main() -> None:
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    cols = ["t2i_mrr@20", "t2i_r@1", "t2i_r@5", "t2i_r@10", "i2t_mrr@20", "wall_s", "scale"]
+    cols = ["t2i_mrr@20", "t2i_r@1", "t2i_r@5", "t2i_r@10", "i2t_mrr@20", "wall_s", "cpu_s", "scale"]
     print("\n| towers | side | seed | " + " | ".join(cols) + " |")
     print("|---|---|---:|" + "---:|" * len(cols))
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["towers"], r["side"]), []).append(r)
-        print(f"| {r['towers']} | {r['side']} | {r['seed']} | "
-              + " | ".join(f"{r[c]:.1f}" if c in ("wall_s", "scale") else f"{r[c]:.4f}" for c in cols) + " |")
+        cells = [f"{r.get(c, float('nan')):.1f}" if c in ("wall_s", "cpu_s", "scale") else f"{r[c]:.4f}" for c in cols]
+        print(f"| {r['towers']} | {r['side']} | {r['seed']} | " + " | ".join(cells) + " |")
     for (towers, side), rs in groups.items():
         cells = []
         for c in cols:
-            vals = [r[c] for r in rs]
-            fmt = "{:.1f}" if c in ("wall_s", "scale") else "{:.4f}"
+            vals = [r[c] for r in rs if c in r]
+            fmt = "{:.1f}" if c in ("wall_s", "cpu_s", "scale") else "{:.4f}"
+            if not vals:
+                cells.append("")
+                continue
             cells.append(fmt.format(statistics.mean(vals)) + (f" ± {fmt.format(_sd(vals))}" if len(vals) > 1 else ""))
         print(f"| {towers} | **{side} mean** | {len(rs)} | " + " | ".join(cells) + " |")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from finetuner.config import TrainingConfig
+from finetuner.config import TWO_TOWER_HEAD_LR_FACTOR, TrainingConfig
 from finetuner.data.readers import CSVOptions
 from finetuner.data.shapes import LabelledData, PairData, data_kind
 from finetuner.errors import ConfigError, closest
@@ -113,15 +113,18 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
     seed = config.seed if config.seed is not None else 0
     if config.val_split > 0:
         train, evals = split(train, config.val_split, seed)
-    config = resolve(config, checked.loss, train)
+    config = resolve(config, checked.loss, train, model)
     callbacks = prepare_callbacks(options.callbacks, evals)  # their data and monitors, before a model is loaded
     return CheckedFit(model, config, train, evals, options, callbacks, checkpoint, resumed_run)
 
 
-def resolve(config: TrainingConfig, loss: Any, train: LabelledData | PairData) -> TrainingConfig:
+def resolve(
+    config: TrainingConfig, loss: Any, train: LabelledData | PairData, model: Any = None
+) -> TrainingConfig:
     """``config`` with the loss the data resolved and ``batch_size=None`` as the device's default, at most the
     training items (a number of pairs for text-image pairs, of items for the rest); ``'auto'`` stays for the build
-    phase to measure.
+    phase to measure. A two-tower model built from ``{'text': ..., 'vision': ...}`` trains its new projection heads
+    at ``head_learning_rate``, by default :data:`~finetuner.config.TWO_TOWER_HEAD_LR_FACTOR` x the learning rate.
 
     Example:
         >>> data = LabelledData(['a', 'b', 'c'], [0, 0, 1], ['x', 'y'], ['1', '2', '3'], 'text')
@@ -132,7 +135,10 @@ def resolve(config: TrainingConfig, loss: Any, train: LabelledData | PairData) -
     batch_size = config.batch_size
     if batch_size != "auto":
         batch_size = min(int(batch_size or config.default_batch_size()), n_items)
-    return dataclasses.replace(config, loss=loss, batch_size=batch_size)
+    head_lr = config.head_learning_rate
+    if head_lr is None and isinstance(model, dict):  # new heads on pretrained towers (benchmarks/README.md)
+        head_lr = TWO_TOWER_HEAD_LR_FACTOR * config.learning_rate_or_default()
+    return dataclasses.replace(config, loss=loss, batch_size=batch_size, head_learning_rate=head_lr)
 
 
 def training_view(data: LabelledData | PairData) -> tuple[LabelledData, bool]:

@@ -10,6 +10,7 @@ from torch import nn
 
 from finetuner.config import TrainingConfig
 from finetuner.errors import FinetunerError
+from finetuner.models.heads import head_param_groups
 
 
 def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module) -> torch.optim.Optimizer:
@@ -22,8 +23,11 @@ def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module
     # fused Adam/AdamW on every device torch has it for: on the CPU the plain implementation steps the parameters one
     # by one (MiniLM: 107 ms a step against 18 ms fused; benchmarks/bench_optimizer_step.py)
     fuse = config.optimizer in ("Adam", "AdamW") and "fused" not in options
+    # the new projection heads at head_learning_rate (a two-tower model's default: 10 x lr; config.py)
     if hasattr(model, "param_groups"):  # e.g. per-tower learning rates of a two-tower model
-        groups: list[dict[str, Any]] = model.param_groups(lr)
+        groups: list[dict[str, Any]] = model.param_groups(lr, config.head_learning_rate)
+    elif config.head_learning_rate is not None:
+        groups = head_param_groups(model, lr, config.head_learning_rate)
     else:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
