@@ -29,7 +29,7 @@ PRECISIONS = ("auto", "no", "fp16", "bf16")
 #: a two-tower model built from ``{'text': ..., 'vision': ...}`` trains its new projection heads at this multiple of
 #: ``learning_rate`` unless ``head_learning_rate`` is given: on the emoji benchmark against open_clip's recipe
 #: (MiniLM + MobileNetV2, 5 epochs, batch 32, lr 1e-4; benchmarks/README.md, "CLIP quality against open_clip")
-#: text-to-image MRR@20 went from 0.327 (heads at 1x) to 0.337 (mean of 3 seeds), image-to-text from 0.333 to 0.345
+#: text-to-image MRR@20 went from 0.326 (heads at 1x) to 0.337 (means of 3 seeds), image-to-text from 0.337 to 0.345
 TWO_TOWER_HEAD_LR_FACTOR = 10.0
 #: ``batch_size=None`` by device type (any other type: the CPU's)
 DEFAULT_BATCH_SIZE = {"cuda": 64, "cpu": 32}
