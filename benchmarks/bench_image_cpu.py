@@ -54,7 +54,12 @@ def load_images(n: int) -> list[tuple[str, str]]:
     random.Random(0).shuffle(rows)
     if len(rows) < n:
         raise SystemExit(f"only {len(rows)} images in {folder}; ask for --images {len(rows)} or fewer")
-    return rows[:n]
+    by_class: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        by_class.setdefault(row[1], []).append(row)
+    # round-robin over the classes: every class gets its share (a class of one image has no positive and is refused)
+    dealt = [row for group in zip(*by_class.values()) for row in group]
+    return dealt[:n]
 
 
 def run_finetuner(rows: list[tuple[str, str]], args: argparse.Namespace) -> dict[str, float]:

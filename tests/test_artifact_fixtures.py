@@ -19,6 +19,11 @@ FIXTURES = Path(__file__).parent / "fixtures" / "artifacts"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
 #: written by a run but not kept in the fixture: weights (regenerated) and the HTML report (rebuilt on demand)
 NOT_KEPT = (".safetensors", ".bin", ".onnx", "report.html")
+#: settings added to config.yml since the fixtures were written, with the values a run records by default
+#: (issue 13: remote images fetched before training); nothing else may change
+ADDED_SINCE = {"config.yml": {"prefetch_images": False, "on_image_error": "fail", "head_learning_rate": None}}
+#: settings the fixtures recorded as None (the default, unresolved) that a run now records as the value it used
+RESOLVED_SINCE = {"learning_rate": (None, 1e-05), "scheduler": (None, "constant")}
 
 
 def _with_weights(name: str, tmp_path: Path) -> Path:
@@ -98,13 +103,19 @@ def test_todays_code_writes_the_same_files_and_metadata_keys(tmp_path):
     )
     for new_run, old in ((run, "fixture-text"), (clip_run, "fixture-clip")):
         root = Path(new_run.save_artifact(tmp_path / "artifacts"))
-        assert _layout(root) == _layout(FIXTURES / old)
+        now, before = _layout(root), _layout(FIXTURES / old)
+        for name, added in ADDED_SINCE.items():
+            assert set(now[name]) - set(before[name]) == set(added), name
+            now[name] = sorted(set(now[name]) - set(added))
+        assert now == before
         models = yaml.safe_load((root / "models" / "input-map.yml").read_text(encoding="utf-8"))
         assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.safetensors")) == sorted(
             f"models/{m}/model.safetensors" for m in models
         )
         # the settings recorded are the same (loss and batch size resolved), apart from paths and names
         new, fixed = (yaml.safe_load((r / "config.yml").read_text(encoding="utf-8")) for r in (root, FIXTURES / old))
+        assert {k: new.pop(k) for k in ADDED_SINCE["config.yml"]} == ADDED_SINCE["config.yml"]
+        assert {k: (fixed.pop(k), new.pop(k)) for k in RESOLVED_SINCE} == RESOLVED_SINCE
         assert {k: v for k, v in new.items() if k not in ("model", "run_name")} == {
             k: v for k, v in fixed.items() if k not in ("model", "run_name")
         }

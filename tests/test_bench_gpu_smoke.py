@@ -69,4 +69,4 @@ def test_image_cpu_benchmark_smoke(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     median = json.loads(out.read_text())["median"]
     assert median["finetuner"]["loop"] > 0 and median["raw"]["loop"] > 0
-    assert "finetuner / method (loop)" in done.stdout
+    assert "finetuner / method per image" in done.stdout

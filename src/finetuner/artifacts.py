@@ -6,7 +6,7 @@ An artifact (``Run.save_artifact`` copies a run folder into one) looks like this
       config.yml             CONFIG_FILE        the run's settings, loss and batch size resolved (TrainingConfig)
       metadata.yml           RUN_METADATA_FILE  the run's metadata (RUN_METADATA_KEYS):
                                                   run_name, history (a record per epoch: epoch, loss, metrics),
-                                                  finetuner_version
+                                                  finetuner_version; description when the run has one
       metrics.yml            METRICS_FILE       {'before': {metric: value}, 'after': {...}} (empty without eval data)
       example-results.yml    EXAMPLES_FILE      {'before': [query, label, results], 'after': [...]}
       logs.txt               LOG_FILE           the run's log
@@ -21,8 +21,9 @@ An artifact (``Run.save_artifact`` copies a run folder into one) looks like this
           model.onnx         ONNX_FILE          with fit(to_onnx=True) or `finetuner export`
           onnx.yml           ONNX_METADATA_FILE input names, opset, measured parity
 
-A run folder under the runs directory has the same layout plus ``status.yml`` (STATUS_FILE) and ``checkpoints/``
-(CHECKPOINTS_DIR), which an artifact leaves out. The run's metadata and a model's metadata share a file name but
+A run folder under the runs directory has the same layout plus ``status.yml`` (STATUS_FILE), ``checkpoints/``
+(CHECKPOINTS_DIR) and ``.lock`` (LOCK_FILE: held by the process that trains the run, :mod:`finetuner.run_lock`),
+which an artifact leaves out. The run's metadata and a model's metadata share a file name but
 not a schema: :func:`read_run_metadata` reads the first, :func:`read_model_metadata` the second.
 """
 
@@ -47,6 +48,7 @@ EXAMPLES_FILE = "example-results.yml"
 LOG_FILE = "logs.txt"
 REPORT_FILE = "report.html"
 STATUS_FILE = "status.yml"
+LOCK_FILE = ".lock"
 CHECKPOINTS_DIR = "checkpoints"
 MODELS_DIR = "models"
 INPUT_MAP_FILE = "input-map.yml"
@@ -57,13 +59,14 @@ RUN_METADATA_KEYS = ("run_name", "history", "finetuner_version")
 #: the name of the one model of a single-model artifact
 SINGLE_MODEL = "model"
 #: what only a run folder holds (``save_artifact`` leaves it out)
-RUN_ONLY = (STATUS_FILE, CHECKPOINTS_DIR)
+RUN_ONLY = (STATUS_FILE, CHECKPOINTS_DIR, LOCK_FILE)
 
 __all__ = [
     "CHECKPOINTS_DIR",
     "CONFIG_FILE",
     "EXAMPLES_FILE",
     "INPUT_MAP_FILE",
+    "LOCK_FILE",
     "LOG_FILE",
     "METRICS_FILE",
     "MODELS_DIR",
@@ -107,8 +110,11 @@ def write_results(root: Path, metrics: dict[str, Any], examples: dict[str, Any])
     write_yaml(root / EXAMPLES_FILE, examples)
 
 
-def write_run_metadata(root: Path, run_name: str, history: Sequence[dict[str, Any]]) -> None:
-    """Write the run's ``metadata.yml``: its name, the history of its epochs and the finetuner version.
+def write_run_metadata(
+    root: Path, run_name: str, history: Sequence[dict[str, Any]], description: str | None = None
+) -> None:
+    """Write the run's ``metadata.yml``: its name, the history of its epochs, the finetuner version and the
+    ``description`` given to ``fit`` (the key is left out when there is none).
 
     Example:
         >>> import tempfile
@@ -118,7 +124,10 @@ def write_run_metadata(root: Path, run_name: str, history: Sequence[dict[str, An
         True
     """
     values = (run_name, [dict(h) for h in history], _version())
-    write_yaml(root / RUN_METADATA_FILE, dict(zip(RUN_METADATA_KEYS, values)))
+    meta = dict(zip(RUN_METADATA_KEYS, values))
+    if description is not None:
+        meta["description"] = description
+    write_yaml(root / RUN_METADATA_FILE, meta)
 
 
 def read_run_metadata(root: Path) -> dict[str, Any]:

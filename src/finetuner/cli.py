@@ -1,7 +1,9 @@
-"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, export, report, list-models, demo.
+"""The ``finetuner`` command (also ``python -m finetuner``): fit, encode, evaluate, mine, export, report, list-models,
+demo.
 
 Under ``accelerate launch -m finetuner fit ...`` or ``torchrun --nproc_per_node N -m finetuner fit ...`` the same
-command trains on every process.
+command trains on every process (and on every machine with ``torchrun --nnodes``); process 0 alone prints the metrics
+and writes the artifact, and every process exits with status 0 when the run succeeds.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from finetuner.config import IMAGE_ERROR_POLICIES, SAMPLERS
 from finetuner.errors import FinetunerError
 
 
@@ -105,7 +108,13 @@ def _parser() -> argparse.ArgumentParser:
         "--num-workers", type=_int_or_auto, default="auto", help="DataLoader workers; auto: 0 on the CPU, <= 8 on a GPU"
     )
     fit.add_argument("--num-items-per-class", type=int, default=4)
-    fit.add_argument("--sampler", default="auto", choices=["auto", "class", "random"])
+    fit.add_argument(
+        "--sampler",
+        default="auto",
+        choices=SAMPLERS,
+        help="class: num-items-per-class items of each class per batch; random; length: text pairs of similar "
+        "length together; auto: class, or random for losses that learn class centres",
+    )
     fit.add_argument("--val-split", type=float, default=0.0)
     fit.add_argument("--seed", type=int)
     fit.add_argument("--run-name")
@@ -114,14 +123,33 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--to-onnx", action="store_true")
     fit.add_argument("--resume-from", help="continue a killed or interrupted run: its name or checkpoint folder")
     fit.add_argument("--save-every-n-steps", type=int, help="also checkpoint every N steps (always: each epoch)")
+    fit.add_argument(
+        "--prefetch-images",
+        action="store_true",
+        help="fetch every http(s) image into the disk cache before training (failures listed by item up front)",
+    )
+    fit.add_argument(
+        "--on-image-error",
+        choices=IMAGE_ERROR_POLICIES,
+        default="fail",
+        help="an image that cannot be fetched: fail (stop before training, listing them) or skip the item (the "
+        "count is reported, the run's log names each)",
+    )
     _add_csv_options(fit)
 
     enc = sub.add_parser("encode", help="embed items with a tuned (or pretrained) model into a .npy file")
     enc.add_argument("--model", required=True, help="artifact folder, run name, alias or hub id")
     enc.add_argument("--select-model", help="clip-text or clip-vision for a CLIP artifact")
-    enc.add_argument("--data", required=True, help=".txt (one item a line) or .csv (first column)")
+    enc.add_argument(
+        "--data",
+        required=True,
+        help="a .csv file, read as fit reads data (header and layout detected; every row's item is embedded, e.g. "
+        "the text of text,label rows, one vector per row), or any other file with one item a line",
+    )
     enc.add_argument("--output", required=True, help="the .npy file to write")
     enc.add_argument("--batch-size", type=int, default=32)
+    _add_csv_options(enc)
+    enc.add_argument("--role", choices=["query", "document"], help="put the model's prompt for this role first")
 
     ev = sub.add_parser("evaluate", help="retrieval metrics of a model on labelled data")
     ev.add_argument("--model", required=True, help="artifact folder, run name, alias or hub id")
@@ -131,7 +159,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=20)
     _add_csv_options(ev)
 
-    sub.add_parser("list-models", help="the model aliases")
+    models = sub.add_parser(
+        "list-models", help="the model aliases, and whether each loads here without a download (package, cached)"
+    )
+    models.add_argument("--local", action="store_true", help="only the models available on this machine")
+    from finetuner.cli_mine import add_mine_command
+
+    add_mine_command(sub, _add_csv_options)
     exp = sub.add_parser("export", help="write model.onnx into an artifact's model folder(s), checked against PyTorch")
     exp.add_argument("artifact", help="artifact folder or run name")
     exp.add_argument("--select-model", help="export only this model (clip-text or clip-vision for CLIP)")
@@ -147,26 +181,55 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_any(ref: str, select_model: str | None) -> Any:
-    """A tuned model (artifact or model folder, run name) or a pretrained one (alias, hub id, Hugging Face folder)."""
+    """A tuned model (artifact or model folder, or a run's name, as ``get_model`` takes them) or a pretrained one
+    (alias, hub id, Hugging Face folder)."""
     import finetuner
     from finetuner import artifacts
+    from finetuner.runs import get_run
+    from finetuner.safety import is_plain_name
 
-    path = Path(ref)
+    path = Path(ref).expanduser()
     if artifacts.is_artifact(path) or (path / artifacts.MODEL_METADATA_FILE).is_file():
         return finetuner.get_model(path, select_model=select_model)
-    return finetuner.build_model(ref)
+    if not path.exists() and is_plain_name(ref):
+        try:
+            run = get_run(ref)
+        except FinetunerError:
+            run = None
+        if run is not None:
+            if not artifacts.is_artifact(run.directory):
+                status = run.status().get("status")
+                raise FinetunerError(f"run {ref!r} ({run.directory}) has no saved model yet; its status is {status}")
+            return finetuner.get_model(run.directory, select_model=select_model)
+    return finetuner.build_model(ref, select_model=select_model)
 
 
-def _read_items(path: str) -> list[str]:
-    import csv
+def _read_items(path: str, csv_options: Any) -> list[Any]:
+    """The items to embed: a ``.csv`` read as ``fit`` reads data (header and layout detected, every row kept; each
+    row's item, e.g. the text of ``text,label`` rows), any other file one item per non-blank line."""
+    from finetuner.data.readers import load_data
 
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.is_file():
         raise FinetunerError(f"--data {path}: no such file")
-    if p.suffix.lower() == ".csv":
-        with p.open(newline="", encoding="utf-8") as f:
-            return [row[0] for row in csv.reader(f) if row][1:]
-    return [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if p.suffix.lower() != ".csv":
+        return [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    docs = load_data(p, csv_options, name="--data")
+    paired = [i for i, d in enumerate(docs) if len(d.chunks) > 1]
+    if paired:
+        raise FinetunerError(
+            f"--data {path}: the rows were read as pairs (row {paired[0] + 1} holds two items), so it is unclear "
+            "which column to embed; give --csv-labeled to embed the first column of each row, or a .txt file "
+            "with one item a line"
+        )
+    return [d.content if d.content is not None else d.uri for d in docs]
+
+
+def _is_main_process() -> bool:
+    """Whether this is the first process of a (possibly multi-process, multi-machine) run: global rank 0."""
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0) == 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -176,7 +239,8 @@ def _run(args: argparse.Namespace) -> int:
         keys = (  # noqa: SIM905 - one readable string of fit's option names
             "epochs learning_rate head_learning_rate batch_size loss loss_options miner miner_options optimizer "
             "optimizer_options scheduler scheduler_options output_dim freeze device precision num_workers "
-            "num_items_per_class sampler val_split seed run_name experiment_name model_options to_onnx resume_from"
+            "num_items_per_class sampler val_split seed run_name experiment_name model_options to_onnx resume_from "
+            "prefetch_images on_image_error"
         ).split()
         options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
         if args.save_every_n_steps is not None:
@@ -186,13 +250,16 @@ def _run(args: argparse.Namespace) -> int:
         run = finetuner.fit(
             args.model, args.train_data, args.eval_data, csv_options=_csv_options(args), **options
         )
-        print(f"artifact: {run.save_artifact(args.output)}")
+        if _is_main_process():  # under torchrun / accelerate launch, rank 0 alone reports and saves
+            if run.metrics():
+                run.display_metrics()
+            print(f"artifact: {run.save_artifact(args.output)}")
     elif args.command == "encode":
         import numpy as np
 
-        vectors = finetuner.encode(
-            _load_any(args.model, args.select_model), _read_items(args.data), batch_size=args.batch_size
-        )
+        items = _read_items(args.data, _csv_options(args))
+        model = _load_any(args.model, args.select_model)
+        vectors = finetuner.encode(model, items, batch_size=args.batch_size, role=args.role)
         np.save(args.output, vectors)
         print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {args.output}")
     elif args.command == "evaluate":
@@ -222,8 +289,13 @@ def _run(args: argparse.Namespace) -> int:
             print(page)
             if not args.no_open:
                 open_report(page)
+    elif args.command == "mine":
+        from finetuner.cli_mine import run_mine
+
+        corpus = _read_items(args.corpus) if args.corpus else None
+        print(run_mine(args, _load_any(args.model, None), corpus, _csv_options(args)))
     elif args.command == "list-models":
-        finetuner.describe_models()
+        finetuner.describe_models(local_only=args.local)
     elif args.command == "demo":
         import importlib
 

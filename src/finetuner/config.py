@@ -25,6 +25,8 @@ SCHEDULERS = (
     "inverse_sqrt",
 )
 SAMPLERS = ("auto", "class", "random", "length")
+#: what ``fit`` does with an item whose remote image cannot be fetched before training
+IMAGE_ERROR_POLICIES = ("fail", "skip")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 #: a two-tower model built from ``{'text': ..., 'vision': ...}`` trains its new projection heads at this multiple of
 #: ``learning_rate`` unless ``head_learning_rate`` is given: on the emoji benchmark against open_clip's recipe
@@ -77,6 +79,8 @@ class TrainingConfig:
     gradient_checkpointing: bool = False
     compile: bool = False
     log_every: int = 10
+    prefetch_images: bool = False
+    on_image_error: str = "fail"
     run_name: str | None = None
     experiment_name: str | None = None
 
@@ -172,11 +176,16 @@ class TrainingConfig:
             f"mini_batch_size (gradient cache) must be an int >= 1 or None; received {self.mini_batch_size!r}",
         )
         check(self.seed is None or _is_int(self.seed), f"seed must be an int or None; received {self.seed!r}")
+        check(
+            isinstance(self.prefetch_images, bool),
+            f"prefetch_images must be True or False; received {self.prefetch_images!r}",
+        )
         for option, value, valid in (
             ("optimizer", self.optimizer, OPTIMIZERS),
             ("scheduler", self.scheduler, SCHEDULERS),
             ("sampler", self.sampler, SAMPLERS),
             ("precision", self.precision, PRECISIONS),
+            ("on_image_error", self.on_image_error, IMAGE_ERROR_POLICIES),
         ):
             if value is not None and value not in valid:
                 out.append(str(unknown_name(option, value, valid)))

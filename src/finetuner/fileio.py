@@ -3,6 +3,10 @@
 Everything is written under a temporary name in the same folder (same file system), flushed to disk, then
 renamed into place with ``os.replace``, which is atomic on POSIX and Windows. A folder that already exists under
 the final name is moved aside first and removed only after the new one is in place.
+
+What lands under the final name has the modes the process's umask gives a new file or folder (``0o644`` / ``0o755``
+under the usual umask ``022``), as ``open`` and ``mkdir`` (and ``save_pretrained``) would give it, not the private
+``0o600`` / ``0o700`` of the temporary names.
 """
 
 from __future__ import annotations
@@ -16,6 +20,55 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+#: the names of what a write in progress (or one killed midway) leaves beside its target
+STAGING_PATTERNS = (".*.tmp-*", ".*.old-*", ".*.tmp")
+
+
+def current_umask() -> int:
+    """The process's umask (read without changing it where ``/proc`` allows).
+
+    Example:
+        >>> 0 <= current_umask() <= 0o777
+        True
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode a new folder (``0o777``) or file (``0o666``) gets under the umask.
+
+    Example:
+        >>> old = os.umask(0o022); modes = oct(default_mode(True)), oct(default_mode()); _ = os.umask(old); modes
+        ('0o755', '0o644')
+    """
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
+def apply_umask(root: str | Path) -> None:
+    """Give ``root`` and everything under it the modes the umask gives new files and folders.
+
+    Example:
+        >>> import tempfile
+        >>> old = os.umask(0o022); d = Path(tempfile.mkdtemp()); apply_umask(d); _ = os.umask(old)
+        >>> oct(d.stat().st_mode & 0o777)
+        '0o755'
+    """
+    root = Path(root)
+    file_mode, dir_mode = default_mode(), default_mode(directory=True)
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, dir_mode if path.is_dir() else file_mode)
 
 
 def fsync_tree(path: str | Path) -> None:
@@ -52,6 +105,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         yield staging
+        apply_umask(staging)  # mkdtemp makes 0o700, and writers that stage their own files (safetensors) 0o600
         fsync_tree(staging)
         replace_directory(staging, target)
     finally:
@@ -91,6 +145,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, default_mode())  # mkstemp makes it 0o600
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -106,6 +161,7 @@ def write_yaml(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, default_mode())  # mkstemp makes it 0o600
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             yaml.safe_dump(obj, f, sort_keys=False, allow_unicode=True)
         os.replace(tmp, path)

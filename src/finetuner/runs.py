@@ -12,13 +12,13 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from finetuner import artifacts
-from finetuner.errors import ArtifactError
-from finetuner.fileio import read_yaml, write_yaml
+from finetuner.errors import ArtifactError, ConfigError
+from finetuner.fileio import STAGING_PATTERNS, apply_umask, read_yaml, write_yaml
+from finetuner.run_views import RunViews
 
 STATUSES = ("CREATED", "STARTED", "FINISHED", "FAILED")
 
@@ -38,8 +38,9 @@ def new_run_name() -> str:
     return f"run-{_dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
 
 
-class Run:
-    """A fine-tuning run (Finetuner's ``Run``): status, logs, metrics and the saved artifact.
+class Run(RunViews):
+    """A fine-tuning run (Finetuner's ``Run``): status, logs, metrics and the saved artifact; its artifact id, a table
+    of its example results and a live view of its log (:class:`~finetuner.run_views.RunViews`).
 
     Example:
         >>> run = finetuner.fit(model='all-MiniLM-L6-v2', train_data=train, eval_data=evals)  # doctest: +SKIP
@@ -56,11 +57,14 @@ class Run:
         """Make a new run folder under the runs directory and record its config."""
         name = name or new_run_name()
         directory = runs_root() / (experiment_name or "default") / name
-        if directory.exists():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir()  # atomic: of two runs started with one name at once, exactly one gets the folder
+        except FileExistsError:
             raise ArtifactError(
-                f"a run named {name!r} already exists at {directory}; choose another run_name"
-            )
-        directory.mkdir(parents=True)
+                f"a run named {name!r} already exists at {directory}; choose another run_name (or continue that "
+                f"run with resume_from={name!r})"
+            ) from None
         run = cls(directory)
         write_yaml(directory / artifacts.CONFIG_FILE, config)
         run.set_status("CREATED")
@@ -88,10 +92,6 @@ class Run:
         """The run's log text."""
         path = self.directory / artifacts.LOG_FILE
         return path.read_text(encoding="utf-8") if path.is_file() else ""
-
-    def stream_logs(self) -> Iterator[str]:
-        """The log, line by line (the run has finished by the time ``fit`` returns)."""
-        yield from self.logs().splitlines()
 
     def metrics(self) -> dict[str, dict[str, float]]:
         """``{'before': {...}, 'after': {...}}`` retrieval metrics on the evaluation data (empty without it)."""
@@ -125,8 +125,9 @@ class Run:
         try:
             staged = tmp / self.name
             shutil.copytree(
-                self.directory, staged, ignore=shutil.ignore_patterns(*artifacts.RUN_ONLY)
+                self.directory, staged, ignore=shutil.ignore_patterns(*artifacts.RUN_ONLY, *STAGING_PATTERNS)
             )
+            apply_umask(staged)  # the modes a new folder gets here, whatever the run folder's files have
             if target.exists():
                 old = tmp / "replaced"
                 os.replace(target, old)
@@ -139,8 +140,9 @@ class Run:
         return f"Run(name={self.name!r}, status={self.status().get('status')!r})"
 
 
-def get_run(name: str, experiment_name: str | None = None) -> Run:
-    """An earlier run by name from the runs directory.
+def get_run(run_name: str, experiment_name: str | None = None) -> Run:
+    """An earlier run by name from the runs directory (Finetuner's ``get_run(run_name, experiment_name)``); without
+    ``experiment_name`` every experiment is searched.
 
     Example:
         >>> get_run('no-such-run')
@@ -149,20 +151,33 @@ def get_run(name: str, experiment_name: str | None = None) -> Run:
         finetuner.errors.ArtifactError: no run named 'no-such-run' under ...
     """
     root = runs_root()
-    candidates = [root / experiment_name / name] if experiment_name else list(root.glob(f"*/{name}"))
+    candidates = [root / experiment_name / run_name] if experiment_name else list(root.glob(f"*/{run_name}"))
     for c in candidates:
         if c.is_dir():
             return Run(c)
-    raise ArtifactError(f"no run named {name!r} under {root}")
+    where = f"experiment {experiment_name!r} under {root}" if experiment_name else str(root)
+    raise ArtifactError(f"no run named {run_name!r} under {where}")
 
 
-def list_runs(experiment_name: str | None = None) -> list[Run]:
-    """All runs in the runs directory (one experiment or all), oldest first."""
+def list_runs(experiment_name: str | None = None, page: int = 1, size: int | None = None) -> list[Run]:
+    """The runs in the runs directory (one experiment or all), oldest first; with ``size``, the ``page``-th group
+    of ``size`` runs (Finetuner's paging: page 2 of size 50 is runs 51 to 100).
+
+    Example:
+        >>> list_runs(page=0)
+        Traceback (most recent call last):
+        ...
+        finetuner.errors.ConfigError: page must be an int >= 1; received 0
+    """
+    for key, value in (("page", page), ("size", 1 if size is None else size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be an int >= 1; received {value!r}")
     root = runs_root()
     folders = (root / experiment_name).glob("*") if experiment_name else root.glob("*/*")
-    return [
+    runs = [
         Run(f) for f in sorted(folders, key=lambda p: p.stat().st_mtime) if (f / artifacts.CONFIG_FILE).is_file()
     ]
+    return runs if size is None else runs[(page - 1) * size : page * size]
 
 
 def resolve_folder(ref: str | Path) -> Path:
@@ -172,11 +187,14 @@ def resolve_folder(ref: str | Path) -> Path:
         >>> resolve_folder('no/such/folder')
         Traceback (most recent call last):
         ...
-        finetuner.errors.ArtifactError: no/such/folder is neither an artifact folder nor a run name
+        finetuner.errors.ArtifactError: no/such/folder is neither an artifact folder nor a run name (...
     """
     path = Path(ref).expanduser()
     if path.is_dir():
         return path
     if isinstance(ref, str) and "/" not in ref:
         return get_run(ref).directory
-    raise ArtifactError(f"{ref} is neither an artifact folder nor a run name")
+    raise ArtifactError(
+        f"{ref} is neither an artifact folder nor a run name (a pretrained model, such as a Hugging Face hub id, loads "
+        "with finetuner.build_model)"
+    )

@@ -180,8 +180,9 @@ def test_http_image_loads_once_and_equals_the_local_one(server: tuple[str, np.nd
     assert _Handler.hits == 2  # the repeat came from the cache
 
 
-def test_http_404_and_timeout_are_clear_errors(server: tuple[str, np.ndarray]) -> None:
+def test_http_404_and_timeout_are_clear_errors(server: tuple[str, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
     base, _ = server
+    monkeypatch.setattr("finetuner.data.remote.RETRIES", 0)  # one attempt (retries: tests/data/test_remote_images.py)
     with pytest.raises(DataError, match=r"missing\.png.*HTTP 404"):
         load_image(f"{base}/missing.png")
     started = time.perf_counter()

@@ -23,6 +23,9 @@ ALIASES = {
     "resnet50", "resnet152", "resnet-base", "resnet-large", "efficientnet_b0", "efficientnet_b4", "efficientnet_b7",
     "efficientnet-base", "efficientnet-large", "vit-base", "convnext-tiny", "dinov2-small", "dinov2-base",
     "clip-vision-base-en", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2",
+    # Finetuner 0.8's names added for compatibility (issue 17)
+    "jina-embedding-t-en-v1", "jina-embedding-s-en-v1", "jina-embedding-b-en-v1", "jina-embedding-l-en-v1",
+    "distiluse-base-multi", "clip-base-multi", "mlp",
 }  # fmt: skip
 
 

@@ -1,8 +1,9 @@
 """What a saved model folder holds is fixed: the files finetuner writes, their ``metadata.yml`` and JSON contents
 and the names and shapes of the tensors it stores are compared with ``tests/fixtures/saved_model_layout.json``,
-recorded from finetuner before ``models/`` became sub-packages (commit 50c4e0a). Files that transformers writes
-(a backbone's ``config.json`` and weights, tokenizer and image processor files) are left out: they follow the
-installed transformers. Regenerate (only for an intended format change) with
+recorded from finetuner before ``models/`` became sub-packages (commit 50c4e0a); since then one intended change: the
+CLIP text tower records its real token limit (its 16 positions here), no longer 77 whatever the model. Files that
+transformers writes (a backbone's ``config.json`` and weights, tokenizer and image processor files) are left out: they
+follow the installed transformers. Regenerate (only for an intended format change) with
 ``python -m tests.models.test_saved_layout tests/fixtures/saved_model_layout.json``.
 """
 

@@ -266,6 +266,8 @@ def test_timm_models_through_the_timm_api(monkeypatch: pytest.MonkeyPatch, tmp_p
         }
     )
     monkeypatch.setitem(sys.modules, "timm", timm)
+    # the fake timm fetches nothing: the offline availability check (tests/test_cli_commands.py) is not this test's
+    monkeypatch.setattr("finetuner.models.factory.ensure_available", lambda *args, **kwargs: None)
     model = build_model("timm/fakenet.in1k", model_options={"pooling": "gem"})
     assert calls == [("hf-hub:timm/fakenet.in1k", True)]
     assert model.transform.describe()["input_size"] == [20, 20] and model.output_dim == 6

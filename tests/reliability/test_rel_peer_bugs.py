@@ -3,14 +3,16 @@
 - single-class batches give zero metric-learning gradients (sentence-transformers #3668): the class sampler
   never yields one, whatever the class sizes, batch size and ``num_items_per_class``;
 - a sampler whose ``__len__`` differs from what it yields, or differs per rank, hangs DDP
-  (sentence-transformers #3348): the samplers have a fixed length that every epoch yields exactly, and
-  accelerate's sharding gives every rank the same number of batches;
+  (sentence-transformers #3348): our samplers (``finetuner.data.samplers``, which the training loop shards itself,
+  without accelerate) have a fixed length that every epoch yields exactly, on every rank, and the ranks' shares of
+  each batch are the global batch;
 - evaluation building a full N x N similarity matrix (open_clip #11, pytorch-metric-learning #353): the
   evaluation pipeline's largest allocation stays bounded by the search blocks, not by N^2.
 
-Cross-device label offsets (sentence-transformers #3453) and cached-gradient losses (#3862) need code that
-gathers embeddings across processes or caches gradients; this branch has neither (the loop computes each
-process's loss on its own batch, and no loss caches gradients), so there is nothing of theirs to test here.
+Cross-device label offsets (sentence-transformers #3453) are tested where the losses gather across processes
+(tests/losses/test_distributed_losses.py, two gloo processes); cached-gradient losses that are silently wrong (#3862)
+where the gradient cache is (tests/training/test_gradcache.py against full-batch gradients, and
+tests/training/test_gradcache_dropout.py with dropout on, so the random-state replay is checked too).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from accelerate.data_loader import BatchSamplerShard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.evaluation.test_eval_search import LargestAllocation
@@ -62,34 +63,48 @@ def test_single_class_batches_would_give_zero_gradients():
     assert embeddings.grad is None or float(embeddings.grad.abs().sum()) == 0.0
 
 
+def _shards(sizes, batch_size, k, processes, seed=1):
+    """The class sampler of every rank (each yields its share of every global batch), and the one-process sampler."""
+    labels = np.array([c for c, n in enumerate(sizes) for _ in range(n)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ranks = [ClassSampler(labels, batch_size, k, seed=seed, rank=r, world_size=processes) for r in range(processes)]
+        whole = ClassSampler(labels, batch_size, k, seed=seed)
+    return labels, ranks, whole
+
+
 @settings(max_examples=60, deadline=None, database=None)
-@given(class_sizes, st.integers(2, 24), st.integers(1, 6), st.integers(2, 4))
+@given(class_sizes, st.integers(8, 24), st.integers(1, 6), st.integers(2, 4))
 def test_every_rank_gets_the_same_number_of_batches_in_every_epoch(sizes, batch_size, k, processes):
-    labels, sampler = _sampler(sizes, batch_size, k, seed=1)
-    shards = [
-        BatchSamplerShard(sampler, processes, rank, split_batches=False, even_batches=True) for rank in range(processes)
-    ]
-    lengths = {len(s) for s in shards}
-    assert len(lengths) == 1, f"ranks disagree on len: {lengths}"
+    labels, ranks, whole = _shards(sizes, batch_size, k, processes)
+    assert len({len(s) for s in ranks} | {len(whole)}) == 1, "ranks disagree on len"
     for epoch in range(3):
-        sampler.set_epoch(epoch)
-        genuine = [list(b) for b in sampler]
-        per_rank = [list(shard) for shard in shards]
+        for sampler in (*ranks, whole):
+            sampler.set_epoch(epoch)
+        genuine = [list(b) for b in whole]
+        per_rank = [[list(b) for b in s] for s in ranks]
         counts = [len(batches) for batches in per_rank]
-        assert counts == [len(shards[0])] * processes, f"epoch {epoch}: batches per rank {counts}"
-        for batches in per_rank:  # whole sampler batches, never re-cut (which could make single-class ones)
-            assert all(b in genuine and len(set(labels[b].tolist())) >= 2 for b in batches)
+        assert counts == [len(whole)] * processes, f"epoch {epoch}: batches per rank {counts}"
+        for i, batch in enumerate(genuine):  # the shares of batch i, side by side, are the global batch i
+            shares = [batches[i] for batches in per_rank]
+            joined = [j for share in shares for j in share]
+            assert joined == batch and all(shares), f"epoch {epoch}, batch {i}: {shares} vs {batch}"
+            assert len(set(labels[batch].tolist())) >= 2  # the loss gathers the global batch: two classes at least
 
 
-@pytest.mark.parametrize("num_items, batch_size", [(103, 10), (7, 3), (4, 8), (64, 8)])
+@pytest.mark.parametrize("num_items, batch_size", [(103, 10), (7, 4), (4, 8), (64, 8)])
 def test_random_batch_sampler_has_a_fixed_length_and_equal_shards(num_items, batch_size):
     sampler = RandomBatchSampler(num_items, batch_size, seed=0)
     for epoch in range(4):
         sampler.set_epoch(epoch)
         assert len(list(sampler)) == len(sampler)
-    for processes in (2, 3):
-        shards = [BatchSamplerShard(sampler, processes, r, even_batches=True) for r in range(processes)]
-        assert len({len(list(s)) for s in shards}) == 1
+    shards = [RandomBatchSampler(num_items, batch_size, seed=0, rank=r, world_size=2) for r in range(2)]
+    for epoch in range(3):
+        for s in (*shards, sampler):
+            s.set_epoch(epoch)
+        per_rank = [[list(b) for b in s] for s in shards]
+        assert {len(b) for b in per_rank} == {len(sampler)}
+        assert [a + b for a, b in zip(*per_rank)] == [list(b) for b in sampler]
 
 
 def test_evaluation_never_builds_an_n_by_n_matrix():
@@ -125,39 +140,19 @@ def test_evaluation_never_builds_an_n_by_n_matrix():
     assert control >= square.nbytes
 
 
-def test_accelerate_prepared_loaders_give_every_rank_the_same_batches_count():
-    from accelerate.data_loader import prepare_data_loader
-
+def test_the_training_loaders_of_every_rank_yield_the_same_batch_count():
     from finetuner.data.datasets import labelled_loader
 
     labels = [0] * 3 + [1] * 5 + [2] * 2 + [3] * 7  # small classes: batches shorter than batch_size
 
     def preprocess(items):
-        return {"x": torch.tensor([len(x) for x in items])}
+        return {"x": torch.tensor([int(x) for x in items])}
 
-    def per_rank(sampler):
-        loader = labelled_loader([str(i) for i in range(len(labels))], labels, preprocess, sampler)
-        counts = []
-        for rank in range(2):
-            prepared = prepare_data_loader(
-                loader, device=torch.device("cpu"), num_processes=2, process_index=rank, put_on_device=False
-            )
-            batches = [batch_labels.tolist() for _, batch_labels in prepared]
-            assert all(len(set(b)) >= 2 for b in batches)
-            counts.append((len(prepared), len(batches)))
-        return counts
-
-    _, sampler = _sampler([3, 5, 2, 7], 10, 4, seed=0)
-    assert per_rank(sampler) == [(2, 2), (2, 2)]
-
-    class FixedSizeClaim(ClassSampler):  # what the sampler did before: claim every batch has batch_size items
-        @property
-        def batch_size(self):
-            return self.max_batch_size
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        claiming = FixedSizeClaim(np.array(labels), 10, 4, seed=0)
-    with pytest.raises(AssertionError):  # accelerate re-cuts the short batches: wrong counts or mixed batches
-        counts = per_rank(claiming)
-        assert counts == [(2, 2), (2, 2)]
+    _, ranks, whole = _shards([3, 5, 2, 7], 10, 4, processes=2, seed=0)
+    loaders = [labelled_loader([str(i) for i in range(len(labels))], labels, preprocess, s) for s in ranks]
+    per_rank = [[batch_labels.tolist() for _, batch_labels in loader] for loader in loaders]
+    assert [len(loader) for loader in loaders] == [len(batches) for batches in per_rank] == [len(whole)] * 2
+    whole.set_epoch(0)
+    for i, batch in enumerate(whole):  # what the loss sees once gathered: the global batch, with two classes or more
+        gathered = per_rank[0][i] + per_rank[1][i]
+        assert gathered == [labels[j] for j in batch] and len(set(gathered)) >= 2

@@ -60,7 +60,7 @@ def test_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(tin
     message = str(info.value)
     assert "the loss became nan at epoch 2, batch 1 (5 of the run)" in message
     assert "before this step changed the weights" in message
-    assert any("last good checkpoint" in note and "resume_from='nan-run'" for note in info.value.__notes__)
+    assert any("last good checkpoint" in note and "resume_from='nan-run'" in note for note in info.value.__notes__)
     assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
     run = finetuner.get_run("nan-run")
     assert run.status()["status"] == "FAILED" and "last good checkpoint" in run.status()["details"]

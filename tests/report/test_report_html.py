@@ -151,3 +151,16 @@ def test_the_chromium_check_catches_console_errors_and_failed_requests(tmp_path)
     page.write_text("<html><body><img src='missing.png'><script>console.error('boom')</script></body></html>")
     problems = " | ".join(render(page, width=400, height=300).errors)
     assert "console.error: boom" in problems and "missing.png" in problems
+
+
+def test_report_shows_the_standard_metrics_in_their_own_table(tmp_path):
+    folder = _fake_run(tmp_path / "run-s")
+    before = {"precision_at_k": 0.3, "ndcg_at_k": 0.5, "ndcg_at_10": 0.41, "mrr_at_10": 0.35, "map_at_20": 0.3}
+    after = {"precision_at_k": 0.7, "ndcg_at_k": 0.8, "ndcg_at_10": 0.62, "mrr_at_10": 0.58, "map_at_20": 0.5}
+    (folder / "metrics.yml").write_text(yaml.safe_dump({"before": before, "after": after}))
+    page = report_html.write_report(folder).read_text()
+    finetuner_table, standard_table = page.split("Standard retrieval metrics", 1)
+    assert "<td>ndcg_at_k</td>" in finetuner_table and "<td>ndcg_at_10</td>" not in finetuner_table
+    for name in ("ndcg_at_10", "mrr_at_10", "map_at_20"):
+        assert f"<td>{name}</td>" in standard_table
+    assert "+0.2100" in standard_table  # ndcg_at_10: 0.41 -> 0.62

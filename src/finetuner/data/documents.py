@@ -1,8 +1,10 @@
 """``Document`` and ``DocumentArray``: the docarray-v1 data model that Finetuner users already write.
 
 Only the fields the training-data page uses are kept: ``id``, ``content`` (which is ``text``, ``blob`` or
-``tensor``), ``uri``, ``tags``, ``chunks``, ``modality``, ``embedding`` and ``mime_type``. Real docarray v1
-objects are accepted wherever these are (see :mod:`finetuner.data.readers`).
+``tensor``), ``uri``, ``tags``, ``chunks``, ``modality``, ``embedding`` and ``mime_type`` (plus ``matches`` and
+``scores`` for ``match``). Of docarray's methods only the few Finetuner's docs use are here (``summary``,
+``batch``, ``match``, ``load_uri_to_blob``; :mod:`finetuner.data.document_ops`). Real docarray v1 objects
+(``pip install 'finetuner[docarray]'``) are accepted wherever these are (see :mod:`finetuner.data.readers`).
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from typing import Any, SupportsIndex, overload
 
 import numpy as np
 
+from finetuner.data.document_ops import DocumentArrayOps, DocumentOps
 from finetuner.errors import InputTypeError
 
 LABEL_TAG = "finetuner_label"
 SCORE_TAG = "finetuner_score"
 
 
-class Document:
+class Document(DocumentOps):
     """One item of training or evaluation data.
 
     Args:
@@ -44,8 +47,10 @@ class Document:
         "chunks",
         "embedding",
         "id",
+        "matches",
         "mime_type",
         "modality",
+        "scores",
         "tags",
         "tensor",
         "text",
@@ -82,6 +87,8 @@ class Document:
         self.modality: str | None = modality
         self.embedding: Any = embedding
         self.mime_type: str | None = mime_type
+        self.matches: DocumentArray = DocumentArray()
+        self.scores: dict[str, Any] = {}
         if content is not None:
             self.content = content
 
@@ -143,7 +150,7 @@ class Document:
         return f"Document({', '.join(parts)})"
 
 
-class DocumentArray(list):
+class DocumentArray(DocumentArrayOps, list):
     """A list of :class:`Document` with docarray-v1 conveniences.
 
     Index by position, slice, a document id, or a list of positions or ids; ``.embeddings`` stacks (or sets)

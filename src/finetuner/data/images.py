@@ -3,7 +3,8 @@
 Sources (:func:`load_image`):
 
 - a :class:`~finetuner.data.documents.Document`: its ``tensor``, else its ``blob``, else its ``uri``;
-- a str: a local path, a ``file://`` URL, an ``http(s)://`` URL (downloaded with a timeout) or a ``data:`` URI;
+- a str: a local path, a ``file://`` URL, an ``http(s)://`` URL (downloaded with a timeout, transient failures
+  retried: :mod:`finetuner.data.remote`) or a ``data:`` URI;
 - bytes: an encoded image (PNG, JPEG, GIF, BMP, WebP, TIFF, ... anything Pillow opens);
 - an array (``np.ndarray`` or a torch tensor): ``HW``, ``HWC`` or ``CHW`` with 1, 3 or 4 channels, ``uint8``
   (0-255) or float (0-1, or 0-255 when a value exceeds 1); a leading batch axis of size 1 is dropped. For a
@@ -17,7 +18,8 @@ whichever way it came. Anything that cannot be read raises :class:`~finetuner.er
 source (uri, Document id or array shape), what went wrong and what is valid.
 
 Images are decoded in the model's ``preprocess``, i.e. in DataLoader workers, never in the training step.
-Downloads are cached per process (up to :data:`HTTP_CACHE_BYTES`), so later epochs do not fetch again.
+Downloads are cached per process (up to :data:`HTTP_CACHE_BYTES`), so later epochs do not fetch again; images
+fetched before training (``fit(prefetch_images=True)``) come from the disk cache.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import base64
 import io
 import os
 import re
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections import OrderedDict
@@ -36,12 +37,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from finetuner.data.remote import fetch_url, read_cached
 from finetuner.errors import DataError
 
 #: seconds to wait for an ``http(s)://`` image (override with the ``FINETUNER_IMAGE_TIMEOUT`` variable)
 DEFAULT_TIMEOUT = float(os.environ.get("FINETUNER_IMAGE_TIMEOUT", "20"))
-#: the largest download accepted, in bytes
-MAX_DOWNLOAD_BYTES = 64 * 2**20
 #: bytes of downloaded images kept in memory per process
 HTTP_CACHE_BYTES = 256 * 2**20
 
@@ -186,42 +186,21 @@ def _read_data_uri(uri: str) -> bytes:
 
 
 def _download(url: str, timeout: float) -> bytes:
+    """The bytes behind ``url``: from this process's memory cache, the disk cache a prefetch fills, or the network
+    (with retries: :func:`finetuner.data.remote.fetch_url`)."""
     global _cache_size
     if url in _cache:
         _cache.move_to_end(url)
         return _cache[url]
-    request = urllib.request.Request(url, headers={"User-Agent": "finetuner (image download)"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read(MAX_DOWNLOAD_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise DataError(
-            f"cannot load image {_short(url)}: the server answered HTTP {exc.code} {exc.reason}; check that the "
-            "URL is right and public"
-        ) from None
-    except TimeoutError as exc:
-        raise DataError(_timeout_message(url, timeout)) from exc
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise DataError(_timeout_message(url, timeout)) from exc
-        raise DataError(f"cannot load image {_short(url)}: cannot reach the server ({exc.reason})") from exc
-    except OSError as exc:
-        raise DataError(f"cannot load image {_short(url)}: the download failed ({exc})") from exc
-    if len(raw) > MAX_DOWNLOAD_BYTES:
-        raise DataError(f"cannot load image {_short(url)}: larger than {MAX_DOWNLOAD_BYTES // 2**20} MiB")
+    raw = read_cached(url)
+    if raw is None:
+        raw = fetch_url(url, timeout)
     if len(raw) <= HTTP_CACHE_BYTES:
         _cache[url] = raw
         _cache_size += len(raw)
         while _cache_size > HTTP_CACHE_BYTES:
             _cache_size -= len(_cache.popitem(last=False)[1])
     return raw
-
-
-def _timeout_message(url: str, timeout: float) -> str:
-    return (
-        f"cannot load image {_short(url)}: no answer within {timeout:g} s; raise the limit with the "
-        "FINETUNER_IMAGE_TIMEOUT environment variable, or download the images and give local paths"
-    )
 
 
 def decode_image(raw: bytes, name: str = "image") -> Image.Image:

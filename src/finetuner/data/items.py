@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from finetuner.data.vectors import VECTOR, is_vector
 from finetuner.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset(
@@ -151,7 +152,7 @@ def item_fields(value: Any, *, where: str, base_dir: Path, convert_to_blob: bool
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"blob": bytes(value)}, "image"
     if isinstance(value, np.ndarray) or type(value).__module__.startswith("torch"):
-        return {"tensor": value}, "image"
+        return {"tensor": value}, VECTOR if is_vector(value) else "image"
     if type(value).__module__.startswith("PIL"):
         return {"tensor": np.asarray(value)}, "image"
     if isinstance(value, dict) and ("bytes" in value or "path" in value):  # a Hugging Face `Image()` feature

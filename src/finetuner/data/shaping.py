@@ -79,6 +79,7 @@ def usable_label(label: Any) -> bool:
 def _labelled(table: Table, problems: list[str]) -> LabelledData | None:
     item_at, label_at = table.index(ITEM), table.index(LABEL)
     modalities: set[str] = set()
+    first: dict[str, str] = {}  # modality -> where its first item is (named when kinds are mixed)
     codes: dict[Hashable, int] = {}
     labels: list[int] = []
     for row in table:
@@ -98,8 +99,13 @@ def _labelled(table: Table, problems: list[str]) -> LabelledData | None:
         if modality == "unknown":
             problems.append(f"{table.where(row, item_at) or where}: no content; set text, uri, blob or tensor")
         modalities.add(modality)
+        first.setdefault(modality, _described(where, row.cells[item_at], modality))
     if len(modalities - {"unknown"}) > 1:
-        problems.append(f"{table.name} mixes text and image items; a single-modality model takes one kind")
+        present = [m for m in ("text", "image", "vector") if m in modalities]
+        examples = "; ".join(first[m] for m in present)
+        problems.append(
+            f"{table.name} mixes {' and '.join(present)} items ({examples}); a single-modality model takes one kind"
+        )
     if problems:
         return None
     modality = (modalities - {"unknown"}).pop()
@@ -200,3 +206,10 @@ def _show(doc: Any) -> str:
     value = doc.text if doc.text is not None else (doc.uri or f"<{doc.content_type}>")
     text = repr(value)
     return text if len(text) <= 50 else text[:47] + "..."
+
+
+def _described(where: str, doc: Any, modality: str) -> str:
+    """``where`` and what the item is, for a message about mixed kinds (a tensor's shape: 1-D is a vector)."""
+    tensor = getattr(doc, "tensor", None)
+    shape = f" (a tensor; received shape {tuple(getattr(tensor, 'shape', ()))})" if tensor is not None else ""
+    return f"{where} is a {modality} item{shape}"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finetuner.data.documents import LABEL_TAG, SCORE_TAG, Document, DocumentArray
+from finetuner.data.vectors import VECTOR, is_vector
 
 ITEM, LABEL, QUERY, DOCUMENT, NEGATIVE, SCORE = "item", "label", "query", "document", "negative", "score"
 ROLES = (ITEM, LABEL, QUERY, DOCUMENT, NEGATIVE, SCORE)
@@ -36,17 +37,19 @@ ROLE_TAG = "finetuner_role"
 
 
 def doc_modality(doc: Document) -> str:
-    """``'text'`` or ``'image'``: the Document's stated modality, else guessed from its content fields
-    (``'unknown'`` without content).
+    """``'text'``, ``'image'`` or ``'vector'`` (a 1-D tensor, :mod:`finetuner.data.vectors`): the Document's stated
+    modality, else guessed from its content fields (``'unknown'`` without content).
 
     Example:
         >>> doc_modality(Document(text='hi')), doc_modality(Document(uri='a.png')), doc_modality(Document())
         ('text', 'image', 'unknown')
     """
-    if doc.modality in ("text", "image"):
+    if doc.modality in ("text", "image", VECTOR):
         return doc.modality
     if doc.text is not None:
         return "text"
+    if is_vector(doc.tensor):
+        return VECTOR
     if doc.uri is not None or doc.blob is not None or doc.tensor is not None:
         return "image"
     return "unknown"

@@ -1,4 +1,9 @@
-"""Embedders: ``embed(items, modality) -> (n, dim)`` for one model or a pair of towers, shared across processes."""
+"""Embedders: ``embed(items, modality) -> (n, dim)`` for one model or a pair of towers, shared across processes.
+
+A model with query / document prompts (:mod:`finetuner.models.prompts`) gives a :class:`PromptedEmbedder`, which
+also takes the role of the items (``embed(items, modality, role='query')``); :func:`embed_as` calls any embedder
+with a role, so evaluation puts the query prompt before queries and the document prompt before the index.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import torch
 
 from finetuner.distributed import gather_no_grad, world
 from finetuner.models.inference import embed_items
+from finetuner.models.prompts import for_role, model_prompts
 
 #: ``embed(items, modality)`` -> ``(len(items), dim)`` on the CPU
 Embedder = Callable[[list[Any], str], torch.Tensor]
@@ -33,6 +39,8 @@ def model_embedder(model: Any, batch_size: int = 64, num_workers: int = 0) -> Em
         [[4.0, 2.0], [2.0, 2.0]]
     """
 
+    prompts = model_prompts(model)
+
     def embed(items: list[Any], modality: str) -> torch.Tensor:
         rank, size = world()
         if size == 1:
@@ -43,10 +51,45 @@ def model_embedder(model: Any, batch_size: int = 64, num_workers: int = 0) -> Em
         local = embed_items(model, share, batch_size=batch_size, num_workers=num_workers, progress=False)
         return gather_no_grad(local.to(model_device(model))).cpu()  # (len(items), dim)
 
-    return embed
+    return PromptedEmbedder(embed, prompts) if prompts else embed
 
 
-def two_tower_embedder(model: Any, batch_size: int = 64) -> Embedder:
+class PromptedEmbedder:
+    """An embedder that puts a model's prompt before texts of a known role.
+
+    Args:
+        embed: the plain embedder.
+        prompts: ``{'query': ..., 'document': ...}``.
+
+    Example:
+        >>> seen = []
+        >>> embed = PromptedEmbedder(lambda items, modality: seen.append(items), {'query': 'query: '})
+        >>> _ = embed(['a cat'], 'text', role='query'); _ = embed(['a cat'], 'text')
+        >>> seen
+        [['query: a cat'], ['a cat']]
+    """
+
+    def __init__(self, embed: Embedder, prompts: dict[str, str]) -> None:
+        self.embed = embed
+        self.prompts = dict(prompts)
+
+    def __call__(self, items: list[Any], modality: str, role: str | None = None) -> torch.Tensor:
+        return self.embed(for_role(items, self.prompts, role), modality)
+
+
+def embed_as(embed: Embedder, items: list[Any], modality: str, role: str | None) -> torch.Tensor:
+    """``embed(items, modality)`` with the prompt of ``role`` when the embedder has prompts.
+
+    Example:
+        >>> embed_as(lambda items, modality: items, ['a cat'], 'text', 'query')
+        ['a cat']
+    """
+    if isinstance(embed, PromptedEmbedder):
+        return embed(items, modality, role)
+    return embed(items, modality)
+
+
+def two_tower_embedder(model: Any, batch_size: int = 64, num_workers: int = 0) -> Embedder:
     """``embed(items, modality)`` that sends texts to ``model.text`` and images to ``model.vision`` (a two-tower
     model such as :class:`~finetuner.models.clip.TwoTowerModel`).
 
@@ -55,7 +98,8 @@ def two_tower_embedder(model: Any, batch_size: int = 64) -> Embedder:
         >>> embed(['a red square'], 'text').shape, embed(['red.png'], 'image').shape  # doctest: +SKIP
         (torch.Size([1, 512]), torch.Size([1, 512]))
     """
-    text, vision = model_embedder(model.text, batch_size), model_embedder(model.vision, batch_size)
+    text = model_embedder(model.text, batch_size, num_workers)
+    vision = model_embedder(model.vision, batch_size, num_workers)
 
     def embed(items: list[Any], modality: str) -> torch.Tensor:
         return text(items, modality) if modality == "text" else vision(items, modality)
@@ -63,8 +107,9 @@ def two_tower_embedder(model: Any, batch_size: int = 64) -> Embedder:
     return embed
 
 
-def embedder_for(model: Any, batch_size: int = 64) -> Embedder:
-    """The embedder of ``model``: by modality for a two-tower model, else the model itself.
+def embedder_for(model: Any, batch_size: int = 64, num_workers: int = 0) -> Embedder:
+    """The embedder of ``model``: by modality for a two-tower model, else the model itself (``num_workers``
+    DataLoader processes preprocess the items).
 
     Example:
         >>> embed = embedder_for(model)  # doctest: +SKIP
@@ -72,8 +117,8 @@ def embedder_for(model: Any, batch_size: int = 64) -> Embedder:
     from finetuner.models.clip import TwoTowerModel
 
     if isinstance(model, TwoTowerModel):
-        return two_tower_embedder(model, batch_size)
-    return model_embedder(model, batch_size)
+        return two_tower_embedder(model, batch_size, num_workers)
+    return model_embedder(model, batch_size, num_workers)
 
 
 def model_device(model: Any) -> torch.device:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from finetuner.errors import DataError, InputTypeError
-from finetuner.evaluation.metrics import compute_metrics
 from finetuner.evaluation.search import top_k
+from finetuner.evaluation.standard_metrics import retrieval_metrics, search_depth
 
 
 def _as_list(values: Any, name: str) -> Sequence[Any]:
@@ -173,7 +173,8 @@ def evaluate_embeddings(
     query_chunk_size: int = 1024,
     index_chunk_size: int = 8192,
 ) -> dict[str, float]:
-    """Finetuner's nine metrics at ``limit`` for labelled embeddings: items with the same label are relevant.
+    """Retrieval metrics for labelled embeddings (items with the same label are relevant): Finetuner's nine at
+    ``limit``, then nDCG@10, MRR@10, MAP@limit and Recall@limit (:mod:`~finetuner.evaluation.standard_metrics`).
 
     Without an index the queries are searched against themselves, and with ``exclude_self`` each query is
     neither among its own results nor counted among its relevant items (so a label held by one item only
@@ -194,7 +195,8 @@ def evaluate_embeddings(
         index_chunk_size: index rows per search block.
 
     Returns:
-        ``{metric name: mean over queries}`` in :data:`~finetuner.evaluation.metrics.METRIC_NAMES` order.
+        ``{metric name: mean over queries}``: :data:`~finetuner.evaluation.metrics.METRIC_NAMES`, then
+        :func:`~finetuner.evaluation.standard_metrics.standard_metric_names`.
 
     Example:
         >>> emb = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
@@ -217,7 +219,7 @@ def evaluate_embeddings(
     _, indices = top_k(
         query_embeddings,
         index,
-        limit,
+        search_depth(limit),  # nDCG@10 and MRR@10 need 10 results even when limit is smaller
         distance=distance,
         query_ids=q_ids,
         index_ids=i_ids,
@@ -228,7 +230,7 @@ def evaluate_embeddings(
     retrieved = np.where(indices >= 0, i_labels[np.maximum(indices, 0)], -1)  # (n_queries, n_results)
     relevance = retrieved == q_labels[:, None]  # (n_queries, n_results)
     num_relevant = _count_relevant(q_labels, i_labels, q_ids, i_ids)
-    return compute_metrics(relevance, num_relevant, k=limit)
+    return retrieval_metrics(relevance, num_relevant, limit)
 
 
 def _count_relevant(

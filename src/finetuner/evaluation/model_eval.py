@@ -14,9 +14,9 @@ import torch
 from finetuner.data.groups import dedup_relevance, item_key, pair_groups
 from finetuner.data.shapes import LabelledData, PairData, ScoredPairData, TripletData
 from finetuner.errors import DataError
-from finetuner.evaluation.embedders import Embedder
+from finetuner.evaluation.embedders import Embedder, embed_as
 from finetuner.evaluation.evaluator import evaluate_embeddings, retrieve
-from finetuner.evaluation.metrics import compute_metrics
+from finetuner.evaluation.standard_metrics import retrieval_metrics, search_depth
 
 
 @dataclass
@@ -24,7 +24,9 @@ class RetrievalSets:
     """Queries and index of one evaluation, with labels for relevance and ids for self-exclusion.
 
     ``relevant`` (when set) lists for every query the index positions relevant to it, and is the relevance the
-    metrics use; the labels then only name the results shown as examples (the group of each item).
+    metrics use; the labels then only name the results shown as examples (the group of each item). The roles
+    choose the prompts of a model that has them: queries get the query prompt and the index the document prompt,
+    except for labelled items, which are documents on both sides.
     """
 
     queries: list[Any]
@@ -36,6 +38,8 @@ class RetrievalSets:
     index_ids: list[Any] | None = None
     index_modality: str | None = None
     relevant: list[list[int]] | None = None
+    query_role: str = "query"
+    index_role: str = "document"
 
 
 def retrieval_sets(
@@ -55,7 +59,8 @@ def retrieval_sets(
         (['cat', 'dog'], ['c1.png', 'c2.png'], [[0, 1], [0]])
     """
     if isinstance(data, LabelledData):
-        return RetrievalSets(data.items, [data.classes[c] for c in data.labels], data.ids, data.modality)
+        labels = [data.classes[c] for c in data.labels]
+        return RetrievalSets(data.items, labels, data.ids, data.modality, query_role="document")
     if isinstance(data, ScoredPairData):
         raise DataError(
             "scored pairs are evaluated by the correlation of cosine similarity with the score (Spearman, "
@@ -112,8 +117,10 @@ def evaluate_sets(
     Example:
         >>> metrics, examples = evaluate_sets(retrieval_sets(data), model_embedder(model))  # doctest: +SKIP
     """
-    q_emb = embed(sets.queries, sets.query_modality)  # (nq, dim)
-    i_emb = embed(sets.index, sets.index_modality or sets.query_modality) if sets.index is not None else None
+    q_emb = embed_as(embed, sets.queries, sets.query_modality, sets.query_role)  # (nq, dim)
+    i_emb = None
+    if sets.index is not None:
+        i_emb = embed_as(embed, sets.index, sets.index_modality or sets.query_modality, sets.index_role)
     if sets.relevant is not None and i_emb is not None:
         metrics = _relevance_metrics(sets, q_emb, i_emb, limit, distance, exclude_self)
         examples = _examples(sets, q_emb, i_emb, distance, exclude_self, num_examples)
@@ -154,14 +161,14 @@ def evaluate_all(
 def _relevance_metrics(
     sets: RetrievalSets, q_emb: torch.Tensor, i_emb: torch.Tensor, limit: int, distance: str, exclude_self: bool
 ) -> dict[str, float]:
-    """Finetuner's metrics where ``sets.relevant`` lists each query's relevant index positions."""
+    """Retrieval metrics where ``sets.relevant`` lists each query's relevant index positions."""
     assert sets.relevant is not None and sets.index is not None
     _, indices = retrieve(
         q_emb,
         i_emb,
         query_ids=sets.query_ids,
         index_ids=sets.index_ids,
-        limit=limit,
+        limit=search_depth(limit),
         distance=distance,
         exclude_self=exclude_self,
     )  # (n_queries, n_results), -1 where exclusion left a slot empty
@@ -170,7 +177,7 @@ def _relevance_metrics(
     pairs = np.repeat(np.arange(len(counts)), counts) * n_index + np.concatenate([*sets.relevant, []]).astype(np.int64)
     found = np.arange(len(indices))[:, None] * n_index + indices  # (n_queries, n_results)
     relevance = (indices >= 0) & np.isin(found, pairs)  # (n_queries, n_results)
-    return compute_metrics(relevance, counts, k=limit)
+    return retrieval_metrics(relevance, counts, limit)
 
 
 def _examples(

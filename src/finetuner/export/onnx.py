@@ -25,6 +25,7 @@ from torch import nn
 from finetuner.artifacts import ONNX_FILE, ONNX_METADATA_FILE, model_dirs
 from finetuner.errors import ArtifactError, ConfigError, DataError, FinetunerError
 from finetuner.models.io import load_model, read_metadata
+from finetuner.models.prompts import check_prompts
 
 logger = logging.getLogger("finetuner")
 
@@ -162,7 +163,10 @@ def export_onnx(
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     path = d / ONNX_FILE
-    trace_items, check_items = sample_items or _sample_items(getattr(model, "modality", "text"))
+    own = getattr(model, "example_items", None)  # a model whose inputs no modality describes (mlp's vectors)
+    if sample_items is None:
+        sample_items = own() if callable(own) else _sample_items(getattr(model, "modality", "text"))
+    trace_items, check_items = sample_items
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval().cpu()
@@ -354,13 +358,15 @@ def load_onnx_model(directory: str | Path, providers: Sequence[str] | None = Non
     )
     builder = PREPROCESSORS.get(meta["kind"])
     preprocess = builder(d, meta) if builder is not None else load_model(d).preprocess
-    return OnnxEmbeddingModel(
+    model = OnnxEmbeddingModel(
         d / ONNX_FILE,
         preprocess,
         modality=str(meta.get("modality", info.get("modality", "text"))),
         output_dim=int(info.get("output_dim") or meta.get("output_dim") or 0),
         providers=providers,
     )
+    model.prompts = check_prompts(meta.get("prompts") or {})  # encode(..., role=) prefixes as the torch model does
+    return model
 
 
 def export_artifact(artifact: str | Path, select_model: str | None = None, *, opset: int = DEFAULT_OPSET) -> list[Path]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from finetuner import aliases
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.losses.contrastive import LOSSES as OWN_LOSSES
 
@@ -97,9 +98,27 @@ def needs_class_count(loss: str | nn.Module) -> bool:
     """
     if isinstance(loss, nn.Module):
         return any(True for _ in loss.parameters())
-    cls = loss_class(loss)
-    params = inspect.signature(cls.__init__).parameters
+    params = init_params(loss_class(loss))
     return all(p in params for p in _NEEDS_CLASSES)
+
+
+def init_params(cls: type) -> set[str]:
+    """The keyword arguments a class's constructor takes, following ``**kwargs`` up to the bases that take them
+    (CosFaceLoss passes ``num_classes`` and ``embedding_size`` on to LargeMarginSoftmaxLoss that way).
+
+    Example:
+        >>> sorted({'num_classes', 'embedding_size'} & init_params(loss_class('CosFaceLoss')))
+        ['embedding_size', 'num_classes']
+    """
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass in (nn.Module, object) or "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def _lookup(name: str, what: str, table: dict[str, type]) -> type:
@@ -108,7 +127,7 @@ def _lookup(name: str, what: str, table: dict[str, type]) -> type:
     for key, cls in table.items():
         if key.lower() == name.lower():
             return cls
-    raise unknown_name(what, name, table)
+    raise unknown_name(what, name, table, aliases.LOSSES if what == "loss" else None)
 
 
 def _construct(cls: type, options: dict[str, Any], what: str) -> Any:
@@ -155,7 +174,7 @@ def get_loss(
     if not isinstance(loss, str):
         raise InputTypeError(f"loss must be a name or a torch.nn.Module; received {type(loss).__name__}")
     cls = loss_class(loss)
-    params = inspect.signature(cls.__init__).parameters
+    params = init_params(cls)
     if "embedding_size" in params and "embedding_size" not in options and embedding_size is not None:
         options["embedding_size"] = embedding_size
     if "num_classes" in params and "num_classes" not in options and num_classes is not None:

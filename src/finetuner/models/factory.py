@@ -13,11 +13,14 @@ from typing import Any
 
 from torch import nn
 
+from finetuner import aliases
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.models.base import EmbeddingModel, freeze_backbone
 from finetuner.models.clip.open_clip_names import is_open_clip_name
 from finetuner.models.clip.two_tower import TwoTowerModel, build_two_tower, lock_towers
+from finetuner.models.hub import ensure_available
 from finetuner.models.io import METADATA_FILE, load_model
+from finetuner.models.prompts import set_prompts
 from finetuner.models.registry import MODELS, builder, get_spec
 from finetuner.models.text.encoder import TextEncoder
 from finetuner.models.vision.backbones import TIMM_PREFIXES
@@ -121,7 +124,9 @@ def build_model(
         output_dim: add a linear projection head to this size.
         freeze: ``True`` trains only the head; an int N trains the last N backbone layers (plus the head); for a
             two-tower model also ``{'text': ..., 'vision': ...}`` (a tower without a head is then locked whole).
-        model_options: passed to the builder (``pooling``, ``max_length``, ``tokenizer`` for a raw module, ...).
+        model_options: passed to the builder (``pooling``, ``max_length``, ``tokenizer`` for a raw module, ...);
+            ``prompts`` (``{'query': ..., 'document': ...}``, :mod:`finetuner.models.prompts`) for any text model,
+            in place of those it carries.
 
     Example:
         >>> import finetuner
@@ -130,6 +135,7 @@ def build_model(
         384
     """
     options = dict(model_options or {})
+    prompts = options.pop("prompts", None)
     if output_dim is not None and (not isinstance(output_dim, int) or output_dim <= 0):
         raise ConfigError(f"output_dim must be a positive int; received {output_dim!r}")
     if isinstance(model, nn.Module):
@@ -144,6 +150,8 @@ def build_model(
             f"received {type(model).__name__}"
         )
     _freeze(built, freeze)
+    if prompts is not None:
+        set_prompts(built, prompts)
     return built
 
 
@@ -160,12 +168,18 @@ def _from_name(name: str, output_dim: int | None, options: dict[str, Any]) -> An
         family, source = detect_family(str(local)), str(local)
     elif name.lower() in {k.lower() for k in MODELS}:
         spec = get_spec(name)
-        family, source = spec.family, spec.resolve_source()
-        options = {**spec.options, **options}
+        source = spec.resolve_source()
+        family = spec.family
+        if family != "mlp":  # the MLP starts from random weights: nothing to download
+            ensure_available(source, name)  # not cached and no way to download: a clear error now, not after retries
+        options = {**{k: v for k, v in spec.options.items() if k != "prompts"}, **options}
+        if "prompts" in spec.options:  # the alias's model was trained with these (replaced by model_options')
+            return set_prompts(builder(family)(source, output_dim=output_dim, **options), spec.options["prompts"])
     elif "/" in name or ":" in name:
+        ensure_available(name)
         family, source = detect_family(name), name
     else:
-        err = unknown_name("model", name, MODELS)
+        err = unknown_name("model", name, MODELS, aliases.MODELS)
         raise ConfigError(f"{err} (or give a Hugging Face hub id like 'org/name', or a local folder)")
     return builder(family)(source, output_dim=output_dim, **options)
 

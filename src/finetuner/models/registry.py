@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finetuner import aliases
 from finetuner.errors import unknown_name
 
 
@@ -59,6 +60,7 @@ BUILDERS: dict[str, str] = {
     "vision": "finetuner.models.vision.builders:from_pretrained_vision",
     "efficientnet-lite": "finetuner.models.vision.builders:from_efficientnet_lite",
     "clip": "finetuner.models.clip:build_clip",
+    "mlp": "finetuner.models.mlp:build_mlp",
 }
 
 #: a saved model's ``kind`` -> ``'module:Class.load'``, ``load(directory, metadata)``
@@ -69,6 +71,7 @@ LOADERS: dict[str, str] = {
     "clip-vision-hf": "finetuner.models.clip.hf:CLIPVisionTower.load",
     "open-clip-text": "finetuner.models.clip.open_clip_towers:OpenCLIPTextTower.load",
     "open-clip-vision": "finetuner.models.clip.open_clip_towers:OpenCLIPVisionTower.load",
+    "mlp": "finetuner.models.mlp:MLPEncoder.load",
 }
 
 
@@ -126,7 +129,7 @@ def get_spec(name: str) -> ModelSpec:
     for key, spec in MODELS.items():
         if key.lower() == name.lower():
             return spec
-    raise unknown_name("model", name, MODELS)
+    raise unknown_name("model", name, MODELS, aliases.MODELS)
 
 
 def _minilm_path() -> str | None:
@@ -180,6 +183,11 @@ def _lite(variant: str, size: int) -> ModelSpec:
     return ModelSpec(variant, variant, family, task, description, options, _lite_weights(variant))
 
 
+#: E5's prefixes (its model card: "query: " before queries, "passage: " before passages)
+E5_PROMPTS = {"query": "query: ", "document": "passage: "}
+#: BGE v1.5's instruction for retrieval queries (its model card: none before passages)
+BGE_V15_PROMPTS = {"query": "Represent this sentence for searching relevant passages: "}
+
 _ALIASES = [
     _text("bert-base-en", "bert-base-cased", "BERT base, cased, English (CLS-free mean pooling)"),
     _text("bert-base-multi", "bert-base-multilingual-cased", "multilingual BERT base, cased"),
@@ -193,9 +201,26 @@ _ALIASES = [
         "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "alias of sentence-transformers/all-MiniLM-L6-v2"
     ),
     _text("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "all-mpnet-base-v2, 768-d"),
-    _text("e5-small-v2", "intfloat/e5-small-v2", "E5 small v2, 384-d"),
     _text(
-        "bge-small-en-v1.5", "BAAI/bge-small-en-v1.5", "BGE small English v1.5, 384-d (CLS pooling)", {"pooling": "cls"}
+        "e5-small-v2",
+        "intfloat/e5-small-v2",
+        "E5 small v2, 384-d (prompts 'query: ' / 'passage: ')",
+        {"prompts": E5_PROMPTS},
+    ),
+    _text(
+        "bge-small-en-v1.5",
+        "BAAI/bge-small-en-v1.5",
+        "BGE small English v1.5, 384-d (CLS pooling; a query instruction, no document prompt)",
+        {"pooling": "cls", "prompts": BGE_V15_PROMPTS},
+    ),
+    _text("jina-embedding-t-en-v1", "jinaai/jina-embedding-t-en-v1", "Jina embeddings v1 tiny, English, 312-d"),
+    _text("jina-embedding-s-en-v1", "jinaai/jina-embedding-s-en-v1", "Jina embeddings v1 small (T5 encoder), 512-d"),
+    _text("jina-embedding-b-en-v1", "jinaai/jina-embedding-b-en-v1", "Jina embeddings v1 base (T5 encoder), 768-d"),
+    _text("jina-embedding-l-en-v1", "jinaai/jina-embedding-l-en-v1", "Jina embeddings v1 large (T5 encoder), 1024-d"),
+    _text(
+        "distiluse-base-multi",
+        "sentence-transformers/distiluse-base-multilingual-cased-v1",
+        "multilingual distilled Universal Sentence Encoder (DistilBERT + Dense 512-d)",
     ),
     _clip("clip-base-en", "openai/clip-vit-base-patch32", "OpenAI CLIP ViT-B/32 (text and vision towers)"),
     _clip("clip-large-en", "openai/clip-vit-large-patch14", "OpenAI CLIP ViT-L/14"),
@@ -208,6 +233,14 @@ _ALIASES = [
     _open_clip("ViT-L-14::laion2b_s32b_b82k", "open_clip ViT-L/14 trained on LAION-2B, 768-d"),
     _open_clip("ViT-H-14::laion2b_s32b_b79k", "open_clip ViT-H/14 trained on LAION-2B, 1024-d"),
     _open_clip("xlm-roberta-base-ViT-B-32::laion5b_s13b_b90k", "multilingual open_clip (XLM-RoBERTa text), 512-d"),
+    ModelSpec(
+        "clip-base-multi",
+        "xlm-roberta-base-ViT-B-32::laion5b_s13b_b90k",
+        "clip",
+        "text-to-image",
+        "Finetuner's multilingual CLIP: open_clip xlm-roberta-base-ViT-B-32 (laion5b), 512-d (needs "
+        "finetuner[open-clip])",
+    ),
     _vision("resnet50", "microsoft/resnet-50", "ResNet-50 trained on ImageNet-1k, 2048-d"),
     _vision("resnet152", "microsoft/resnet-152", "ResNet-152 trained on ImageNet-1k, 2048-d"),
     _vision("resnet-base", "microsoft/resnet-50", "Finetuner's name for ResNet-50, 2048-d"),
@@ -222,6 +255,14 @@ _ALIASES = [
     _vision("dinov2-small", "facebook/dinov2-small", "DINOv2 ViT-S/14 (self-supervised), 384-d"),
     _vision("dinov2-base", "facebook/dinov2-base", "DINOv2 ViT-B/14 (self-supervised), 768-d"),
     _vision("clip-vision-base-en", "openai/clip-vit-base-patch32", "CLIP ViT-B/32 image tower with projection, 512-d"),
+    ModelSpec(
+        "mlp",
+        "mlp",
+        "mlp",
+        "vector-to-vector",
+        "a small MLP over feature vectors (model_options: input_size, hidden_sizes, bias, activation, l2); random "
+        "initial weights",
+    ),
     _lite("efficientnet-lite0", 224),
     _lite("efficientnet-lite1", 240),
     _lite("efficientnet-lite2", 260),

@@ -8,6 +8,6 @@ Example:
 """
 
 from finetuner.report.html import build_report, open_report, write_report, write_report_safely
-from finetuner.report.table import metrics_table
+from finetuner.report.table import examples_table, metrics_table
 
-__all__ = ["build_report", "metrics_table", "open_report", "write_report", "write_report_safely"]
+__all__ = ["build_report", "examples_table", "metrics_table", "open_report", "write_report", "write_report_safely"]

@@ -20,6 +20,7 @@ from typing import Any
 
 from finetuner import artifacts
 from finetuner.evaluation.metrics import METRIC_NAMES
+from finetuner.evaluation.standard_metrics import is_metric_name, is_standard_metric
 from finetuner.fileio import read_yaml
 from finetuner.report.plots import before_after_bars, loss_curves, metric_curves, plotting_available
 
@@ -137,7 +138,7 @@ def _metrics_section(metrics: dict[str, dict[str, float]], limit: Any) -> str:
         n for n in {**before, **after} if n not in METRIC_NAMES
     ]
     cards = []
-    for name in ("precision_at_k", "recall_at_k", "average_precision", "ndcg_at_k"):
+    for name in ("precision_at_k", "recall_at_k", "average_precision", "ndcg_at_k", "ndcg_at_10", "mrr_at_10"):
         if name in before and name in after:
             delta = after[name] - before[name]
             cls = "up" if delta > 0 else "down" if delta < 0 else ""
@@ -145,6 +146,27 @@ def _metrics_section(metrics: dict[str, dict[str, float]], limit: Any) -> str:
                 f"<div class='card'><div class='label'>{_e(name)}</div><div class='value'>{after[name]:.3f}</div>"
                 f"<div class='{cls}'>{delta:+.3f} vs before ({before[name]:.3f})</div></div>"
             )
+    finetuner_names = [n for n in names if not is_standard_metric(n)]
+    standard_names = [n for n in names if is_standard_metric(n)]
+    k = f" (k = {_e(limit)})" if limit is not None else ""
+    standard = ""
+    if standard_names:
+        standard = (
+            "<h3>Standard retrieval metrics</h3><p class='note'>As BEIR and MTEB compute them (trec_eval's "
+            "definitions): nDCG and MRR at 10, MAP and recall at k; the ideal ranking and recall count every relevant "
+            "item of the index, and queries without a relevant item are left out.</p>"
+            + _metrics_rows(standard_names, before, after)
+        )
+    return (
+        f"<section><h2>Retrieval metrics on the evaluation data{k}</h2><div class='cards'>{''.join(cards)}</div>"
+        + _metrics_rows(finetuner_names, before, after)
+        + standard
+        + "</section>"
+    )
+
+
+def _metrics_rows(names: list[str], before: dict[str, float], after: dict[str, float]) -> str:
+    """One table of metrics, before / after / change."""
     rows = []
     for n in names:
         b, a = before.get(n), after.get(n)
@@ -157,12 +179,9 @@ def _metrics_section(metrics: dict[str, dict[str, float]], limit: Any) -> str:
             f"<tr><td>{_e(n)}</td><td class='num'>{_fmt(b)}</td><td class='num'>{_fmt(a)}</td>"
             f"<td class='num'>{change}</td></tr>"
         )
-    k = f" (k = {_e(limit)})" if limit is not None else ""
     return (
-        f"<section><h2>Retrieval metrics on the evaluation data{k}</h2><div class='cards'>{''.join(cards)}</div>"
         "<table><thead><tr><th>metric</th><th class='num'>before</th><th class='num'>after</th>"
-        "<th class='num'>change</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></section>"
+        f"<th class='num'>change</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -173,7 +192,7 @@ def _charts_section(metrics: dict[str, Any], history: list[dict[str, Any]]) -> s
             "Install it (<code>pip install matplotlib</code>) and rebuild the page with "
             "<code>finetuner report &lt;run&gt;</code>.</p></section>"
         )
-    metric_keys = sorted({k for r in history for k in r if any(k.endswith(m) for m in METRIC_NAMES)})
+    metric_keys = sorted({k for r in history for k in r if is_metric_name(k)})
     charts = [
         ("loss per epoch", loss_curves(history)),
         ("retrieval metrics per epoch", metric_curves(history, metric_keys)),

@@ -35,3 +35,38 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:>8.4f}" if isinstance(value, (int, float)) else f"{'-':>8}"
+
+
+def examples_table(examples: dict[str, list[dict[str, Any]]], k: int = 5) -> str:
+    """The top ``k`` results of each example query, before and after tuning side by side (``Run.display_examples``).
+
+    Example:
+        >>> hit = lambda item, label, score: {'item': item, 'label': label, 'score': score}
+        >>> before = [{'query': 'red skirt', 'label': 'skirt', 'results': [hit('blue shirt', 'shirt', 0.8)]}]
+        >>> after = [{'query': 'red skirt', 'label': 'skirt', 'results': [hit('pink skirt', 'skirt', 0.9)]}]
+        >>> print(examples_table({'before': before, 'after': after}))
+        query 'red skirt' [skirt]
+          #  before                       after
+          1  0.800 'blue shirt' [shirt]   0.900 'pink skirt' [skirt]
+    """
+    if not examples or not any(examples.values()):
+        return "(no example results: evaluate with eval_data, or EvaluationCallback(gather_examples=True))"
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be an int >= 1; received {k!r}")
+    stages = [s for s in ("before", "after") if examples.get(s)] or [s for s in examples if examples[s]]
+    queries = examples[stages[0]]
+    blocks = []
+    for i, query in enumerate(queries):
+        cells = {s: [_hit(h) for h in (examples[s][i]["results"] if i < len(examples[s]) else [])[:k]] for s in stages}
+        width = max(len(s) for s in stages)
+        width = max([width, *(len(c) for rows in cells.values() for c in rows)]) + 2
+        lines = [f"query {query['query']!r} [{query.get('label')}]", "  #  " + "".join(f"{s:<{width}}" for s in stages)]
+        for rank in range(max(len(rows) for rows in cells.values())):
+            row = "".join(f"{(rows[rank] if rank < len(rows) else ''):<{width}}" for rows in cells.values())
+            lines.append(f"  {rank + 1:<2} {row}".rstrip())
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _hit(hit: dict[str, Any]) -> str:
+    return f"{hit.get('score', 0.0):.3f} {hit.get('item')!r} [{hit.get('label')}]"

@@ -93,7 +93,7 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
     loader = loader or make_loader(int(config.batch_size))  # type: ignore[arg-type]  # a number from here on
     embed = embedder_for(model, options.eval_batch_size)
     bind_callbacks(checked.callbacks, loss, embed, int(config.batch_size), config.num_items_per_class, checked.seed)
-    fingerprint = run_fingerprint(config, int(config.batch_size), fit_plan.keys, fit_plan.key_labels)
+    fingerprint = run_fingerprint(config, int(config.batch_size), fit_plan.train)
     if checked.checkpoint is not None:
         check_fingerprint(checked.checkpoint, fingerprint)
     return BuiltFit(model, accelerator, config, loss, miner, loader, embed, fingerprint)
@@ -144,6 +144,9 @@ def _check_model_fits(model: Any, fit_plan: FitPlan) -> None:
         raise ConfigError(
             f"the model encodes {model.modality} but train_data holds {modality} items; choose a {modality} model"
         )
+    check_items = getattr(model, "check_items", None)  # a model that can tell unusable items up front (mlp's size)
+    if callable(check_items):
+        check_items(fit_plan.train.items)  # type: ignore[union-attr]
     if fit_plan.sampler == "length" and not hasattr(model, "pretokenize"):
         raise ConfigError("sampler='length' batches text pairs of similar length; this run has no text pairs")
 

@@ -9,6 +9,9 @@ training items). Every later phase reads that config; ``config.yml`` records it.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +19,19 @@ from typing import Any
 
 import numpy as np
 
+from finetuner import aliases, artifacts
 from finetuner.config import TWO_TOWER_HEAD_LR_FACTOR, TrainingConfig
 from finetuner.data.readers import CSVOptions
 from finetuner.data.shapes import LabelledData, PairData, data_kind
-from finetuner.errors import ConfigError, closest
+from finetuner.errors import ConfigError, suggest
+from finetuner.models.prompts import prompt_data, resolve_prompts
 from finetuner.training.callbacks import prepare_callbacks
 from finetuner.training.loop import Callback
+from finetuner.training.prefetch import fetch_images
 from finetuner.training.resume import resolve_resume
 from finetuner.validation import validate_fit
+
+logger = logging.getLogger("finetuner")
 
 #: the settings that may be None in fit() and mean "empty"
 _DICT_OPTIONS = ("loss_options", "miner_options", "optimizer_options", "scheduler_options", "loss_optimizer_options")
@@ -41,6 +49,7 @@ class FitOptions:
     eval_batch_size: int = 64
     limit: int = 20
     resume_from: str | Path | None = None
+    description: str | None = None
 
 
 @dataclass
@@ -54,6 +63,7 @@ class CheckedFit:
         options: ``fit``'s other arguments.
         callbacks: the callbacks, checked and in running order.
         checkpoint: the checkpoint folder a resume continues from; ``resumed_run``: that run's folder.
+        skipped: the items left out because their remote image could not be fetched (``on_image_error='skip'``).
     """
 
     model: Any
@@ -64,10 +74,11 @@ class CheckedFit:
     callbacks: list[Callback] = field(default_factory=list)
     checkpoint: Path | None = None
     resumed_run: Path | None = None
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def seed(self) -> int:
-        """The run's seed (0 when none was given)."""
+        """The run's seed (drawn by :func:`resolve_seed` when none was given)."""
         return self.config.seed if self.config.seed is not None else 0
 
 
@@ -109,27 +120,36 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
         from finetuner.export.onnx import check_onnx_available
 
         check_onnx_available()  # before training, not after it
-    train, evals = checked.train, checked.eval
-    seed = config.seed if config.seed is not None else 0
+    fetched = fetch_images(checked.train, checked.eval, config, progress=options.verbose)  # remote images, now
+    train, evals = fetched.train, fetched.eval
+    config = dataclasses.replace(config, seed=resolve_seed(config, checkpoint))
     if config.val_split > 0:
-        train, evals = split(train, config.val_split, seed)
+        train, evals = split(train, config.val_split, config.seed)  # type: ignore[arg-type]  # resolved: an int
+    # query / document prompts: trained with (the evaluations add them as they embed), built into the model
+    prompts = resolve_prompts(artifacts.model_source(model), options.model_options)
+    train, prompted_evals = prompt_data(train, prompts), prompt_data(evals, prompts) if evals is not None else None
+    if prompts or "prompts" in (options.model_options or {}):
+        options = dataclasses.replace(options, model_options={**(options.model_options or {}), "prompts": prompts})
     config = resolve(config, checked.loss, train, model)
-    callbacks = prepare_callbacks(options.callbacks, evals)  # their data and monitors, before a model is loaded
-    return CheckedFit(model, config, train, evals, options, callbacks, checkpoint, resumed_run)
+    callbacks = prepare_callbacks(options.callbacks, prompted_evals)  # their data and monitors, before a model loads
+    return CheckedFit(model, config, train, evals, options, callbacks, checkpoint, resumed_run, fetched.skipped)
 
 
 def resolve(
     config: TrainingConfig, loss: Any, train: LabelledData | PairData, model: Any = None
 ) -> TrainingConfig:
-    """``config`` with the loss the data resolved and ``batch_size=None`` as the device's default, at most the
-    training items (a number of pairs for text-image pairs, of items for the rest); ``'auto'`` stays for the build
-    phase to measure. A two-tower model built from ``{'text': ..., 'vision': ...}`` trains its new projection heads
-    at ``head_learning_rate``, by default :data:`~finetuner.config.TWO_TOWER_HEAD_LR_FACTOR` x the learning rate.
+    """``config`` with the loss the data resolved, ``batch_size=None`` as the device's default, at most the
+    training items (a number of pairs for text-image pairs, of items for the rest; ``'auto'`` stays for the build
+    phase to measure), and the learning rate and schedule that apply (``None``: the default rate, a constant
+    schedule), so ``config.yml`` records what the run used. A two-tower model built from ``{'text': ...,
+    'vision': ...}`` trains its new projection heads at ``head_learning_rate``, by default
+    :data:`~finetuner.config.TWO_TOWER_HEAD_LR_FACTOR` x the learning rate.
 
     Example:
         >>> data = LabelledData(['a', 'b', 'c'], [0, 0, 1], ['x', 'y'], ['1', '2', '3'], 'text')
-        >>> resolve(TrainingConfig(device='cpu'), 'TripletMarginLoss', data).batch_size
-        3
+        >>> resolved = resolve(TrainingConfig(device='cpu'), 'TripletMarginLoss', data)
+        >>> resolved.batch_size, resolved.learning_rate, resolved.scheduler
+        (3, 1e-05, 'constant')
     """
     n_items = len(train) if data_kind(train) == "clip" else len(training_view(train)[0])
     batch_size = config.batch_size
@@ -138,7 +158,41 @@ def resolve(
     head_lr = config.head_learning_rate
     if head_lr is None and isinstance(model, dict):  # new heads on pretrained towers (benchmarks/README.md)
         head_lr = TWO_TOWER_HEAD_LR_FACTOR * config.learning_rate_or_default()
-    return dataclasses.replace(config, loss=loss, batch_size=batch_size, head_learning_rate=head_lr)
+    return dataclasses.replace(
+        config,
+        loss=loss,
+        batch_size=batch_size,
+        learning_rate=config.learning_rate_or_default(),
+        scheduler=config.scheduler or "constant",
+        head_learning_rate=head_lr,
+    )
+
+
+def resolve_seed(config: TrainingConfig, checkpoint: Path | None = None) -> int:
+    """The run's seed: the given one; for ``seed=None`` the seed of the run being resumed, else a freshly drawn one
+    (the same on every process), which ``config.yml`` records so the run can be repeated.
+
+    Example:
+        >>> resolve_seed(TrainingConfig(seed=7)), 0 <= resolve_seed(TrainingConfig()) < 2**31
+        (7, True)
+    """
+    if config.seed is not None:
+        return int(config.seed)
+    if checkpoint is not None:
+        from finetuner.training.checkpoint import read_checkpoint_meta
+
+        saved = (read_checkpoint_meta(checkpoint).get("fingerprint") or {}).get("seed")
+        return int(saved) if isinstance(saved, int) else 0  # checkpoints before seeds were recorded used 0
+    seed = secrets.randbelow(2**31)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # every process must train with rank 0's seed
+        from accelerate.utils import broadcast_object_list
+
+        from finetuner.training.loop import make_accelerator
+
+        make_accelerator(config)  # sets up the process group the broadcast needs (build reuses it)
+        seed = int(broadcast_object_list([seed])[0])
+    logger.info("seed=None: drew seed %d (config.yml records it; pass seed=%d to repeat the run)", seed, seed)
+    return seed
 
 
 def training_view(data: LabelledData | PairData) -> tuple[LabelledData, bool]:
@@ -206,7 +260,9 @@ def _refuse_unknown(settings: dict[str, Any]) -> None:
         return
     fit_only = {f.name for f in dataclasses.fields(FitOptions)} - {"resume_from"}
     valid = [*sorted({*TrainingConfig.__dataclass_fields__, *fit_only}), "eval_data", "resume_from"]
-    hints = [f"{u!r} (did you mean {closest(u, valid)!r}?)" if closest(u, valid) else repr(u) for u in unknown]
+    valid += ["model_artifact", "public", "scheduler_step"]  # Finetuner's, which finetuner.fit translates
+    advice = {u: suggest(u, valid, aliases.FIT_OPTIONS) for u in unknown}  # a known alias's advice, or a typo's fix
+    hints = [f"{u!r} ({advice[u]})" if advice[u] else repr(u) for u in unknown]
     raise ConfigError(f"fit() got unknown option(s) {', '.join(hints)}; valid options: {', '.join(valid)}")
 
 

@@ -7,9 +7,13 @@ A checkpoint is a folder ``<run>/checkpoints/<name>/`` written under a temporary
 - ``optimizer.pt``: optimizer, loss optimizer and scheduler state dicts (tensors and plain values only, read back
   with ``torch.load(weights_only=True)``, so loading runs no code);
 - ``rng.pt``: the torch, numpy and Python random states;
+- ``callbacks.safetensors``: the tensors of the callbacks' states (the best epoch's weights of a
+  ``BestModelCheckpoint``), when there are any (:mod:`finetuner.training.callback_state`);
 - ``checkpoint.yml`` (written last): epoch, batches done in it, batches trained in the run, the epoch's loss sum,
-  history, and a fingerprint of the settings and data, which a resume must match. (Format 1 called the run's batch
-  count ``step`` and the batches per epoch ``steps_per_epoch``; such checkpoints still resume.)
+  history, the callbacks' plain state (``EarlyStopping``'s patience ...), the size and digest of every file above
+  (a resume refuses a truncated or corrupted one; :mod:`finetuner.training.checkpoint_files`) and a fingerprint of
+  the settings and data, which a resume must match. (Format 1 called the run's batch count ``step`` and the batches
+  per epoch ``steps_per_epoch``; format 2 had no callback states or file digests; such checkpoints still resume.)
 
 Each training batch is seeded from ``(seed, batch)`` (see :func:`~finetuner.training.loop.batch_seed`) and the class
 sampler is deterministic per ``(seed, epoch)``, so a run resumed after being killed (even with SIGKILL) takes the
@@ -32,17 +36,18 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from finetuner.errors import ArtifactError, ConfigError
 from finetuner.fileio import atomic_directory, read_yaml, write_yaml
 from finetuner.safety import load_torch_file
+from finetuner.training.callback_state import load_states, save_states
+from finetuner.training.checkpoint_files import CHECKPOINT_FILE, LATEST_FILE, checkpoint_write_errors, file_digests
 from finetuner.training.loop import Callback, TrainState
 
 logger = logging.getLogger("finetuner")
 
-CHECKPOINT_FILE = "checkpoint.yml"
-LATEST_FILE = "latest.yml"
-FORMAT = 2
+FORMAT = 3
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -129,7 +134,7 @@ def save_checkpoint(
     from safetensors.torch import save_file, save_model
 
     model = state.accelerator.unwrap_model(state.model) if state.accelerator is not None else state.model
-    with atomic_directory(directory / name) as staging:
+    with checkpoint_write_errors(directory, name), atomic_directory(directory / name) as staging:
         save_model(model, str(staging / "model.safetensors"), force_contiguous=True)
         loss_state = state.loss_fn.state_dict() if isinstance(state.loss_fn, torch.nn.Module) else {}
         if loss_state:
@@ -145,6 +150,7 @@ def save_checkpoint(
             staging / "optimizer.pt",
         )
         torch.save(rng_states(), staging / "rng.pt")
+        callback_states = save_states(state.callbacks, staging)
         loss_sum = state.epoch_loss_sum
         write_yaml(
             staging / CHECKPOINT_FILE,
@@ -159,10 +165,13 @@ def save_checkpoint(
                 "last_loss": float(state.last_loss),
                 "history": [dict(h) for h in state.history],
                 "created": _dt.datetime.now().isoformat(timespec="seconds"),
+                "callbacks": callback_states,
                 **extra,
+                "files": file_digests(staging),  # last: a checkpoint.yml cut short lacks it
             },
         )
-    write_yaml(directory / LATEST_FILE, {"checkpoint": name})
+    with checkpoint_write_errors(directory, LATEST_FILE):
+        write_yaml(directory / LATEST_FILE, {"checkpoint": name})
     return directory / name
 
 
@@ -179,7 +188,11 @@ def read_checkpoint_meta(checkpoint: Path) -> dict[str, Any]:
         >>> read_checkpoint_meta(Path('/nonexistent'))
         {}
     """
-    return _format_1(read_yaml(checkpoint / CHECKPOINT_FILE) or {})
+    try:
+        meta = read_yaml(checkpoint / CHECKPOINT_FILE)
+    except (yaml.YAMLError, UnicodeDecodeError):  # damaged: checkpoint_files.checkpoint_problem names it
+        return {}
+    return _format_1(meta) if isinstance(meta, dict) else {}
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -187,17 +200,35 @@ def is_checkpoint(path: Path) -> bool:
     return (path / CHECKPOINT_FILE).is_file() and (path / "model.safetensors").is_file()
 
 
+def checkpoints_newest_first(directory: Path) -> list[Path]:
+    """The complete checkpoints in a ``checkpoints`` folder, newest first: the one ``latest.yml`` names, then the
+    others by how far into the run they were taken.
+
+    Example:
+        >>> checkpoints_newest_first(Path('/nonexistent'))
+        []
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.glob("*") if p.is_dir() and not p.name.startswith(".") and is_checkpoint(p)]
+    found.sort(key=lambda p: int(read_checkpoint_meta(p).get("batches_trained", -1) or -1), reverse=True)
+    try:
+        pointer = read_yaml(directory / LATEST_FILE)
+    except (yaml.YAMLError, UnicodeDecodeError):
+        pointer = None
+    if isinstance(pointer, dict) and isinstance(pointer.get("checkpoint"), str):
+        named = directory / Path(pointer["checkpoint"]).name
+        if named in found:
+            found.remove(named)
+            found.insert(0, named)
+    return found
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
     """The newest complete checkpoint in a ``checkpoints`` folder (``latest.yml``, else the furthest into the run)."""
-    pointer = read_yaml(directory / LATEST_FILE) if (directory / LATEST_FILE).is_file() else None
-    if isinstance(pointer, dict) and isinstance(pointer.get("checkpoint"), str):
-        candidate = directory / Path(pointer["checkpoint"]).name
-        if is_checkpoint(candidate):
-            return candidate
-    found = [p for p in directory.glob("*") if p.is_dir() and not p.name.startswith(".") and is_checkpoint(p)]
-    if not found:
-        return None
-    return max(found, key=lambda p: int(read_checkpoint_meta(p).get("batches_trained", -1)))
+    found = checkpoints_newest_first(directory)
+    return found[0] if found else None
 
 
 class TrainingCheckpoint(Callback):
@@ -210,7 +241,8 @@ class TrainingCheckpoint(Callback):
     Args:
         last_k_epochs: how many epoch-end checkpoints to keep (older ones are deleted; step checkpoints are
             deleted once a newer checkpoint exists).
-        save_every_n_steps: also save every this many batches (None: only at epoch ends).
+        save_every_n_steps: also save every this many batches (None: only at epoch ends); under gradient accumulation
+            at the end of the step that reaches such a count, never in the middle of one.
         directory: where to write (default: the run's ``checkpoints`` folder, set by ``fit``).
 
     Example:
@@ -274,7 +306,7 @@ class TrainingCheckpoint(Callback):
 
     def on_batch_end(self, state: TrainState) -> None:
         done = state.batch_in_epoch + 1
-        synced = state.accelerator is None or state.accelerator.sync_gradients  # never mid gradient accumulation
+        synced = state.synced  # never mid gradient accumulation: a resume would lose the window's gradients
         if INTERRUPT.requested and synced:
             self._save(state, f"interrupt-{state.batches_trained:08d}", epoch=state.epoch, batches_done=done)
             raise TrainingInterrupted(
@@ -283,7 +315,8 @@ class TrainingCheckpoint(Callback):
                 f"finetuner.fit(<the same arguments>, resume_from={self.run_name or str(self.last_saved)!r})"
             )
         n = self.save_every_n_steps
-        if n and state.batches_trained % n == 0 and synced and done < state.batches_per_epoch:
+        crossed = state.batches_trained // n > (state.batches_trained - state.window) // n if n else False
+        if crossed and synced and done < state.batches_per_epoch:  # the window that just closed passed a multiple
             self._save(state, f"step-{state.batches_trained:08d}", epoch=state.epoch, batches_done=done)
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -337,6 +370,7 @@ class ResumeFromCheckpoint(Callback):
         state.epoch_loss_sum = float(meta.get("epoch_loss_sum", 0.0))
         state.last_loss = float(meta.get("last_loss", float("nan")))
         state.history = [dict(h) for h in meta.get("history", [])]
+        load_states(state.callbacks, ckpt, meta.get("callbacks"))
         logger.info(
             "resumed from %s: epoch %d, batch %d (%d of the run)",
             ckpt,

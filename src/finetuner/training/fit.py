@@ -12,9 +12,10 @@ The run's folder is opened between 3 and 4; its log file records phases 4 and 5.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from finetuner import artifacts
 from finetuner.data.readers import CSVOptions
 from finetuner.evaluation.model_eval import evaluate_all
 from finetuner.report.table import metrics_table
+from finetuner.run_lock import hold_run
 from finetuner.runs import Run, new_run_name, runs_root
 from finetuner.training.build import BuiltFit, build
+from finetuner.training.callbacks import EvaluationCallback
 from finetuner.training.check import CheckedFit, FitOptions, check
 from finetuner.training.checkpoint import TrainingInterrupted, deferred_interrupts
 from finetuner.training.loop import Callback, TrainState, train
@@ -58,6 +61,7 @@ def run_fit(
     eval_batch_size: int = 64,
     limit: int = 20,
     resume_from: str | Path | None = None,
+    description: str | None = None,
     **settings: Any,
 ) -> Run:
     """Everything ``finetuner.fit`` does (see there); the settings are :class:`~finetuner.config.TrainingConfig`'s
@@ -66,6 +70,9 @@ def run_fit(
     Every option and every data item is checked before a model is loaded (:mod:`finetuner.validation`); all
     problems come in one error. ``resume_from`` (a run name, run folder or checkpoint folder) continues a run
     that was killed or interrupted from its last checkpoint, given the same arguments.
+
+    Nothing is printed to stdout: ``run.display_metrics()`` prints the before/after table, which the run's log
+    (``run.logs()``) and the ``finetuner`` logger (at INFO) also carry. ``verbose=False`` hides the progress bars.
 
     Example:
         >>> run = run_fit('all-MiniLM-L6-v2', [('a', 'x'), ('b', 'x'), ('c', 'y'), ('d', 'y')])  # doctest: +SKIP
@@ -79,6 +86,7 @@ def run_fit(
         eval_batch_size=eval_batch_size,
         limit=limit,
         resume_from=resume_from,
+        description=description,
     )
     checked = check(model, train_data, eval_data, settings, options)
     fit_plan = plan(checked)
@@ -86,14 +94,21 @@ def run_fit(
     run = open_run(built.accelerator, built.config, checked.resumed_run)
     callbacks = checkpoint_callbacks(checked.callbacks, run, built.fingerprint, checked.checkpoint)
     main = built.accelerator.is_main_process
-    with run_log(run.directory / artifacts.LOG_FILE if main else None):
+    with hold_run(run.directory) if main else contextlib.nullcontext(), run_log(
+        run.directory / artifacts.LOG_FILE if main else None
+    ):
         if main:
             run.set_status("STARTED")
         try:
-            logger.info("run %s: %s", run.name, fit_plan.summary(int(built.config.batch_size)))  # type: ignore[arg-type]
+            summary = fit_plan.summary(int(built.config.batch_size))  # type: ignore[arg-type]
+            logger.info("run %s: %s, seed=%s", run.name, summary, built.config.seed)
+            for line in checked.skipped:  # on_image_error='skip': every item left out, by name
+                logger.warning("skipped %s", line)
             trained = train_and_evaluate(checked, fit_plan, built, run, callbacks)
+            if trained.metrics:  # the run's log has the table; run.display_metrics() prints it
+                logger.info("retrieval metrics:\n%s", metrics_table(trained.metrics))
             if main:
-                save(run, trained, to_onnx)
+                save(run, trained, to_onnx, description)
             built.accelerator.wait_for_everyone()
             if main:
                 run.set_status("FINISHED")
@@ -101,8 +116,6 @@ def run_fit(
         except BaseException as exc:
             _record_failure(run, exc, main)
             raise
-    if verbose and trained.metrics and main:
-        print(metrics_table(trained.metrics))
     return run
 
 
@@ -141,15 +154,16 @@ def train_and_evaluate(
         >>> sorted(trained.metrics)  # doctest: +SKIP
         ['after', 'before']
     """
-    accelerator, limit = built.accelerator, checked.options.limit
+    accelerator = built.accelerator
     built.model.to(accelerator.device)
     metrics: dict[str, dict[str, float]] = {}
     examples: dict[str, Any] = {}
+    measure = measurement(fit_plan, built, checked.callbacks, checked.options.limit)
     if checked.checkpoint is not None and run.metrics().get("before"):  # measured before the interruption
         metrics["before"] = run.metrics()["before"]
         examples["before"] = run.example_results().get("before", [])
-    elif fit_plan.evaluations:
-        metrics["before"], examples["before"] = evaluate_all(fit_plan.evaluations, built.embed, limit)
+    elif measure is not None:
+        metrics["before"], examples["before"] = measure(built.model)
         logger.info("before: %s", metrics["before"])
         if accelerator.is_main_process:
             artifacts.write_results(run.directory, metrics, examples)
@@ -163,25 +177,42 @@ def train_and_evaluate(
             miner=built.miner,
             callbacks=callbacks,
             accelerator=accelerator,
+            progress=checked.options.verbose,
         )
     model = accelerator.unwrap_model(state.model)
     logger.info("trained %d epochs in %.1f s", len(state.history), time.perf_counter() - started)
-    if fit_plan.evaluations:
-        metrics["after"], examples["after"] = evaluate_all(fit_plan.evaluations, built.embed, limit)
+    if measure is not None:
+        metrics["after"], examples["after"] = measure(model)
         logger.info("after: %s", metrics["after"])
     return Trained(model, state, metrics, examples)
 
 
-def save(run: Run, trained: Trained, to_onnx: bool = False) -> None:
-    """Write the run's artifact into its folder: the models and input map, metrics, examples, the run's metadata,
-    ONNX files (``to_onnx``) and ``report.html``.
+def measurement(
+    fit_plan: FitPlan, built: BuiltFit, callbacks: Sequence[Callback], limit: int
+) -> Callable[[Any], tuple[dict[str, float], list[dict[str, Any]]]] | None:
+    """How the run's metrics before and after are measured: on the evaluation data (``eval_data`` or
+    ``val_split``), else by the first :class:`~finetuner.callback.EvaluationCallback` (as Finetuner did), else not.
+
+    Example:
+        >>> measure = measurement(fit_plan, built, callbacks, 20)  # doctest: +SKIP
+        >>> metrics, examples = measure(built.model)  # doctest: +SKIP
+    """
+    if fit_plan.evaluations:
+        return lambda model: evaluate_all(fit_plan.evaluations, built.embed, limit)  # built.embed: the tuned model
+    first = next((cb for cb in callbacks if isinstance(cb, EvaluationCallback)), None)
+    return first.measure if first is not None else None
+
+
+def save(run: Run, trained: Trained, to_onnx: bool = False, description: str | None = None) -> None:
+    """Write the run's artifact into its folder: the models and input map, metrics, examples, the run's metadata
+    (with the run's ``description``, when it has one), ONNX files (``to_onnx``) and ``report.html``.
 
     Example:
         >>> save(run, trained)  # doctest: +SKIP
     """
     folders = artifacts.save_models(run.directory, trained.model)
     artifacts.write_results(run.directory, trained.metrics, trained.examples)
-    artifacts.write_run_metadata(run.directory, run.name, trained.state.history)
+    artifacts.write_run_metadata(run.directory, run.name, trained.state.history, description)
     if to_onnx:
         from finetuner.export.onnx import export_onnx
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +41,10 @@ class TrainState:
     """What callbacks see and may change (``stop = True`` ends training after the current batch/epoch).
 
     ``batches_trained`` counts the (micro-)batches trained so far in the run; with ``gradient_accumulation_steps``
-    N the optimizer steps once every N of them. ``batch_in_epoch`` is the current batch's index in its epoch.
+    N the optimizer steps once every N of them, counted from each epoch's start (an epoch's last window may be
+    shorter: accumulation never straddles an epoch's end). ``batch_in_epoch`` is the current batch's index in its
+    epoch; ``synced`` says whether the optimizer stepped after it (a window closed), ``window`` how many batches
+    that window holds. ``callbacks`` are the run's callbacks (a checkpoint saves their states).
     """
 
     model: nn.Module
@@ -61,6 +66,9 @@ class TrainState:
     skip_batches: int = 0
     #: sum of the losses of the current epoch so far (a tensor while training; a float set by a resume)
     epoch_loss_sum: Any = None
+    synced: bool = True
+    window: int = 1
+    callbacks: list[Any] = field(default_factory=list)
 
     @property
     def step(self) -> int:
@@ -110,11 +118,9 @@ def make_accelerator(config: TrainingConfig) -> Any:
     precision = config.precision
     if precision == "auto":
         precision = "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(
-        cpu=cpu,
-        mixed_precision=precision,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-    )
+    # gradient accumulation is the loop's own (windows restart at each epoch; see train), so accelerate neither
+    # divides the loss nor skips optimizer steps by its own count
+    return Accelerator(cpu=cpu, mixed_precision=precision)
 
 
 def enable_gradient_checkpointing(model: nn.Module) -> int:
@@ -168,9 +174,12 @@ def forward_backward(
     forward: Callable[[nn.Module, dict[str, Any]], Any],
     config: TrainingConfig,
     accelerator: Any,
+    window: int = 1,
 ) -> torch.Tensor:
     """One batch's loss and its gradients: in one pass, or through the gradient cache when ``mini_batch_size``
-    is set and the batch is larger (the same step the automatic batch size probes).
+    is set and the batch is larger (the same step the automatic batch size probes). Under gradient accumulation the
+    gradients are those of ``loss / window`` (``window``: the batches accumulated into one step), so a step of
+    accumulated batches is the mean over them, as one large batch's would be; the loss returned is the batch's own.
 
     Example:
         >>> loss = forward_backward(model, inputs, labels, objective, default_forward, config, acc)  # doctest: +SKIP
@@ -178,7 +187,7 @@ def forward_backward(
     if config.mini_batch_size and batch_length(inputs) > config.mini_batch_size:
 
         def loss_scale(loss: torch.Tensor) -> torch.Tensor:  # what accelerator.backward does to a loss
-            loss = loss / config.gradient_accumulation_steps
+            loss = loss / window if window > 1 else loss
             return accelerator.scaler.scale(loss) if accelerator.scaler is not None else loss
 
         return cached_backward(
@@ -195,7 +204,7 @@ def forward_backward(
     with accelerator.autocast():
         embeddings = forward(model, inputs)  # (batch, dim), or a (text, image) pair of them
     loss = objective(embeddings, labels)
-    accelerator.backward(loss)
+    accelerator.backward(loss / window if window > 1 else loss)
     return loss
 
 
@@ -209,6 +218,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     accelerator: Any = None,
     forward: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor] | None = None,
+    progress: bool = True,
 ) -> TrainState:
     """Train ``model`` on ``loader``'s ``(inputs, labels)`` batches with ``loss_fn(embeddings, labels, tuples)``.
 
@@ -221,6 +231,7 @@ def train(
         callbacks: hooks (evaluation, checkpoints, early stopping, loggers).
         accelerator: an ``accelerate.Accelerator`` (built from ``config`` when None).
         forward: how to get embeddings from ``(model, inputs)`` (default ``model(**inputs)``).
+        progress: show a progress bar per epoch (on the main process of each machine).
 
     Example:
         >>> state = train(model, get_loss('TripletMarginLoss'), loader, TrainingConfig(epochs=1))  # doctest: +SKIP
@@ -228,9 +239,13 @@ def train(
         0.12
     """
     accelerator = accelerator or make_accelerator(config)
-    # the loader is not prepared: our batch samplers already yield each rank's share of the global batch
+    # The loader is not prepared by accelerate: our batch samplers already yield each rank's share of the global
+    # batch, and accelerate would shard them again. So gradient accumulation is done here, not by accelerate (whose
+    # windows only restart at an epoch's end for a loader it prepared): windows of `accumulate` batches counted from
+    # each epoch's start, the last one shorter when the epoch does not divide evenly.
     batch_sampler = loader.batch_sampler
-    total_steps = len(loader) * config.epochs // config.gradient_accumulation_steps
+    accumulate = config.gradient_accumulation_steps
+    total_steps = math.ceil(len(loader) / accumulate) * config.epochs
     optimizer = build_optimizer(config, model, loss_fn)
     loss_optimizer = build_loss_optimizer(config, loss_fn)
     scheduler = build_scheduler(config, optimizer, max(1, total_steps))
@@ -248,6 +263,7 @@ def train(
     monitor = LossMonitor(accelerator.device, getattr(optimizer, "optimizer", optimizer), deferred)
     state = TrainState(model, config, accelerator, optimizer, scheduler, batches_per_epoch=len(loader))
     state.loss_fn, state.loss_optimizer = loss_fn, loss_optimizer
+    state.callbacks = list(callbacks)
     seed = config.seed if config.seed is not None else 0
     for cb in callbacks:
         cb.on_train_begin(state)  # a resume callback restores weights, optimizer and counters here
@@ -260,6 +276,8 @@ def train(
         model.train()
         for cb in callbacks:
             cb.on_epoch_begin(state)
+        if state.stop:  # e.g. an early stop restored by a resume
+            break
         skip, state.skip_batches = state.skip_batches, 0
         running = torch.zeros((), device=accelerator.device)  # the epoch's loss sum, for checkpoints
         if skip:
@@ -269,27 +287,33 @@ def train(
         bar = tqdm(
             accelerator.skip_first_batches(loader, skip) if skip else loader,
             desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not accelerator.is_local_main_process,
+            disable=not (progress and accelerator.is_local_main_process),
             dynamic_ncols=True,
             total=len(loader),
             initial=skip,
         )
         for seen, batch in enumerate(bar, start=skip + 1):
             state.batch_in_epoch = seen - 1
+            start = (seen - 1) // accumulate * accumulate  # the first batch of this accumulation window
+            state.window = min(accumulate, len(loader) - start)
+            state.synced = seen - start == state.window  # the window's last batch: the optimizer steps
             torch.manual_seed(batch_seed(seed, state.batches_trained, accelerator.process_index))
             inputs, labels = send_to_device(batch, accelerator.device, non_blocking=True)
-            with accelerator.accumulate(model):
-                loss = forward_backward(model, inputs, labels, objective, forward, config, accelerator)
-                monitor.observe(loss, (epoch + 1, seen, state.batches_trained + 1))  # before the update
-                if accelerator.sync_gradients:
-                    average_gradients(loss_params)  # DDP only averages the model's own gradients
-                if config.max_grad_norm and accelerator.sync_gradients:
+            with contextlib.nullcontext() if state.synced else accelerator.no_sync(model):
+                loss = forward_backward(
+                    model, inputs, labels, objective, forward, config, accelerator, window=state.window
+                )
+            where = (epoch + 1, seen, state.batches_trained + 1)
+            monitor.observe(loss, where, first_in_window=seen == start + 1)  # before the update
+            if state.synced:
+                average_gradients(loss_params)  # DDP only averages the model's own gradients
+                if config.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 if loss_optimizer is not None:
                     loss_optimizer.step()
                     loss_optimizer.zero_grad(set_to_none=True)
-                if scheduler is not None and accelerator.sync_gradients:
+                if scheduler is not None:
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             running += loss.detach()

@@ -141,11 +141,17 @@ class LossMonitor:
         """A new epoch's mean (a resumed epoch starts from the losses of its batches already done)."""
         self.total, self.count = float(total), int(count)
 
-    def observe(self, loss: torch.Tensor, where: tuple[int, int, int]) -> None:
-        """Take this step's loss, before the optimizer step; ``where`` is ``(epoch, batch, batch of the run)``."""
+    def observe(self, loss: torch.Tensor, where: tuple[int, int, int], first_in_window: bool = True) -> None:
+        """Take this batch's loss, before the optimizer step; ``where`` is ``(epoch, batch, batch of the run)``.
+        With gradient accumulation, ``first_in_window`` says whether the batch opens a new accumulation window:
+        a non-finite loss anywhere in the window makes the fused step skip the window's update."""
         value = loss.detach().float().reshape(1)  # (1,)
         if self.deferred:
-            self.optimizer.found_inf = (~torch.isfinite(value)).float().reshape(())  # the fused step skips it
+            bad = (~torch.isfinite(value)).float().reshape(())  # the fused step skips the update when set
+            previous = getattr(self.optimizer, "found_inf", None)
+            if not first_in_window and isinstance(previous, torch.Tensor):
+                bad = torch.maximum(bad, previous.reshape(()))
+            self.optimizer.found_inf = bad
         elif not torch.isfinite(value).all():  # reads it back: checked before the update, the weights stay good
             raise non_finite_error(float(value[0]), *where, deferred=False)
         self.reader.post(value, where)

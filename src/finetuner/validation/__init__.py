@@ -97,6 +97,7 @@ def validate_fit(
     if train is not None:
         _check_sampler(report, config.sampler, train)
         loss = _check_loss_for_data(report, config, train)
+        _check_items_per_class(report, config, train, loss)
     report.raise_if_problems()
     assert train is not None  # no problems means train data was built
     return CheckedData(train, evals, loss, report)
@@ -126,6 +127,24 @@ def _check_sampler(report: ValidationReport, sampler: Any, train: LabelledData |
             f"train_data holds {_held(train)}, which always use a duplicate-free pair sampler; sampler={sampler!r} "
             "does not apply to them: leave sampler='auto'",
         )
+
+
+def _check_items_per_class(report: ValidationReport, config: TrainingConfig, train: Any, loss: Any) -> None:
+    """``num_items_per_class=1`` with the class sampler puts one item of each class in a batch: a loss that learns
+    from positive pairs (triplets, contrastive, NT-Xent ...) then finds none and learns nothing. Losses that learn
+    class weights (ArcFace, ProxyAnchor ...) do not need positives in a batch."""
+    from finetuner.losses import needs_class_count
+
+    if config.num_items_per_class != 1 or data_kind(train) != "labelled" or loss is None:
+        return
+    if config.sampler == "random" or needs_class_count(loss):
+        return  # the random sampler ignores num_items_per_class; proxy losses learn without in-batch positives
+    name = loss if isinstance(loss, str) else type(loss).__name__
+    report.add(
+        "config",
+        f"num_items_per_class=1 with the class sampler gives batches of one item per class, so {name} finds no "
+        "positive pair in any batch and learns nothing; use num_items_per_class >= 2 (default 4)",
+    )
 
 
 def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train: LabelledData | PairData) -> Any:

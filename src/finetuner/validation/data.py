@@ -35,6 +35,7 @@ from finetuner.data.readers import read_table
 from finetuner.data.shapes import LabelledData, Shape
 from finetuner.data.shaping import to_shape
 from finetuner.data.table import LABEL, NEGATIVE, QUERY, Table, doc_modality
+from finetuner.data.vectors import VECTOR, vector_problem
 from finetuner.errors import FinetunerError
 from finetuner.validation.report import ValidationReport
 
@@ -163,6 +164,10 @@ def _check_content(report: ValidationReport, images: _ImageChecks, where: str, d
         _check_text(report, where, doc.text)
     elif modality == "image":
         images.check(report, where, doc)
+    elif modality == VECTOR:
+        problem = vector_problem(doc.tensor)
+        if problem:
+            report.add("data", f"{where}: {problem}")
     return modality  # 'unknown' (no content) is reported by to_shape
 
 

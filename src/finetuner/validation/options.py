@@ -11,11 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from finetuner import artifacts
-from finetuner.config import TrainingConfig
+from finetuner import aliases, artifacts
+from finetuner.config import SCHEDULERS, TrainingConfig
 from finetuner.errors import ArtifactError, ConfigError, closest, unknown_name
 from finetuner.safety import is_plain_name
 from finetuner.validation.report import ValidationReport
+from finetuner.validation.schedules import scheduler_problems
 
 _DICT_OPTIONS = (
     "loss_options",
@@ -134,6 +135,11 @@ def _check_artifact(report: ValidationReport, name: str, path: Path) -> None:
 def _check_model(report: ValidationReport, model: Any, model_options: Any) -> None:
     if model_options is not None and not isinstance(model_options, dict):
         report.add("type", f"model_options must be a dict or None; received {type(model_options).__name__}")
+    elif model_options and "prompts" in model_options:
+        from finetuner.models.prompts import prompt_option_problems
+
+        for problem in prompt_option_problems(model, model_options["prompts"]):
+            report.add("config", problem)
     if isinstance(model, (nn.Module, dict)):
         return
     if not isinstance(model, (str, os.PathLike)):
@@ -163,8 +169,13 @@ def _check_model(report: ValidationReport, model: Any, model_options: Any) -> No
         problem = open_clip_name_problem(name)
         if problem:
             report.add("config", problem)
-    elif "/" not in name and ":" not in name and name.lower() not in {k.lower() for k in MODELS}:
-        err = unknown_name("model", name, MODELS)
+    elif name.lower() in {k.lower() for k in MODELS}:
+        source = next(spec.source for key, spec in MODELS.items() if key.lower() == name.lower())
+        problem = open_clip_name_problem(source) if is_open_clip_name(source) else None  # clip-base-multi
+        if problem:
+            report.add("config", f"model {name!r} is {source!r}: {problem}")
+    elif "/" not in name and ":" not in name:
+        err = unknown_name("model", name, MODELS, aliases.MODELS)
         report.add("config", f"{err} (or give a Hugging Face hub id like 'org/name', or a local folder)")
 
 
@@ -210,17 +221,21 @@ def _check_optimizer_and_scheduler(report: ValidationReport, config: TrainingCon
         (config.loss_optimizer, config.loss_optimizer_options, "loss_optimizer"),
     ):
         if isinstance(name, str) and name in OPTIMIZERS and isinstance(options, dict):
-            _check_keys(report, what, getattr(torch.optim, name), options, skip=("lr",) if what == "optimizer" else ())
+            own = {k: v for k, v in options.items() if not (what == "optimizer" and k == "layer_wise_lr_decay")}
+            _check_keys(report, what, getattr(torch.optim, name), own, skip=("lr",) if what == "optimizer" else ())
             if what == "optimizer" and "lr" in options:
                 report.add("config", "set the learning rate with learning_rate=..., not optimizer_options={'lr': ...}")
+            decay = options.get("layer_wise_lr_decay", 1.0) if what == "optimizer" else 1.0
+            if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
+                report.add(
+                    "config",
+                    "optimizer_options['layer_wise_lr_decay'] (each layer's learning rate is this times the rate of "
+                    f"the layer above) must be a number in (0, 1]; received {decay!r}",
+                )
     options = config.scheduler_options if isinstance(config.scheduler_options, dict) else {}
-    warmup, ratio = options.get("num_warmup_steps"), options.get("warmup_ratio")
-    if warmup is not None and not (_is_int(warmup) and warmup >= 0):
-        report.add("config", f"scheduler_options['num_warmup_steps'] must be an int >= 0; received {warmup!r}")
-    if ratio is not None and not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and 0 <= ratio < 1):
-        report.add("config", f"scheduler_options['warmup_ratio'] must be a number in [0, 1); received {ratio!r}")
-    if options and config.scheduler is None:
-        report.add("config", "scheduler_options given without a scheduler; pass scheduler='linear' (or another) too")
+    if config.scheduler is None or config.scheduler in SCHEDULERS:  # an unknown name is reported on its own
+        for message in scheduler_problems(config.scheduler, options):
+            report.add("config", message)
 
 
 def _check_callbacks(report: ValidationReport, callbacks: Any) -> None:

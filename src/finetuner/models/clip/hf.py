@@ -38,11 +38,11 @@ class CLIPTextTower(Pretokenized, EmbeddingModel):
     modality = "text"
     kind = "clip-text-hf"
 
-    def __init__(self, backbone: nn.Module, tokenizer: Any, max_length: int = 77) -> None:
+    def __init__(self, backbone: nn.Module, tokenizer: Any, max_length: int | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.max_length = token_limit(backbone, tokenizer, max_length)
         self.head = None
         self._input_names = ["input_ids", "attention_mask"]
         # causal + padding mask made on the device: no host sync per forward (finetuner.models.text.masks)
@@ -89,8 +89,25 @@ class CLIPTextTower(Pretokenized, EmbeddingModel):
         return cls(
             CLIPTextModelWithProjection.from_pretrained(directory),
             AutoTokenizer.from_pretrained(directory),
-            int(metadata.get("max_length", 77)),
+            metadata.get("max_length"),  # never beyond the text tower's positions (token_limit)
         )
+
+
+def token_limit(backbone: nn.Module, tokenizer: Any, wanted: int | None = None) -> int:
+    """The longest token sequence the text tower takes: its position embeddings (``max_position_embeddings``: 77
+    for OpenAI's CLIP, other sizes elsewhere), the tokenizer's ``model_max_length`` when smaller, and ``wanted``
+    (a saved tower's limit, or a user's) when smaller still.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> tower = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=248))
+        >>> token_limit(tower, SimpleNamespace(model_max_length=10**30)), token_limit(tower, None, 64)
+        (248, 64)
+    """
+    config = getattr(backbone, "config", None)
+    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None), wanted]
+    usable = [int(v) for v in limits if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 10**6]
+    return min(usable) if usable else 77
 
 
 class CLIPVisionTower(EmbeddingModel):

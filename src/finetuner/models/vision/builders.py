@@ -36,7 +36,7 @@ from finetuner.models.vision.transforms import (
     make_augment,
 )
 
-_ENCODER_OPTIONS = ("pooling", "normalize", "augment")
+_ENCODER_OPTIONS = ("pooling", "pooling_options", "normalize", "augment")
 _TRANSFORM_OPTIONS = ("input_size", "mean", "std", "crop_pct", "interpolation")
 
 
@@ -55,6 +55,7 @@ def _encoder(backbone: nn.Module, transform: Any, output_dim: int | None, option
         output_dim=output_dim,
         normalize=bool(options.get("normalize", False)),
         augment=make_augment(options.get("augment")),
+        pooling_options=options.get("pooling_options"),
     )
 
 

@@ -28,7 +28,7 @@ from torch import nn
 from finetuner.data.images import load_image
 from finetuner.errors import ArtifactError, ConfigError
 from finetuner.models.base import EmbeddingModel
-from finetuner.models.heads import ProjectionHead
+from finetuner.models.heads import ProjectionHead, changed_pooling_options, check_pooling_options
 from finetuner.models.io import read_metadata
 from finetuner.models.vision.backbones import BACKBONES, ModuleBackbone, VisionFeatures, load_state
 from finetuner.models.vision.pixels import CachedPixels, Normalizer, PixelCollate, decode_once, split_transform
@@ -96,6 +96,7 @@ class ImageEncoder(EmbeddingModel):
             builds, whose convolutions run faster that way on GPUs' tensor cores and in oneDNN on CPUs; vision
             transformers and a user's own ``torch.nn.Module``, which may ``view`` its activations, are left alone).
             The values are the same up to float rounding; only the layout of weights and activations changes.
+        pooling_options: GeM's starting ``p`` (default 3; learned in training) and ``eps`` (1e-6).
 
     Example:
         >>> from finetuner.models.vision.backbones import ModuleBackbone
@@ -120,16 +121,18 @@ class ImageEncoder(EmbeddingModel):
         augment: RandomResizedCropFlip | None = None,
         hidden_dim: int | None = None,
         channels_last: bool | None = None,
+        pooling_options: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r} for an image model; valid: {', '.join(POOLINGS)}")
+        self.pooling_options = check_pooling_options(pooling, pooling_options)
         self.backbone = backbone
         self.transform = transform
         self.pooling = pooling
         self.normalize = bool(normalize)
         self.augment = augment
-        self.pool = GeM() if pooling == "gem" else None
+        self.pool = GeM(**self.pooling_options) if pooling == "gem" else None
         self.hidden_dim = int(hidden_dim) if hidden_dim else self._measure_dim()
         self.head = ProjectionHead(self.hidden_dim, output_dim) if output_dim else None
         if channels_last is None:
@@ -260,6 +263,7 @@ class ImageEncoder(EmbeddingModel):
             "head": self.head is not None,
             "normalize": self.normalize,
             "augment": self.augment.describe() if self.augment is not None else None,
+            **({"pooling_options": changed} if (changed := changed_pooling_options(self.pooling_options)) else {}),
         }
 
     def save(self, directory: str | Path) -> None:
@@ -298,6 +302,7 @@ def _build_from_saved(d: Path, meta: dict[str, Any], backbone: nn.Module | None)
         normalize=bool(meta.get("normalize", False)),
         augment=make_augment(augment if augment is not None else None),
         hidden_dim=meta.get("hidden_dim"),
+        pooling_options=meta.get("pooling_options"),
     )
     if (d / HEAD_FILE).is_file():
         state = load_file(str(d / HEAD_FILE))

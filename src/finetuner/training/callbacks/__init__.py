@@ -7,7 +7,7 @@ from typing import Any
 
 from finetuner.data.shapes import LabelledData, PairData
 from finetuner.errors import ConfigError, InputTypeError
-from finetuner.evaluation.metrics import METRIC_NAMES
+from finetuner.evaluation.standard_metrics import is_metric_name
 from finetuner.training.callbacks.checkpoints import BestModelCheckpoint, EarlyStopping
 from finetuner.training.callbacks.evaluation import EvaluationCallback, ValidationLoss
 from finetuner.training.callbacks.loggers import MLFlowLogger, TensorBoardLogger, TrackerLogger, WandBLogger
@@ -76,7 +76,7 @@ def prepare_callbacks(
         if cb.monitor not in reported:
             hint = (
                 f"; add EvaluationCallback(query_data=...) to report {cb.monitor!r}"
-                if any(cb.monitor.endswith(m) for m in METRIC_NAMES)
+                if is_metric_name(cb.monitor)
                 else ""
             )
             raise ConfigError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 
@@ -84,6 +85,20 @@ class BestModelCheckpoint(Callback):
         )
         self._snapshot = None  # free the copy
 
+    def state_dict(self) -> dict[str, Any]:
+        """The best epoch, its value and its weights (a checkpoint saves them, so a resumed run keeps its best).
+
+        Example:
+            >>> BestModelCheckpoint(monitor='train_loss').state_dict()
+            {'best_epoch': None, 'best_value': None, 'weights': None}
+        """
+        return {"best_epoch": self.best_epoch, "best_value": self.best_value, "weights": self._snapshot}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` gave (``fit`` does it when resuming)."""
+        self.best_epoch, self.best_value = state.get("best_epoch"), state.get("best_value")
+        self._snapshot = state.get("weights") or None
+
     def __repr__(self) -> str:
         return f"BestModelCheckpoint(monitor={self.monitor!r}, mode={self.mode!r})"
 
@@ -135,6 +150,25 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, state: TrainState) -> None:
         self._best, self._wait, self.stopped_epoch = self.baseline, 0, None
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        if self.stopped_epoch is not None:  # stopped before a resume: the run stays stopped
+            state.stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value so far, the epochs without improvement and the epoch it stopped after (a checkpoint saves
+        them, so a resumed run keeps its patience).
+
+        Example:
+            >>> EarlyStopping(monitor='train_loss').state_dict()
+            {'best': None, 'wait': 0, 'stopped_epoch': None}
+        """
+        return {"best": self._best, "wait": self._wait, "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` gave (``fit`` does it when resuming)."""
+        self._best, self._wait = state.get("best", self.baseline), int(state.get("wait", 0))
+        self.stopped_epoch = state.get("stopped_epoch")
 
     def on_epoch_end(self, state: TrainState) -> None:
         value = monitored_value(state, self.monitor, "EarlyStopping")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import torch
 
 from finetuner.data.readers import CSVOptions
@@ -27,9 +28,11 @@ _TOWER_OF = {"text": "clip-text", "image": "clip-vision"}
 class EvaluationCallback(Callback):
     """Retrieval metrics at the end of every epoch (Finetuner's ``EvaluationCallback``).
 
-    The metrics (``precision_at_k``, ``recall_at_k``, ..., ``ndcg_at_k``; prefixed with ``caption_`` when a caption
-    is given) go into ``state.metrics`` and the epoch's history (so ``metadata.yml``, the loggers and the report
-    see them), and into the run's log. :class:`BestModelCheckpoint` and :class:`EarlyStopping` can monitor them.
+    The metrics (Finetuner's ``precision_at_k``, ``recall_at_k``, ..., ``ndcg_at_k``, then the standard ``ndcg_at_10``,
+    ``mrr_at_10``, ``map_at_{limit}``, ``recall_at_{limit}``; prefixed with ``caption_`` when a caption is given) go
+    into ``state.metrics`` and the epoch's history (so ``metadata.yml``, the loggers and the report see them), and
+    into the run's log. A model with query / document prompts embeds the queries and the index with them.
+    :class:`BestModelCheckpoint` and :class:`EarlyStopping` can monitor them.
 
     Args:
         query_data: labelled data (any form ``fit`` accepts) whose items search the index.
@@ -43,6 +46,18 @@ class EvaluationCallback(Callback):
         batch_size: items per forward pass while embedding.
         caption: a prefix for the metric names (tells two evaluation callbacks apart).
         csv_options: how to read CSV ``query_data`` / ``index_data``.
+        num_workers: DataLoader processes that preprocess the items while embedding (Finetuner's option).
+        gather_examples: keep the top results of a few queries before and after training
+            (``run.example_results()``, ``run.display_examples()``) when this callback measures the run.
+        num_example_queries: how many queries ``gather_examples`` keeps.
+        query_sample_size: evaluate with this many queries drawn at random (seeded, the same every epoch) instead
+            of all of them; the index keeps every item (None: all queries).
+        multi_modal: Finetuner's flag for queries and index of different modalities (CLIP). Each item goes to
+            the tower of its modality anyway; when given, it is checked against the data.
+        steps_per_interval: Finetuner's evaluation every N batches; refused (the evaluation runs at each epoch's end).
+
+    Without ``eval_data`` in ``fit``, the first EvaluationCallback measures the run: its metrics before and after
+    training are what ``run.metrics()`` returns (as in Finetuner).
 
     Example:
         >>> from finetuner.callback import EvaluationCallback
@@ -65,8 +80,19 @@ class EvaluationCallback(Callback):
         batch_size: int = 32,
         caption: str | None = None,
         csv_options: CSVOptions | None = None,
+        num_workers: int = 0,
+        gather_examples: bool = False,
+        num_example_queries: int = 5,
+        query_sample_size: int | None = None,
+        multi_modal: bool | None = None,
+        steps_per_interval: int | None = None,
     ) -> None:
-        problems = []
+        problems = _option_problems(num_workers, gather_examples, num_example_queries, query_sample_size, multi_modal)
+        if steps_per_interval is not None:
+            problems.append(
+                "steps_per_interval (Finetuner 0.7.2: evaluate every N batches) is not available: the evaluation runs "
+                "at each epoch's end; drop it"
+            )
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             problems.append(f"limit must be an int >= 1; received {limit!r}")
         if distance not in DISTANCES:
@@ -88,14 +114,19 @@ class EvaluationCallback(Callback):
         self.batch_size = batch_size
         self.caption = caption
         self.csv_options = csv_options
+        self.num_workers = num_workers
+        self.gather_examples = gather_examples
+        self.num_example_queries = num_example_queries
+        self.query_sample_size = query_sample_size
+        self.multi_modal = multi_modal
         self._sets: RetrievalSets | None = None
 
     def metric_names(self) -> list[str]:
         """The keys this callback writes into ``state.metrics``."""
-        from finetuner.evaluation.metrics import METRIC_NAMES
+        from finetuner.evaluation.standard_metrics import metric_names
 
         prefix = f"{self.caption}_" if self.caption else ""
-        return [prefix + n for n in METRIC_NAMES]
+        return [prefix + n for n in metric_names(self.limit)]
 
     def setup(self) -> None:
         """Read and check the data (``fit`` calls this before training, so bad data fails early)."""
@@ -111,25 +142,37 @@ class EvaluationCallback(Callback):
             sets.index_labels = [index.classes[c] for c in index.labels]
             sets.index_ids = index.ids
             sets.index_modality = index.modality
-        self._sets = sets
+        self._check_multi_modal(sets)
+        self._sets = sample_queries(sets, self.query_sample_size)
+
+    def _check_multi_modal(self, sets: RetrievalSets) -> None:
+        two = (sets.index_modality or sets.query_modality) != sets.query_modality
+        if self.multi_modal is not None and self.multi_modal != two:
+            held = f"{sets.query_modality} queries and {sets.index_modality or sets.query_modality} index items"
+            raise ConfigError(f"EvaluationCallback(multi_modal={self.multi_modal}) but the data holds {held}")
 
     def on_train_begin(self, state: TrainState) -> None:
         self.setup()
 
     def evaluate(self, model: Any) -> dict[str, float]:
         """The metrics of ``model`` on this callback's data."""
+        metrics, _ = self.measure(model, examples=False)
+        prefix = f"{self.caption}_" if self.caption else ""
+        return {prefix + k: round(float(v), 6) for k, v in metrics.items()}
+
+    def measure(self, model: Any, examples: bool = True) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """The metrics of ``model`` (unprefixed) and, with ``gather_examples``, the top results of
+        ``num_example_queries`` queries: what ``fit`` records as the run's metrics when it has no ``eval_data``."""
         self.setup()
         assert self._sets is not None  # set by setup()
-        metrics, _ = evaluate_sets(
+        return evaluate_sets(
             self._sets,
             self._embedder(model),
             limit=self.limit,
             distance=self.distance,
             exclude_self=self.exclude_self,
-            num_examples=0,
+            num_examples=self.num_example_queries if examples and self.gather_examples else 0,
         )
-        prefix = f"{self.caption}_" if self.caption else ""
-        return {prefix + k: round(float(v), 6) for k, v in metrics.items()}
 
     def _embedder(self, model: Any) -> Embedder:
         """Texts and images go to the tower of their modality (CLIP); the named towers must agree with that."""
@@ -143,7 +186,7 @@ class EvaluationCallback(Callback):
                 raise ConfigError(
                     f"EvaluationCallback({arg}={tower!r}) cannot encode {modality} items; use {_TOWER_OF[modality]!r}"
                 )
-        return embedder_for(model, self.batch_size)
+        return embedder_for(model, self.batch_size, self.num_workers)
 
     def on_epoch_end(self, state: TrainState) -> None:
         # every process runs this: under a process group the embedder splits the items across the ranks and
@@ -161,6 +204,53 @@ class EvaluationCallback(Callback):
             + (f", caption={self.caption!r}" if self.caption else "")
             + ")"
         )
+
+
+def _option_problems(
+    num_workers: Any, gather_examples: Any, num_example_queries: Any, query_sample_size: Any, multi_modal: Any
+) -> list[str]:
+    def count(value: Any, least: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+    problems = []
+    if not count(num_workers, 0):
+        problems.append(f"num_workers must be an int >= 0; received {num_workers!r}")
+    if not isinstance(gather_examples, bool):
+        problems.append(f"gather_examples must be True or False; received {gather_examples!r}")
+    if not count(num_example_queries, 1):
+        problems.append(f"num_example_queries must be an int >= 1; received {num_example_queries!r}")
+    if query_sample_size is not None and not count(query_sample_size, 1):
+        problems.append(f"query_sample_size must be an int >= 1 or None (all queries); received {query_sample_size!r}")
+    if multi_modal is not None and not isinstance(multi_modal, bool):
+        problems.append(f"multi_modal must be True, False or None; received {multi_modal!r}")
+    return problems
+
+
+def sample_queries(sets: RetrievalSets, size: int | None, seed: int = 0) -> RetrievalSets:
+    """``sets`` with ``size`` of its queries drawn at random (seeded); a set that searched itself keeps every item
+    as its index, so the drawn queries still search all of them.
+
+    Example:
+        >>> sets = RetrievalSets(['a', 'b', 'c', 'd'], [0, 0, 1, 1], ['1', '2', '3', '4'], 'text')
+        >>> sampled = sample_queries(sets, 2)
+        >>> len(sampled.queries), sampled.index
+        (2, ['a', 'b', 'c', 'd'])
+    """
+    if size is None or size >= len(sets.queries):
+        return sets
+    keep = sorted(np.random.default_rng(seed).choice(len(sets.queries), size=size, replace=False).tolist())
+    index = sets if sets.index is None else None
+    return RetrievalSets(
+        [sets.queries[i] for i in keep],
+        [sets.query_labels[i] for i in keep],
+        [sets.query_ids[i] for i in keep],
+        sets.query_modality,
+        sets.index if index is None else list(sets.queries),
+        sets.index_labels if index is None else list(sets.query_labels),
+        sets.index_ids if index is None else list(sets.query_ids),
+        sets.index_modality if index is None else sets.query_modality,
+        [sets.relevant[i] for i in keep] if sets.relevant is not None else None,  # index positions: unchanged
+    )
 
 
 class ValidationLoss(Callback):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import warnings
 from typing import Any
 
 from finetuner.errors import ConfigError
@@ -117,6 +119,11 @@ class TrackerLogger(Callback):
 class WandBLogger(TrackerLogger):
     """Log to Weights & Biases (Finetuner's ``WandBLogger``); ``wandb_args={'mode': 'offline'}`` logs locally.
 
+    Without W&B credentials (no ``WANDB_API_KEY``, no ``wandb login`` entry in ``~/.netrc``) and no mode chosen,
+    the logger runs offline and says so when it is created: Finetuner logged such runs in W&B's anonymous mode,
+    which W&B has since retired, and an online run without a key would stop training at its start. Upload an offline
+    run later with ``wandb sync <its folder>``, or log in (``wandb login``) before ``fit`` to log online.
+
     Args:
         metrics_logger_step: ``'epoch'`` or ``'batch'`` (see :class:`TrackerLogger`).
         wandb_args: keyword arguments of ``wandb.init`` (``project``, ``name``, ``mode``, ``dir``, ``tags`` ...).
@@ -130,6 +137,16 @@ class WandBLogger(TrackerLogger):
         super().__init__(metrics_logger_step)
         _require("wandb", "wandb")
         self.wandb_args = dict(wandb_args or {})
+        mode = self.wandb_args.get("mode") or os.environ.get("WANDB_MODE")
+        if mode is None and not wandb_credentials_found():
+            self.wandb_args["mode"] = "offline"
+            message = (
+                "WandBLogger: no W&B credentials (WANDB_API_KEY or `wandb login`), so the run is logged offline into "
+                "./wandb; upload it later with `wandb sync <run folder>`, or run `wandb login` first to log online "
+                "(Finetuner used W&B's retired anonymous mode here)"
+            )
+            warnings.warn(message, UserWarning, stacklevel=2)
+            logger.warning(message)
 
     def make_tracker(self, state: TrainState) -> Any:
         from accelerate.tracking import WandBTracker
@@ -140,6 +157,33 @@ class WandBLogger(TrackerLogger):
 
     def __repr__(self) -> str:
         return f"WandBLogger(metrics_logger_step={self.metrics_logger_step!r})"
+
+
+def wandb_credentials_found() -> bool:
+    """Whether W&B will find credentials: ``WANDB_API_KEY``, an identity token file, or a ``~/.netrc`` (``NETRC``)
+    entry for the W&B host (``WANDB_BASE_URL``, default api.wandb.ai), which ``wandb login`` writes.
+
+    Example:
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {'WANDB_API_KEY': 'k' * 40}):
+        ...     wandb_credentials_found()
+        True
+        >>> with mock.patch.dict(os.environ, {'NETRC': '/nonexistent'}, clear=True):
+        ...     wandb_credentials_found()
+        False
+    """
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    import netrc
+    import urllib.parse
+
+    host = urllib.parse.urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    try:
+        entry = netrc.netrc(path).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
 
 
 class MLFlowLogger(TrackerLogger):
