@@ -25,6 +25,7 @@ ADDED_SINCE = {
     "config.yml": {
         "prefetch_images": False,
         "on_image_error": "fail",
+        "head_learning_rate": None,
         "adapter": None,
         "adapter_options": {},
         "streaming": False,

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--output", default="artifacts", help="where the artifact folder is written")
     fit.add_argument("--epochs", type=int, default=5)
     fit.add_argument("--learning-rate", type=float)
+    fit.add_argument("--head-learning-rate", type=float,
+                     help="learning rate of the projection heads --output-dim adds (default: the model's)")
     fit.add_argument("--batch-size", type=_int_or_auto, help="an int >= 2, or auto: the largest that fits in memory")
     fit.add_argument(
         "--loss",
@@ -210,10 +212,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "fit":
         keys = (  # noqa: SIM905 - one readable string of fit's option names
-            "epochs learning_rate batch_size loss loss_options miner miner_options optimizer optimizer_options "
-            "scheduler scheduler_options output_dim freeze device precision num_workers num_items_per_class "
-            "sampler val_split seed run_name experiment_name model_options to_onnx resume_from prefetch_images "
-            "on_image_error adapter adapter_options streaming validate_rows on_bad_row"
+            "epochs learning_rate head_learning_rate batch_size loss loss_options miner miner_options optimizer "
+            "optimizer_options scheduler scheduler_options output_dim freeze device precision num_workers "
+            "num_items_per_class sampler val_split seed run_name experiment_name model_options to_onnx resume_from "
+            "prefetch_images on_image_error adapter adapter_options streaming validate_rows on_bad_row"
         ).split()
         options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
         if args.save_every_n_steps is not None:

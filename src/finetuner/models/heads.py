@@ -41,6 +41,29 @@ class ProjectionHead(nn.Module):
         return torch.tanh(out) if self.activation == "tanh" else out
 
 
+def head_param_groups(model: nn.Module, learning_rate: float, head_learning_rate: float | None) -> list[dict[str, Any]]:
+    """Optimizer parameter groups of ``model``'s trainable parameters: its projection head (``model.head``, the
+    layer ``output_dim`` adds) at ``head_learning_rate``, the rest at ``learning_rate``; one group when
+    ``head_learning_rate`` is None or the model has no head. Empty groups are left out.
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Module(); model.backbone = nn.Linear(8, 8); model.head = ProjectionHead(8, 4)
+        >>> [(len(g['params']), g['lr']) for g in head_param_groups(model, 1e-4, 1e-3)]
+        [(2, 0.0001), (2, 0.001)]
+        >>> [(len(g['params']), g['lr']) for g in head_param_groups(model, 1e-4, None)]
+        [(4, 0.0001)]
+    """
+    head = getattr(model, "head", None)
+    head_ids = {id(p) for p in head.parameters()} if head_learning_rate is not None and head is not None else set()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if id(p) not in head_ids], "lr": float(learning_rate)},
+        {"params": [p for p in trainable if id(p) in head_ids], "lr": float(head_learning_rate or learning_rate)},
+    ]
+    return [g for g in groups if g["params"]]
+
+
 def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, pooling: str, **options: float) -> torch.Tensor:
     """Pool token states ``(batch, seq, dim)`` into ``(batch, dim)`` using the attention ``mask``.
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from finetuner import aliases, artifacts
-from finetuner.config import TrainingConfig
+from finetuner.config import TWO_TOWER_HEAD_LR_FACTOR, TrainingConfig
 from finetuner.data.readers import CSVOptions
 from finetuner.data.shapes import LabelledData, PairData, ScoredPairData, Shape, TripletData, data_kind
 from finetuner.data.streamed import StreamedData
@@ -157,16 +157,20 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
     train, prompted_evals = prompt_data(train, prompts), prompt_data(evals, prompts) if evals is not None else None
     if prompts or "prompts" in (options.model_options or {}):
         options = dataclasses.replace(options, model_options={**(options.model_options or {}), "prompts": prompts})
-    config = resolve(config, checked.loss, train)
+    config = resolve(config, checked.loss, train, model)
     callbacks = prepare_callbacks(options.callbacks, prompted_evals)  # their data and monitors, before a model loads
     return CheckedFit(model, config, train, evals, options, callbacks, checkpoint, resumed_run, fetched.skipped)
 
 
-def resolve(config: TrainingConfig, loss: Any, train: Shape | StreamedData) -> TrainingConfig:
+def resolve(
+    config: TrainingConfig, loss: Any, train: Shape | StreamedData, model: Any = None
+) -> TrainingConfig:
     """``config`` with the loss the data resolved, ``batch_size=None`` as the device's default, at most the
     training items (a number of pairs for text-image pairs, of rows for triplets and scored pairs, of items for
     the rest; ``'auto'`` stays for the build phase to measure), and the learning rate and schedule that apply
-    (``None``: the default rate, a constant schedule), so ``config.yml`` records what the run used.
+    (``None``: the default rate, a constant schedule), so ``config.yml`` records what the run used. A two-tower
+    model built from ``{'text': ..., 'vision': ...}`` trains its new projection heads at ``head_learning_rate``, by
+    default :data:`~finetuner.config.TWO_TOWER_HEAD_LR_FACTOR` x the learning rate.
 
     Example:
         >>> data = LabelledData(['a', 'b', 'c'], [0, 0, 1], ['x', 'y'], ['1', '2', '3'], 'text')
@@ -181,12 +185,16 @@ def resolve(config: TrainingConfig, loss: Any, train: Shape | StreamedData) -> T
     batch_size = config.batch_size
     if batch_size != "auto":
         batch_size = min(int(batch_size or config.default_batch_size()), n_items)
+    head_lr = config.head_learning_rate
+    if head_lr is None and isinstance(model, dict):  # new heads on pretrained towers (benchmarks/README.md)
+        head_lr = TWO_TOWER_HEAD_LR_FACTOR * config.learning_rate_or_default()
     return dataclasses.replace(
         config,
         loss=loss,
         batch_size=batch_size,
         learning_rate=config.learning_rate_or_default(),
         scheduler=config.scheduler or "constant",
+        head_learning_rate=head_lr,
     )
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from finetuner.config import TrainingConfig
 from finetuner.errors import FinetunerError
+from finetuner.models.heads import head_param_groups
 from finetuner.training.layer_decay import OPTION as LAYER_DECAY
 from finetuner.training.layer_decay import layer_decay_groups
 
@@ -25,10 +26,14 @@ def build_optimizer(config: TrainingConfig, model: nn.Module, loss_fn: nn.Module
     # fused Adam/AdamW on every device torch has it for: on the CPU the plain implementation steps the parameters one
     # by one (MiniLM: 107 ms a step against 18 ms fused; benchmarks/bench_optimizer_step.py)
     fuse = config.optimizer in ("Adam", "AdamW") and "fused" not in options
+    # the new projection heads at head_learning_rate (a two-tower model's default: 10 x lr; config.py); a layer
+    # decay sets every layer's rate itself
     if decay is not None:  # a learning rate per layer (and per tower)
         groups = layer_decay_groups(model, lr, decay)
     elif hasattr(model, "param_groups"):  # e.g. per-tower learning rates of a two-tower model
-        groups: list[dict[str, Any]] = model.param_groups(lr)
+        groups: list[dict[str, Any]] = model.param_groups(lr, config.head_learning_rate)
+    elif config.head_learning_rate is not None:
+        groups = head_param_groups(model, lr, config.head_learning_rate)
     else:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]

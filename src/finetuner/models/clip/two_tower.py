@@ -18,6 +18,7 @@ from torch import nn
 
 from finetuner.errors import ConfigError
 from finetuner.models.base import freeze_backbone
+from finetuner.models.heads import head_param_groups
 
 TOWERS = ("clip-text", "clip-vision")
 
@@ -84,13 +85,14 @@ class TwoTowerModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.text(**text), self.vision(**image)  # (batch, dim), (batch, dim)
 
-    def param_groups(self, learning_rate: float) -> list[dict[str, Any]]:
-        """Optimizer parameter groups: one per tower, each with its own learning rate when one was given."""
+    def param_groups(self, learning_rate: float, head_learning_rate: float | None = None) -> list[dict[str, Any]]:
+        """Optimizer parameter groups per tower, each at its own learning rate when one was given; with
+        ``head_learning_rate``, each tower's projection head (the new layer ``output_dim`` added) in a group of its
+        own at that rate (``fit`` sets it for towers built from ``{'text': ..., 'vision': ...}``; see
+        :data:`finetuner.config.TWO_TOWER_HEAD_LR_FACTOR`)."""
         groups = []
         for name, tower in (("text", self.text), ("vision", self.vision)):
-            params = [p for p in tower.parameters() if p.requires_grad]
-            if params:
-                groups.append({"params": params, "lr": float(self.learning_rates.get(name, learning_rate))})
+            groups += head_param_groups(tower, float(self.learning_rates.get(name, learning_rate)), head_learning_rate)
         return groups
 
 
