@@ -57,6 +57,7 @@ def run(epochs: int = 4, output: str | Path | None = "artifacts", **options: Any
         **options,
     }
     result = finetuner.fit(MODEL, str(d / "train.csv"), str(d / "eval.csv"), **settings)
+    result.display_metrics()  # fit itself prints nothing; the demo shows the before/after table
     if output is not None:
         path = result.save_artifact(output)
         print(f"saved to {path} (models/clip-text and models/clip-vision)")

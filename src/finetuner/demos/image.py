@@ -76,6 +76,7 @@ def run(
         **options,
     }
     result = finetuner.fit(MODEL, str(d / "train.csv"), str(d / "eval.csv"), **settings)
+    result.display_metrics()  # fit itself prints nothing; the demo shows the before/after table
     if output is not None:
         path = result.save_artifact(output)
         print(f"saved to {path}")

@@ -48,6 +48,7 @@ def run(epochs: int = 2, output: str | Path = "artifacts", **options: Any) -> fi
         **options,
     }
     result = finetuner.fit(MODEL, str(d / "train.csv"), str(d / "eval.csv"), **settings)
+    result.display_metrics()  # fit itself prints nothing; the demo shows the before/after table
     path = result.save_artifact(output)
     print(f"saved to {path} in {time.perf_counter() - started:.0f} s total")
     return result
