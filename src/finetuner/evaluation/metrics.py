@@ -59,8 +59,13 @@ def _shape_like(values: np.ndarray, relevance: ArrayLike) -> np.ndarray:
     return values.reshape(np.shape(relevance)[:-1])
 
 
-def _num_relevant(num_relevant: ArrayLike, n_queries: int, found: np.ndarray) -> np.ndarray:
-    """Validate the number of relevant items per query against the number found in the top k."""
+def relevant_totals(num_relevant: ArrayLike, n_queries: int) -> np.ndarray:
+    """The number of relevant items per query as floats ``(n_queries,)`` (a scalar applies to every query), checked.
+
+    Example:
+        >>> relevant_totals(2, 3).tolist()
+        [2.0, 2.0, 2.0]
+    """
     total = np.asarray(num_relevant)
     if total.dtype == object or not np.issubdtype(total.dtype, np.number):
         raise DataError(f"num_relevant must hold integers, got dtype {total.dtype}")
@@ -69,6 +74,12 @@ def _num_relevant(num_relevant: ArrayLike, n_queries: int, found: np.ndarray) ->
         raise DataError(f"num_relevant must have one entry per query ({n_queries}), got shape {total.shape}")
     if np.any(total < 0):
         raise DataError(f"num_relevant must be >= 0, got {int(total.min())} (query {int(np.argmin(total))})")
+    return total.astype(np.float64)  # (n_queries,)
+
+
+def _num_relevant(num_relevant: ArrayLike, n_queries: int, found: np.ndarray) -> np.ndarray:
+    """Validate the number of relevant items per query against the number found in the top k."""
+    total = relevant_totals(num_relevant, n_queries)
     too_many = np.nonzero(found > total)[0]
     if too_many.size:
         q = int(too_many[0])

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from finetuner.errors import ConfigError, DataError
-from finetuner.evaluation.metrics import METRIC_NAMES, compute_metrics
+from finetuner.evaluation.metrics import METRIC_NAMES, compute_metrics, relevant_totals
 
 #: the fixed cutoff of nDCG and MRR (BEIR's and MTEB's headline figures)
 STANDARD_CUTOFF = 10
@@ -71,18 +71,6 @@ def _cutoff(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ConfigError(f"k must be an integer >= 1, got {k!r}")
     return int(k)
-
-
-def _totals(num_relevant: ArrayLike, n_queries: int) -> np.ndarray:
-    total = np.asarray(num_relevant)
-    if total.dtype == object or not np.issubdtype(total.dtype, np.number):
-        raise DataError(f"num_relevant must hold integers, got dtype {total.dtype}")
-    total = np.broadcast_to(total, (n_queries,)) if total.ndim == 0 else total.reshape(-1)
-    if total.shape != (n_queries,):
-        raise DataError(f"num_relevant must have one entry per query ({n_queries}), got shape {total.shape}")
-    if np.any(total < 0):
-        raise DataError(f"num_relevant must be >= 0, got {int(total.min())} (query {int(np.argmin(total))})")
-    return total.astype(np.float64)  # (n_queries,)
 
 
 def _discounts(width: int) -> np.ndarray:
@@ -124,7 +112,7 @@ def map_cut(relevance: ArrayLike, num_relevant: ArrayLike, k: int) -> np.ndarray
     """
     k = _cutoff(k)
     hits = (_gains(relevance)[:, :k] >= 1).astype(np.float64)  # (n_queries, <=k)
-    total = _totals(num_relevant, hits.shape[0])
+    total = relevant_totals(num_relevant, hits.shape[0])
     precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)  # (n_queries, <=k)
     summed = (precision * hits).sum(axis=1)  # (n_queries,)
     return np.divide(summed, total, out=np.zeros_like(summed), where=total > 0)
@@ -139,7 +127,7 @@ def recall_cut(relevance: ArrayLike, num_relevant: ArrayLike, k: int) -> np.ndar
     """
     k = _cutoff(k)
     found = (_gains(relevance)[:, :k] >= 1).sum(axis=1).astype(np.float64)  # (n_queries,)
-    total = _totals(num_relevant, found.shape[0])
+    total = relevant_totals(num_relevant, found.shape[0])
     return np.divide(found, total, out=np.zeros_like(found), where=total > 0)
 
 
@@ -181,7 +169,7 @@ def standard_metrics(
     """
     limit = _cutoff(limit)
     rel = _gains(relevance)  # (n_queries, n_retrieved)
-    total = _totals(num_relevant, rel.shape[0])
+    total = relevant_totals(num_relevant, rel.shape[0])
     if ideal_gains is None:
         width = int(min(total.max(initial=0), STANDARD_CUTOFF))
         ideal = (np.arange(width)[None, :] < total[:, None]).astype(np.float64)  # (n_queries, width)

@@ -33,18 +33,10 @@ from finetuner.training.resume import resolve_resume
 from finetuner.training.streaming import index_source, open_source
 from finetuner.training.unsupervised import one_view, unsupervised_view
 from finetuner.validation import validate_fit
+from finetuner.validation.options import DICT_OPTIONS
 
 logger = logging.getLogger("finetuner")
 
-#: the settings that may be None in fit() and mean "empty"
-_DICT_OPTIONS = (
-    "loss_options",
-    "miner_options",
-    "optimizer_options",
-    "scheduler_options",
-    "loss_optimizer_options",
-    "adapter_options",
-)
 
 
 @dataclass(frozen=True)
@@ -112,7 +104,7 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
         ('TripletMarginLoss', 4)
     """
     _refuse_unknown(settings)
-    settings = {k: v for k, v in settings.items() if not (k in _DICT_OPTIONS and v is None)}
+    settings = {k: v for k, v in settings.items() if not (k in DICT_OPTIONS and v is None)}
     train_data, settings = unsupervised_view(train_data, settings, options.csv_options)  # SimCSE: texts -> views
     config = TrainingConfig(model=_model_name(model), **settings)
     checkpoint, resumed_run, resume_problems = resolve_resume(options.resume_from)

@@ -21,7 +21,8 @@ from finetuner.safety import is_plain_name
 from finetuner.validation.report import ValidationReport
 from finetuner.validation.schedules import scheduler_problems
 
-_DICT_OPTIONS = (
+#: the settings that may be None in fit() and mean "empty"
+DICT_OPTIONS = (
     "loss_options",
     "miner_options",
     "optimizer_options",
@@ -282,7 +283,7 @@ def check_options(
 
     for message in config.problems():
         report.add("config", message)
-    for key in _DICT_OPTIONS:
+    for key in DICT_OPTIONS:
         value = getattr(config, key)
         if not isinstance(value, dict):
             report.add("type", f"{key} must be a dict (or None); received {type(value).__name__} {value!r:.60}")
