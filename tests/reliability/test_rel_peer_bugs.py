@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from tests.evaluation.test_eval_search import LargestAllocation
 
 from finetuner.data.samplers import ClassSampler, RandomBatchSampler
+from finetuner.errors import ConfigError
 from finetuner.evaluation.model_eval import RetrievalSets, evaluate_sets
 
 class_sizes = st.lists(st.integers(1, 12), min_size=2, max_size=12)
@@ -76,6 +77,12 @@ def _shards(sizes, batch_size, k, processes, seed=1):
 @settings(max_examples=60, deadline=None, database=None)
 @given(class_sizes, st.integers(8, 24), st.integers(1, 6), st.integers(2, 4))
 def test_every_rank_gets_the_same_number_of_batches_in_every_epoch(sizes, batch_size, k, processes):
+    k_used = min(k, max(1, batch_size // 2))
+    smallest = sum(sorted(min(n, k_used) for n in sizes)[: min(batch_size // k_used, len(sizes))])
+    if smallest < processes:  # some batch could leave a rank with nothing: refused up front, not a hang
+        with pytest.raises(ConfigError, match="each need a share of every batch"):
+            _shards(sizes, batch_size, k, processes)
+        return
     labels, ranks, whole = _shards(sizes, batch_size, k, processes)
     assert len({len(s) for s in ranks} | {len(whole)}) == 1, "ranks disagree on len"
     for epoch in range(3):

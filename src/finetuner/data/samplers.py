@@ -126,6 +126,15 @@ class ClassSampler(_GlobalBatches):
         self.max_batch_size = batch_size
         self.num_items_per_class = k
         self.classes_per_batch = min(batch_size // k, self.num_classes)
+        # every rank needs a share of every global batch (an empty one would leave DDP waiting): the smallest batch
+        # these classes can make must hold an item per process
+        smallest = int(np.sort(np.minimum(sizes, k))[: self.classes_per_batch].sum())
+        if smallest < world_size:
+            raise ConfigError(
+                f"{world_size} processes each need a share of every batch, but the class sampler's batches can hold "
+                f"as few as {smallest} items ({self.classes_per_batch} classes of up to {k} items, some classes "
+                "smaller); raise batch_size or num_items_per_class, or train on fewer processes"
+            )
         super().__init__(seed, rank, world_size, batch_size)
         self._groups = -(-sizes // k)  # (classes,) groups of k items per class
         self._len = max(1, math.ceil(int(self._groups.sum()) / self.classes_per_batch))

@@ -102,7 +102,8 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
         n_classes = len(fit_plan.train.classes)  # type: ignore[union-attr]  # labelled data in a metric run
         loss = get_loss(config.loss, config.loss_options, embedding_size=model.output_dim, num_classes=n_classes)
         miner = get_miner(config.miner, config.miner_options)
-        prepare_distillation(loss, fit_plan.train.items, model.output_dim, accelerator.device.type)  # type: ignore
+        items = getattr(fit_plan.train, "items", None)  # None for streamed data (read batch by batch)
+        prepare_distillation(loss, items, model.output_dim, accelerator.device.type)
     make_loader = _loader_factory(model, fit_plan, config, accelerator, checked.seed)
     loader = None
     if config.batch_size == "auto":

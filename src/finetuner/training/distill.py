@@ -73,7 +73,7 @@ def teacher_embeddings(
     return torch.from_numpy(np.concatenate(parts))
 
 
-def prepare_distillation(loss: Any, items: list[Any], student_dim: int, device: str) -> None:
+def prepare_distillation(loss: Any, items: list[Any] | None, student_dim: int, device: str) -> None:
     """Give a :class:`~finetuner.losses.distill.DistillMSELoss` its teacher vectors (in ``items`` order), checking
     the teacher's size against the student's; any other loss is left alone.
 
@@ -84,6 +84,8 @@ def prepare_distillation(loss: Any, items: list[Any], student_dim: int, device: 
         return
     if loss.teacher is None:
         raise ConfigError("loss='DistillMSE' needs a teacher: loss_options={'teacher': MODEL_NAME_OR_FOLDER}")
+    if items is None:  # streamed data: its items are read batch by batch, never held as a list
+        raise ConfigError("loss='DistillMSE' needs the training texts in memory; train it without streaming=True")
     vectors = teacher_embeddings(loss.teacher, list(items), batch_size=loss.teacher_batch_size, device=device)
     if vectors.shape[1] != student_dim:
         raise ConfigError(
