@@ -37,6 +37,7 @@ def test_each_text_is_one_item_in_random_batches():
 
 
 def test_teacher_embeddings_are_cached_in_chunks(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINETUNER_HOME", str(tmp_path / "home"))  # a cache of this test's own (others add parts)
     teacher = str(build_tiny_bert(tmp_path / "teacher", seed=5))
     first = distill.teacher_embeddings(teacher, TRAIN, chunk=7)
     expected = finetuner.encode(build_model(teacher), TRAIN)
