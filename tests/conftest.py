@@ -130,3 +130,22 @@ def tiny_open_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The name of a tiny registered open_clip architecture (skips the test when open_clip is missing)."""
     pytest.importorskip("open_clip")
     return register_open_clip_config(tmp_path_factory.mktemp("open-clip-configs"), "finetuner-tiny", TINY_OPEN_CLIP)
+
+
+def tiny_hf_clip(tiny_bert: str, folder: Path) -> Path:
+    """A tiny random Hugging Face CLIP (16-d towers, 32 px images, 40 text positions) with the tiny BERT's
+    tokenizer, saved to ``folder``."""
+    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    small = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = CLIPConfig(
+        text_config={**small, "vocab_size": tokenizer.vocab_size, "max_position_embeddings": 40,
+                     "eos_token_id": tokenizer.sep_token_id, "bos_token_id": tokenizer.cls_token_id, "pad_token_id": 0},
+        vision_config={**small, "image_size": 32, "patch_size": 16},
+        projection_dim=8,
+    )
+    CLIPModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder

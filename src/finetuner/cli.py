@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from finetuner.cli_args import _add_csv_options, _csv_options, _freeze, _int_or_all, _int_or_auto, _json
+from finetuner.cli_args import add_csv_options, csv_options_from, freeze_arg, int_or_all, int_or_auto, json_object
 from finetuner.config import IMAGE_ERROR_POLICIES, SAMPLERS
 from finetuner.errors import FinetunerError
 
@@ -41,26 +41,26 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--learning-rate", type=float)
     fit.add_argument("--head-learning-rate", type=float,
                      help="learning rate of the projection heads --output-dim adds (default: the model's)")
-    fit.add_argument("--batch-size", type=_int_or_auto, help="an int >= 2, or auto: the largest that fits in memory")
+    fit.add_argument("--batch-size", type=int_or_auto, help="an int >= 2, or auto: the largest that fits in memory")
     fit.add_argument(
         "--loss",
         default="auto",
         help="a loss name; auto: by the data (labelled: TripletMarginLoss, pairs and triplets: InfoNCELoss, "
         "scored pairs: CoSENTLoss, text-image: CLIPLoss)",
     )
-    fit.add_argument("--loss-options", type=_json)
+    fit.add_argument("--loss-options", type=json_object)
     fit.add_argument("--miner")
-    fit.add_argument("--miner-options", type=_json)
+    fit.add_argument("--miner-options", type=json_object)
     fit.add_argument("--optimizer", default="Adam")
-    fit.add_argument("--optimizer-options", type=_json)
+    fit.add_argument("--optimizer-options", type=json_object)
     fit.add_argument("--scheduler")
-    fit.add_argument("--scheduler-options", type=_json)
+    fit.add_argument("--scheduler-options", type=json_object)
     fit.add_argument("--output-dim", type=int)
-    fit.add_argument("--freeze", type=_freeze, default=False, help="true, false, or N trainable last layers")
+    fit.add_argument("--freeze", type=freeze_arg, default=False, help="true, false, or N trainable last layers")
     fit.add_argument("--device", default="auto")
     fit.add_argument("--precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
     fit.add_argument(
-        "--num-workers", type=_int_or_auto, default="auto", help="DataLoader workers; auto: 0 on the CPU, <= 8 on a GPU"
+        "--num-workers", type=int_or_auto, default="auto", help="DataLoader workers; auto: 0 on the CPU, <= 8 on a GPU"
     )
     fit.add_argument("--num-items-per-class", type=int, default=4)
     fit.add_argument(
@@ -74,9 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int)
     fit.add_argument("--run-name")
     fit.add_argument("--experiment-name")
-    fit.add_argument("--model-options", type=_json)
+    fit.add_argument("--model-options", type=json_object)
     fit.add_argument("--adapter", choices=["lora"], help="train a LoRA adapter (pip install 'finetuner[peft]')")
-    fit.add_argument("--adapter-options", type=_json, help='e.g. \'{"r": 16, "alpha": 32, "merge": true}\'')
+    fit.add_argument("--adapter-options", type=json_object, help='e.g. \'{"r": 16, "alpha": 32, "merge": true}\'')
     fit.add_argument("--to-onnx", action="store_true")
     fit.add_argument("--resume-from", help="continue a killed or interrupted run: its name or checkpoint folder")
     fit.add_argument("--save-every-n-steps", type=int, help="also checkpoint every N steps (always: each epoch)")
@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         help="read --train-data (.csv .jsonl .parquet) memory-mapped, batch by batch: for data larger than memory",
     )  # fmt: skip
     fit.add_argument(
-        "--validate-rows", type=_int_or_all, help="streaming: rows checked up front (N first + N random, or all)"
+        "--validate-rows", type=int_or_all, help="streaming: rows checked up front (N first + N random, or all)"
     )
     fit.add_argument(
         "--on-bad-row", choices=["fail", "skip"], help="streaming: a bad row met in the index pass fails or is left out"
@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         help="an image that cannot be fetched: fail (stop before training, listing them) or skip the item (the "
         "count is reported, the run's log names each)",
     )
-    _add_csv_options(fit)
+    add_csv_options(fit)
 
     enc = sub.add_parser("encode", help="embed items with a tuned (or pretrained) model into a .npy file")
     enc.add_argument("--model", required=True, help="artifact folder, run name, alias or hub id")
@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     enc.add_argument("--output", required=True, help="the .npy file to write")
     enc.add_argument("--batch-size", type=int, default=32)
-    _add_csv_options(enc)
+    add_csv_options(enc)
     enc.add_argument("--role", choices=["query", "document"], help="put the model's prompt for this role first")
     enc.add_argument("--dim", type=int, help="keep the first N dimensions (a model trained with matryoshka_dims)")
 
@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--query-data", required=True)
     ev.add_argument("--index-data")
     ev.add_argument("--limit", type=int, default=20)
-    _add_csv_options(ev)
+    add_csv_options(ev)
 
     models = sub.add_parser(
         "list-models", help="the model aliases, and whether each loads here without a download (package, cached)"
@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--local", action="store_true", help="only the models available on this machine")
     from finetuner.cli_mine import add_mine_command
 
-    add_mine_command(sub, _add_csv_options)
+    add_mine_command(sub, add_csv_options)
     exp = sub.add_parser("export", help="write model.onnx into an artifact's model folder(s), checked against PyTorch")
     exp.add_argument("artifact", help="artifact folder or run name")
     exp.add_argument("--select-model", help="export only this model (clip-text or clip-vision for CLIP)")
@@ -223,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
 
             options["callbacks"] = [TrainingCheckpoint(save_every_n_steps=args.save_every_n_steps)]
         run = finetuner.fit(
-            args.model, args.train_data, args.eval_data, csv_options=_csv_options(args), **options
+            args.model, args.train_data, args.eval_data, csv_options=csv_options_from(args), **options
         )
         if _is_main_process():  # under torchrun / accelerate launch, rank 0 alone reports and saves
             if run.metrics():
@@ -232,7 +232,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "encode":
         import numpy as np
 
-        items = _read_items(args.data, _csv_options(args))
+        items = _read_items(args.data, csv_options_from(args))
         model = _load_any(args.model, args.select_model)
         vectors = finetuner.encode(model, items, batch_size=args.batch_size, role=args.role, dim=args.dim)
         np.save(args.output, vectors)
@@ -245,7 +245,7 @@ def _run(args: argparse.Namespace) -> int:
             args.query_data,
             args.index_data,
             limit=args.limit,
-            csv_options=_csv_options(args),
+            csv_options=csv_options_from(args),
         )
         print(metrics_table({"metrics": metrics}))
     elif args.command == "merge":
@@ -279,7 +279,7 @@ def _run(args: argparse.Namespace) -> int:
         from finetuner.cli_mine import run_mine
 
         corpus = _read_items(args.corpus) if args.corpus else None
-        print(run_mine(args, _load_any(args.model, None), corpus, _csv_options(args)))
+        print(run_mine(args, _load_any(args.model, None), corpus, csv_options_from(args)))
     elif args.command == "list-models":
         finetuner.describe_models(local_only=args.local)
     elif args.command == "demo":

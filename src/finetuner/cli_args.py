@@ -9,7 +9,13 @@ from typing import Any
 from finetuner.errors import FinetunerError
 
 
-def _json(value: str) -> dict[str, Any]:
+def json_object(value: str) -> dict[str, Any]:
+    """An option given as a JSON object (``--loss-options '{"margin": 0.2}'``).
+
+    Example:
+        >>> json_object('{"margin": 0.2}')
+        {'margin': 0.2}
+    """
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as exc:
@@ -19,7 +25,13 @@ def _json(value: str) -> dict[str, Any]:
     return parsed
 
 
-def _freeze(value: str) -> bool | int:
+def freeze_arg(value: str) -> bool | int:
+    """``--freeze``: true, false, or a number of layers.
+
+    Example:
+        >>> freeze_arg('yes'), freeze_arg('3')
+        (True, 3)
+    """
     low = value.lower()
     if low in ("true", "yes", "1"):
         return True
@@ -33,7 +45,15 @@ def _freeze(value: str) -> bool | int:
         ) from exc
 
 
-def _add_csv_options(p: argparse.ArgumentParser) -> None:
+def add_csv_options(p: argparse.ArgumentParser) -> None:
+    """Add the CSV reading flags (--csv-pairs, --csv-labeled, --csv-encoding, --csv-dialect, --csv-columns) to ``p``.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_csv_options(parser)
+        >>> parser.parse_args(['--csv-columns', 'anchor,positive']).csv_columns
+        ['anchor', 'positive']
+    """
     g = p.add_argument_group("CSV input (by default the layout is detected from the header and the rows)")
     g.add_argument("--csv-pairs", action="store_true", help="rows are positive pairs (query,document / text,image)")
     g.add_argument("--csv-labeled", action="store_true", help="rows are item,label")
@@ -41,21 +61,35 @@ def _add_csv_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--csv-dialect", help="a csv dialect name (default: sniffed)")
     g.add_argument(
         "--csv-columns",
-        type=_columns,
+        type=columns_arg,
         help="the columns' roles: names for a file without a header (anchor,positive,negative or "
         "sentence1,sentence2,score), the columns to read, or renames as JSON ('{\"wrong_answer\": \"negative\"}')",
     )
 
 
-def _columns(value: str) -> Any:
-    """``--csv-columns``: a JSON object of renames, or comma-separated names."""
+def columns_arg(value: str) -> Any:
+    """``--csv-columns``: a JSON object of renames, or comma-separated names.
+
+    Example:
+        >>> columns_arg('sentence1, sentence2,score'), columns_arg('{"wrong": "negative"}')
+        (['sentence1', 'sentence2', 'score'], {'wrong': 'negative'})
+    """
     if value.lstrip().startswith("{"):
-        return _json(value)
+        return json_object(value)
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
-def _csv_options(args: argparse.Namespace) -> Any:
-    """CSVOptions when a CSV flag was given; None lets the reader detect labelled rows or pairs."""
+def csv_options_from(args: argparse.Namespace) -> Any:
+    """CSVOptions when a CSV flag was given; None lets the reader detect labelled rows or pairs.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_csv_options(parser)
+        >>> csv_options_from(parser.parse_args([])) is None
+        True
+        >>> csv_options_from(parser.parse_args(['--csv-pairs'])).is_labeled
+        False
+    """
     from finetuner.data.readers import CSVOptions
 
     if args.csv_pairs and args.csv_labeled:
@@ -72,9 +106,21 @@ def _csv_options(args: argparse.Namespace) -> Any:
     return CSVOptions(**options)
 
 
-def _int_or_auto(value: str) -> int | str:
+def int_or_auto(value: str) -> int | str:
+    """A number, or ``'auto'``.
+
+    Example:
+        >>> int_or_auto('auto'), int_or_auto('64')
+        ('auto', 64)
+    """
     return "auto" if value == "auto" else int(value)
 
 
-def _int_or_all(value: str) -> int | str:
+def int_or_all(value: str) -> int | str:
+    """A number, or ``'all'``.
+
+    Example:
+        >>> int_or_all('all'), int_or_all('1000')
+        ('all', 1000)
+    """
     return "all" if value == "all" else int(value)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.conftest import make_texts
+from tests.conftest import make_texts, tiny_hf_clip
 
 import finetuner
 from finetuner import CSVOptions
@@ -61,20 +61,7 @@ def test_text_pair_steps_never_wait_for_the_gpu(tiny_bert, mini_batch_size):
 def test_clip_steps_never_wait_for_the_gpu(tiny_bert, tmp_path):
     import numpy as np
     from PIL import Image
-    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
-    small = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
-    config = CLIPConfig(
-        text_config={**small, "vocab_size": tokenizer.vocab_size, "max_position_embeddings": 40,
-                     "eos_token_id": tokenizer.sep_token_id, "bos_token_id": tokenizer.cls_token_id, "pad_token_id": 0},
-        vision_config={**small, "image_size": 32, "patch_size": 16},
-        projection_dim=8,
-    )
-    folder = tmp_path / "clip"
-    CLIPModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    folder = tiny_hf_clip(tiny_bert, tmp_path / "clip")
     rng = np.random.default_rng(0)
     pairs = []
     for i, (caption, _) in enumerate(_pairs(184)):
