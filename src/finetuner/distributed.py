@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -129,3 +130,18 @@ def average_gradients(parameters: list[torch.nn.Parameter]) -> None:
         if p.grad is not None:
             dist.all_reduce(p.grad)
             p.grad /= size
+
+
+def is_sharded(model: Any) -> bool:
+    """Whether ``model``'s weights are sharded across ranks (FSDP2's ``fully_shard``: its parameters are
+    ``DTensor``s), so that every forward pass is a collective call all ranks must make.
+
+    Example:
+        >>> is_sharded(torch.nn.Linear(2, 2))
+        False
+    """
+    if not callable(getattr(model, "parameters", None)):
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())

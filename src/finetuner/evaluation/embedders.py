@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from finetuner.distributed import gather_no_grad, world
+from finetuner.distributed import gather_no_grad, is_sharded, world
 from finetuner.models.inference import embed_items
 from finetuner.models.prompts import for_role, model_prompts
 
@@ -25,7 +25,8 @@ def model_embedder(model: Any, batch_size: int = 64, num_workers: int = 0) -> Em
     """An ``embed(items, modality)`` function for a single-modality model (the modality must match).
 
     Under a process group every rank embeds a share of the items and the shares are gathered once, so
-    evaluation is split across the ranks.
+    evaluation is split across the ranks; a sharded model (FSDP) embeds equal shares on every rank (the shorter
+    ones padded), since each of its forward passes is a collective call.
 
     Example:
         >>> import torch
@@ -48,7 +49,10 @@ def model_embedder(model: Any, batch_size: int = 64, num_workers: int = 0) -> Em
         # distributed: each rank embeds a contiguous share, and every rank receives all of them in order
         bounds = np.linspace(0, len(items), size + 1).round().astype(int)
         share = list(items[bounds[rank] : bounds[rank + 1]])
-        local = embed_items(model, share, batch_size=batch_size, num_workers=num_workers, progress=False)
+        real = len(share)
+        if items and is_sharded(model):  # every forward pass gathers the weights: all ranks run as many (equal shares)
+            share += [items[0]] * (int(np.diff(bounds).max()) - real)
+        local = embed_items(model, share, batch_size=batch_size, num_workers=num_workers, progress=False)[:real]
         return gather_no_grad(local.to(model_device(model))).cpu()  # (len(items), dim)
 
     return PromptedEmbedder(embed, prompts) if prompts else embed

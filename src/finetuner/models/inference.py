@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from finetuner.distributed import is_sharded
 from finetuner.models.attention import attention_backends
 
 
@@ -68,7 +69,9 @@ def embed_items(
     chunks: list[torch.Tensor] = []
     desc = progress if isinstance(progress, str) else "encoding"
     try:
-        with torch.inference_mode(), attention_backends(device):
+        # a sharded model (FSDP) keeps weights gathered in inference mode, which a later training step cannot use
+        grad_off = torch.no_grad() if is_sharded(model) else torch.inference_mode()
+        with grad_off, attention_backends(device):
             for inputs in tqdm(loader, desc=desc, disable=not progress, leave=False):
                 inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
                 chunks.append(forward(**inputs).float().cpu())  # (batch, dim)

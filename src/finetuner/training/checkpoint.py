@@ -3,7 +3,9 @@
 A checkpoint is a folder ``<run>/checkpoints/<name>/`` written under a temporary name and renamed into place
 (a crash mid-write leaves no checkpoint that loads), holding:
 
-- ``model.safetensors`` (and ``loss.safetensors`` when the loss has weights, e.g. ArcFace's class centres);
+- ``model.safetensors`` (and ``loss.safetensors`` when the loss has weights, e.g. ArcFace's class centres); for a
+  model sharded with FSDP, ``sharded/`` instead: the model's and the optimizer's state, each rank's shards in
+  ``torch.distributed.checkpoint``'s format (:mod:`finetuner.training.sharding`);
 - ``optimizer.pt``: optimizer, loss optimizer and scheduler state dicts (tensors and plain values only, read back
   with ``torch.load(weights_only=True)``, so loading runs no code);
 - ``rng.pt``: the torch, numpy and Python random states;
@@ -26,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
-import random
 import shutil
 import signal
 import threading
@@ -34,16 +35,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
+from finetuner.distributed import is_sharded
 from finetuner.errors import ArtifactError, ConfigError
 from finetuner.fileio import atomic_directory, read_yaml, write_yaml
 from finetuner.safety import load_torch_file
 from finetuner.training.callback_state import load_states, save_states
 from finetuner.training.checkpoint_files import CHECKPOINT_FILE, LATEST_FILE, checkpoint_write_errors, file_digests
 from finetuner.training.loop import Callback, TrainState
+from finetuner.training.rng import rng_states, set_rng_states
+from finetuner.training.sharding import SHARDED_DIR, load_sharded, save_sharded
 
 logger = logging.getLogger("finetuner")
 
@@ -95,47 +98,26 @@ def deferred_interrupts() -> Iterator[_InterruptFlag]:
         INTERRUPT.requested = False
 
 
-def rng_states() -> dict[str, Any]:
-    """The torch (CPU and CUDA), numpy and Python random states, as tensors and plain values.
-
-    Example:
-        >>> sorted(rng_states())
-        ['cuda', 'numpy', 'python', 'torch']
-    """
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)],
-        "python": random.getstate(),
-    }
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    """Restore what :func:`rng_states` returned.
-
-    Example:
-        >>> s = rng_states(); a = torch.rand(1); set_rng_states(s); bool(torch.rand(1) == a)
-        True
-    """
-    torch.set_rng_state(states["torch"])
-    if states.get("cuda") and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    name, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = states["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-
-
 def save_checkpoint(
-    state: TrainState, directory: Path, name: str, *, batches_done: int, epoch: int, extra: dict[str, Any]
+    state: TrainState,
+    directory: Path,
+    name: str,
+    *,
+    batches_done: int,
+    epoch: int,
+    extra: dict[str, Any],
+    shards: Path | None = None,
 ) -> Path:
-    """Write a checkpoint of ``state`` to ``directory/name`` atomically and point ``latest.yml`` at it."""
+    """Write a checkpoint of ``state`` to ``directory/name`` atomically and point ``latest.yml`` at it; a sharded
+    model's (and its optimizer's) state, written by every rank into ``shards``, moves into it as ``sharded/``."""
     from safetensors.torch import save_file, save_model
 
     model = state.accelerator.unwrap_model(state.model) if state.accelerator is not None else state.model
     with checkpoint_write_errors(directory, name), atomic_directory(directory / name) as staging:
-        save_model(model, str(staging / "model.safetensors"), force_contiguous=True)
+        if shards is not None:
+            shutil.move(str(shards), str(staging / SHARDED_DIR))
+        else:
+            save_model(model, str(staging / "model.safetensors"), force_contiguous=True)
         loss_state = state.loss_fn.state_dict() if isinstance(state.loss_fn, torch.nn.Module) else {}
         if loss_state:
             save_file(
@@ -143,7 +125,7 @@ def save_checkpoint(
             )
         torch.save(
             {
-                "optimizer": state.optimizer.state_dict() if state.optimizer is not None else None,
+                "optimizer": state.optimizer.state_dict() if state.optimizer is not None and not shards else None,
                 "loss_optimizer": state.loss_optimizer.state_dict() if state.loss_optimizer is not None else None,
                 "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
             },
@@ -197,7 +179,8 @@ def read_checkpoint_meta(checkpoint: Path) -> dict[str, Any]:
 
 def is_checkpoint(path: Path) -> bool:
     """Whether ``path`` is a complete checkpoint folder (its ``checkpoint.yml`` is written last)."""
-    return (path / CHECKPOINT_FILE).is_file() and (path / "model.safetensors").is_file()
+    model = (path / "model.safetensors").is_file() or (path / SHARDED_DIR / ".metadata").is_file()
+    return (path / CHECKPOINT_FILE).is_file() and model
 
 
 def checkpoints_newest_first(directory: Path) -> list[Path]:
@@ -279,8 +262,16 @@ class TrainingCheckpoint(Callback):
 
     def _save(self, state: TrainState, name: str, *, epoch: int, batches_done: int) -> None:
         acc = state.accelerator
+        assert self.directory is not None
+        shards = self.directory / f".{name}.shards" if is_sharded(state.model) else None
+        if shards is not None:  # every rank writes its shards, then rank 0 moves them into the checkpoint
+            if acc.is_main_process:
+                shutil.rmtree(shards, ignore_errors=True)
+                shards.parent.mkdir(parents=True, exist_ok=True)
+            acc.wait_for_everyone()
+            save_sharded(shards, state.model, state.optimizer)
+            acc.wait_for_everyone()
         if acc is None or acc.is_main_process:
-            assert self.directory is not None
             self.last_saved = save_checkpoint(
                 state,
                 self.directory,
@@ -288,6 +279,7 @@ class TrainingCheckpoint(Callback):
                 batches_done=batches_done,
                 epoch=epoch,
                 extra={"fingerprint": self.fingerprint},
+                shards=shards,
             )
             self._prune()
             logger.info("checkpoint saved: %s", self.last_saved)
@@ -348,8 +340,18 @@ class ResumeFromCheckpoint(Callback):
                 "Resume with the same data, batch_size and number of processes."
             )
         model = acc.unwrap_model(state.model) if acc is not None else state.model
+        if (ckpt / SHARDED_DIR).is_dir() != is_sharded(model):
+            taken, now = ("with", "without") if (ckpt / SHARDED_DIR).is_dir() else ("without", "with")
+            raise ConfigError(
+                f"checkpoint {ckpt} was taken {taken} FSDP (a sharded model) and this run is {now} it; resume with "
+                "the launch configuration the run started with"
+            )
         try:
-            load_model(model, str(ckpt / "model.safetensors"), strict=True, device=str(next(model.parameters()).device))
+            if is_sharded(model):
+                load_sharded(ckpt / SHARDED_DIR, model, state.optimizer)
+            else:
+                device = str(next(model.parameters()).device)
+                load_model(model, str(ckpt / "model.safetensors"), strict=True, device=device)
         except (RuntimeError, OSError, ValueError) as exc:
             raise ArtifactError(f"checkpoint {ckpt} does not fit this model: {str(exc).splitlines()[0]}") from None
         if (ckpt / "loss.safetensors").is_file() and isinstance(state.loss_fn, torch.nn.Module):

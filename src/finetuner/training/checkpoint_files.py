@@ -42,7 +42,8 @@ def digest(path: Path) -> str:
 
 
 def file_digests(folder: Path) -> dict[str, dict[str, Any]]:
-    """``{file name: {'size': bytes, 'blake2b': digest}}`` of every file in a checkpoint folder but its YAML.
+    """``{file name: {'size': bytes, 'blake2b': digest}}`` of every file in a checkpoint folder but its YAML (files in
+    sub-folders, such as a sharded model's ``sharded/``, by their relative path).
 
     Example:
         >>> import tempfile
@@ -50,10 +51,11 @@ def file_digests(folder: Path) -> dict[str, dict[str, Any]]:
         >>> file_digests(d)['rng.pt']['size']
         3
     """
+    folder = Path(folder)
     return {
-        p.name: {"size": p.stat().st_size, "blake2b": digest(p)}
-        for p in sorted(Path(folder).iterdir())
-        if p.is_file() and p.name != CHECKPOINT_FILE
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "blake2b": digest(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.relative_to(folder).as_posix() != CHECKPOINT_FILE
     }
 
 

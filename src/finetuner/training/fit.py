@@ -38,6 +38,7 @@ from finetuner.training.loop import Callback, TrainState, train
 from finetuner.training.plan import FitPlan, plan
 from finetuner.training.resume import checkpoint_callbacks, finish_checkpoints, resume_hint
 from finetuner.training.run_log import run_log
+from finetuner.training.sharding import gather_full_model, meta_copy, uses_fsdp
 
 logger = logging.getLogger("finetuner")
 
@@ -163,7 +164,10 @@ def train_and_evaluate(
         ['after', 'before']
     """
     accelerator = built.accelerator
-    built.model.to(accelerator.device)
+    sharding = uses_fsdp(accelerator)  # the model is sharded when train prepares it; keep a weightless copy
+    skeleton = meta_copy(built.model) if sharding else None
+    if not sharding:  # under FSDP each rank gets its shards only (a model larger than one GPU never moves whole)
+        built.model.to(accelerator.device)
     metrics: dict[str, dict[str, float]] = {}
     examples: dict[str, Any] = {}
     measure = measurement(fit_plan, built, checked.callbacks, checked.options.limit)
@@ -184,13 +188,20 @@ def train_and_evaluate(
         examples["before"] = run.example_results().get("before", [])
         by_dim = dict(run.metrics().get("by_dimension") or {})
     elif measure is not None:
-        metrics["before"], examples["before"] = measure(built.model)
-        if dims:
-            by_dim = {d: {"before": values} for d, values in measured[-1].items()}
-            metrics["by_dimension"] = by_dim  # type: ignore[assignment]
-        logger.info("before: %s", metrics["before"])
-        if accelerator.is_main_process:
-            artifacts.write_results(run.directory, metrics, examples)
+
+        def measure_before(model: Any) -> None:
+            metrics["before"], examples["before"] = measure(model)
+            if dims:
+                by_dim.update({d: {"before": values} for d, values in measured[-1].items()})
+                metrics["by_dimension"] = by_dim  # type: ignore[assignment]
+            logger.info("before: %s", metrics["before"])
+            if accelerator.is_main_process:
+                artifacts.write_results(run.directory, metrics, examples)
+
+        if sharding:  # measured on the sharded model, once train has prepared it
+            callbacks = [_AtTrainBegin(measure_before), *callbacks]
+        else:
+            measure_before(built.model)
     started = time.perf_counter()
     with deferred_interrupts():  # the first Ctrl-C saves a checkpoint after the current step
         state = train(
@@ -212,7 +223,19 @@ def train_and_evaluate(
                 by_dim.setdefault(d, {})["after"] = values
             metrics["by_dimension"] = by_dim  # type: ignore[assignment]
         logger.info("after: %s", metrics["after"])
+    if skeleton is not None:  # the full weights gathered onto rank 0, which saves the artifact
+        model = gather_full_model(model, skeleton, accelerator.process_index) or model
     return Trained(model, state, metrics, examples)
+
+
+class _AtTrainBegin(Callback):
+    """Calls ``action(model)`` when training begins (after accelerate has prepared the model)."""
+
+    def __init__(self, action: Callable[[Any], None]) -> None:
+        self.action = action
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.action(state.model)
 
 
 def measurement(

@@ -23,6 +23,7 @@ from finetuner.training.gradcache import batch_length, cached_backward
 from finetuner.training.loss_monitor import LossMonitor, defers_finite_check
 from finetuner.training.loss_monitor import NonFiniteLossError as NonFiniteLossError  # re-exported
 from finetuner.training.optimizers import build_loss_optimizer, build_optimizer, build_scheduler
+from finetuner.training.sharding import configure_fsdp, uses_fsdp
 
 
 def batch_seed(seed: int, batch: int, process_index: int = 0) -> int:
@@ -256,6 +257,8 @@ def train(
         enable_gradient_checkpointing(model)
     if config.compile:
         compile_for_training(model)  # in place: parameter names (and saved weights) stay as they are
+    if uses_fsdp(accelerator):  # accelerate shards the model here (FSDP2: each transformer layer, then the rest)
+        configure_fsdp(accelerator, model, loss_fn, config.loss_optimizer)
     model, optimizer = accelerator.prepare(model, optimizer)
     loss_fn = loss_fn.to(accelerator.device)
     objective = make_objective(loss_fn, miner).to(accelerator.device)

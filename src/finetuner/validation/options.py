@@ -18,6 +18,7 @@ from finetuner.losses.matryoshka import option_problems as matryoshka_problems
 from finetuner.losses.matryoshka import split_options
 from finetuner.models.adapters import adapter_problems
 from finetuner.safety import is_plain_name
+from finetuner.validation.launcher import launcher_problems
 from finetuner.validation.report import ValidationReport
 from finetuner.validation.schedules import scheduler_problems
 
@@ -102,23 +103,6 @@ def _check_device(report: ValidationReport, device: Any, precision: Any) -> None
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     if precision == "fp16" and on_cpu:
         report.add("config", "precision='fp16' needs a CUDA GPU; on the CPU use precision='no' or 'bf16'.")
-
-
-_SHARDED_ENGINES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}
-
-
-def _check_launcher(report: ValidationReport) -> None:
-    """``accelerate launch --use_fsdp`` / ``--use_deepspeed`` (or an accelerate config that sets them) asks for
-    sharded training, which ``fit``'s saving and evaluation do not handle yet: say so before a model loads."""
-    for variable, engine in _SHARDED_ENGINES.items():
-        if os.environ.get(variable, "false").lower() in ("1", "true", "yes"):
-            report.add(
-                "config",
-                f"accelerate is configured for {engine} ({variable}={os.environ[variable]}), which finetuner's fit "
-                "does not support yet: its saving and evaluation assume whole (unsharded) weights on every process. "
-                "Launch with DDP (accelerate launch without --use_fsdp / --use_deepspeed, or torchrun) and fit a large "
-                "model with precision='bf16', gradient_checkpointing=True, mini_batch_size=... or freeze=...",
-            )
 
 
 def _check_artifact(report: ValidationReport, name: str, path: Path) -> None:
@@ -295,7 +279,8 @@ def check_options(
         report.add("config", message)
     _check_optimizer_and_scheduler(report, config)
     _check_device(report, config.device, config.precision)
-    _check_launcher(report)
+    for message in launcher_problems(config, callbacks):
+        report.add("config", message)
     _check_callbacks(report, callbacks)
     for message in adapter_problems(
         config.adapter, config.adapter_options, model=model, freeze=config.freeze, model_options=model_options

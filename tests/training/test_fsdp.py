@@ -1,0 +1,224 @@
+"""FSDP2 on 2 CPU processes (gloo): accelerate turns FSDP on only for GPU runs, so these tests shard a tiny random
+BERT with accelerate's own FSDP2 preparation (``fsdp2_prepare_model``, given the layer classes finetuner chooses)
+through a stand-in for the accelerator, and check finetuner's logic around it: the full weights gathered for the
+artifact, a training step, sharded checkpoints and their resume, and evaluation on the sharded model. The whole
+``fit`` under ``accelerate launch --use_fsdp`` runs in tests/gpu/test_gpu_fsdp.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from tests.conftest import build_tiny_bert, make_texts
+from tests.processes import become_rank, free_port
+
+pytestmark = pytest.mark.integration
+
+TEXTS = make_texts(4, seed=3)  # 16 texts of 4 classes
+STEPS, SPLIT = 4, 2  # training steps; the interrupted run stops after SPLIT of them
+
+
+class ShardingAccelerator:
+    """What accelerate's FSDP2 preparation and finetuner's sharding code read from an ``Accelerator`` under FSDP."""
+
+    def __init__(self, rank: int) -> None:
+        from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+        self.distributed_type = DistributedType.FSDP
+        self.state = SimpleNamespace(fsdp_plugin=FullyShardedDataParallelPlugin(fsdp_version=2))
+        self.mixed_precision = "no"
+        self.process_index, self.num_processes, self.is_main_process = rank, 2, rank == 0
+        self.device = torch.device("cpu")
+
+    def wait_for_everyone(self) -> None:
+        torch.distributed.barrier()
+
+    def unwrap_model(self, model):
+        return model
+
+
+def _shard(model, accelerator):
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+
+    from finetuner.training.sharding import configure_fsdp, uses_fsdp
+
+    assert uses_fsdp(accelerator)
+    configure_fsdp(accelerator, model)
+    return fsdp2_prepare_model(accelerator, model)
+
+
+def _model(model_dir: str):
+    import finetuner
+
+    torch.manual_seed(0)
+    return finetuner.build_model(model_dir, output_dim=8)  # with a projection head: not only the backbone
+
+
+def _batch(model, rank: int | None):
+    """The global batch (``rank=None``) or one rank's contiguous half of it: inputs and class codes."""
+    rows = TEXTS if rank is None else TEXTS[rank * len(TEXTS) // 2 : (rank + 1) * len(TEXTS) // 2]
+    classes = sorted({label for _, label in TEXTS})
+    return model.preprocess([t for t, _ in rows]), torch.tensor([classes.index(label) for _, label in rows])
+
+
+def _steps(model, optimizer, rank: int | None, n: int) -> None:
+    """``n`` steps of finetuner's metric objective: under a process group the embeddings of both halves are
+    gathered (in rank order: the global batch's order) with gradients."""
+    from finetuner.losses import get_loss
+    from finetuner.losses.step_loss import MetricObjective
+
+    objective = MetricObjective(get_loss("TripletMarginLoss"))
+    inputs, labels = _batch(model, rank)
+    model.train()
+    for _ in range(n):
+        objective(model(**inputs), labels).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def _rank_main(rank: int, world: int, port: int, home: str, model_dir: str, out: str, test: str) -> None:
+    become_rank(rank, world, port, home)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        globals()[f"_{test}"](rank, model_dir, Path(out))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _spawn(tmp_path: Path, test: str) -> tuple[str, Path]:
+    model_dir = str(build_tiny_bert(tmp_path / "bert", dropout=0.0))
+    out = tmp_path / "out"
+    out.mkdir()
+    args = (2, free_port(), str(tmp_path / "home"), model_dir, str(out), test)
+    mp.start_processes(_rank_main, args=args, nprocs=2, start_method="spawn")
+    return model_dir, out
+
+
+def _full_weights(rank: int, model_dir: str, out: Path) -> None:
+    from torch.distributed.fsdp import FSDPModule
+
+    from finetuner import artifacts
+    from finetuner.distributed import is_sharded
+    from finetuner.evaluation.embedders import model_embedder
+    from finetuner.training.sharding import gather_full_model, meta_copy
+
+    model = _model(model_dir)
+    skeleton = meta_copy(model)
+    model = _shard(model, ShardingAccelerator(rank))
+    assert is_sharded(model)
+    units = sorted(type(m).__name__.removeprefix("FSDP") for m in model.modules() if isinstance(m, FSDPModule))
+    # 5 texts over 2 ranks in batches of 2: shares of 2 and 3, which the sharded model embeds as 2 batches each
+    embedded = model_embedder(model, batch_size=2)([t for t, _ in TEXTS[:5]], "text")
+    full = gather_full_model(model, skeleton, rank)
+    if rank == 0:
+        assert full is not None and not is_sharded(full)
+        artifacts.save_models(out / "artifact", full)
+        torch.save({"units": units, "embedded": embedded}, out / "result.pt")
+    else:
+        assert full is None
+
+
+def test_full_weights_of_a_sharded_model_are_saved_whole_on_rank_0(tmp_path):
+    """Sharded per transformer layer (the model's own layer classes), the model's full weights are gathered onto
+    rank 0 and saved as an artifact equal to the unsharded model; evaluation on the sharded model (uneven shares,
+    every rank running the same number of forward passes) gives the unsharded embeddings."""
+    from finetuner.models.inference import embed_items
+    from finetuner.models.io import load_model
+
+    model_dir, out = _spawn(tmp_path, "full_weights")
+    result = torch.load(out / "result.pt")
+    assert result["units"] == ["BertEmbeddings", "BertLayer", "BertLayer", "TextEncoder"]
+    reference = _model(model_dir)
+    expected = embed_items(reference, [t for t, _ in TEXTS[:5]])  # (5, 8)
+    torch.testing.assert_close(result["embedded"], expected, atol=1e-5, rtol=1e-5)
+    saved = load_model(out / "artifact" / "models" / "model").state_dict()
+    original = reference.state_dict()
+    assert sorted(saved) == sorted(original)
+    for key, value in original.items():
+        assert torch.equal(saved[key], value), key
+
+
+def _training_step(rank: int, model_dir: str, out: Path) -> None:
+    from finetuner.training.sharding import full_state_dict
+
+    model = _shard(_model(model_dir), ShardingAccelerator(rank))
+    _steps(model, torch.optim.SGD(model.parameters(), lr=0.5), rank, STEPS)
+    weights = full_state_dict(model)
+    if rank == 0:
+        torch.save(weights, out / "trained.pt")
+
+
+def test_sharded_training_steps_equal_one_process(tmp_path):
+    """Each rank embeds half the batch through the sharded model, the metric objective gathers both halves, and
+    FSDP's reduce-scatter averages the gradients: the weights after a few steps equal one process's on the whole
+    batch (SGD: see test_two_process_fit.py on Adam and rounding noise)."""
+    model_dir, out = _spawn(tmp_path, "training_step")
+    sharded = torch.load(out / "trained.pt")
+    model = _model(model_dir)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    _steps(model, torch.optim.SGD(model.parameters(), lr=0.5), None, STEPS)
+    single = model.state_dict()
+    assert [k for k in single if not torch.equal(single[k], start[k])], "training changed no weight"
+    for key, value in single.items():
+        torch.testing.assert_close(sharded[key], value, atol=2e-5, rtol=1e-4, msg=key)
+
+
+def _checkpoint_resume(rank: int, model_dir: str, out: Path) -> None:
+    from finetuner.config import TrainingConfig
+    from finetuner.training.checkpoint import ResumeFromCheckpoint, TrainingCheckpoint, is_checkpoint
+    from finetuner.training.checkpoint_files import checkpoint_problem
+    from finetuner.training.loop import TrainState
+    from finetuner.training.sharding import full_state_dict
+
+    accelerator = ShardingAccelerator(rank)
+
+    def sharded_run():
+        model = _shard(_model(model_dir), accelerator)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        state = TrainState(model, TrainingConfig(), accelerator, optimizer, batches_per_epoch=STEPS)
+        state.epoch_loss_sum = torch.zeros(())
+        return model, optimizer, state
+
+    model, optimizer, _ = sharded_run()  # uninterrupted
+    _steps(model, optimizer, rank, STEPS)
+    uninterrupted = full_state_dict(model)
+    model, optimizer, state = sharded_run()  # interrupted after SPLIT steps: a step checkpoint
+    _steps(model, optimizer, rank, SPLIT)
+    state.batches_trained = SPLIT
+    saver = TrainingCheckpoint(directory=out / "checkpoints")
+    saver._save(state, f"step-{SPLIT:08d}", epoch=0, batches_done=SPLIT)
+    checkpoint = out / "checkpoints" / f"step-{SPLIT:08d}"
+    at_split, moments = full_state_dict(model), [s["exp_avg_sq"].to_local() for s in optimizer.state.values()]
+    model, optimizer, state = sharded_run()  # resumed in new processes' worth of fresh objects
+    ResumeFromCheckpoint(checkpoint).on_train_begin(state)
+    assert state.batches_trained == SPLIT and state.skip_batches == SPLIT
+    restored = [s["exp_avg_sq"].to_local() for s in optimizer.state.values()]
+    assert len(restored) == len(moments) and all(torch.equal(a, b) for a, b in zip(restored, moments))
+    resumed_at_split = full_state_dict(model)
+    _steps(model, optimizer, rank, STEPS - SPLIT)
+    resumed = full_state_dict(model)
+    if rank == 0:
+        assert is_checkpoint(checkpoint) and checkpoint_problem(checkpoint) is None
+        assert not (checkpoint / "model.safetensors").exists()
+        torch.save(
+            {"uninterrupted": uninterrupted, "at_split": at_split, "resumed_at_split": resumed_at_split,
+             "resumed": resumed, "files": sorted(p.name for p in (checkpoint / "sharded").iterdir())},
+            out / "result.pt",
+        )  # fmt: skip
+
+
+def test_sharded_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path):
+    """A step checkpoint of a sharded model holds each rank's shards of the model and the optimizer (Adam's moments
+    included) in torch.distributed.checkpoint's format, with digests; loaded into fresh sharded objects it restores
+    them exactly, and the resumed run reaches the weights of the run that was never interrupted."""
+    _, out = _spawn(tmp_path, "checkpoint_resume")
+    result = torch.load(out / "result.pt")
+    assert result["files"] == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    for key, value in result["at_split"].items():
+        assert torch.equal(result["resumed_at_split"][key], value), key
+    assert [k for k, v in result["at_split"].items() if not torch.equal(result["uninterrupted"][k], v)]
+    for key, value in result["uninterrupted"].items():
+        assert torch.equal(result["resumed"][key], value), key
