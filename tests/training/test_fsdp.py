@@ -6,6 +6,7 @@ artifact, a training step, sharded checkpoints and their resume, and evaluation 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -222,3 +223,84 @@ def test_sharded_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path):
     assert [k for k, v in result["at_split"].items() if not torch.equal(result["uninterrupted"][k], v)]
     for key, value in result["uninterrupted"].items():
         assert torch.equal(result["resumed"][key], value), key
+
+
+# ---- the whole fit under accelerate's FSDP2 preparation, forced on the CPU ------------------------------------------
+
+FIT = dict(epochs=2, batch_size=8, learning_rate=0.5, optimizer="SGD", seed=0, verbose=False, num_items_per_class=2)
+
+
+def _force_fsdp() -> None:
+    """accelerate picks FSDP only for GPU runs: give fit's accelerator the FSDP2 state a GPU launch would have, so
+    accelerate's own prepare shards the model (its FSDP2 path runs unchanged on gloo)."""
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    import finetuner.training.build as build
+
+    original = build.make_accelerator
+
+    def make_accelerator(config):
+        accelerator = original(config)
+        accelerator.state.distributed_type = DistributedType.FSDP
+        accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
+        return accelerator
+
+    build.make_accelerator = make_accelerator
+
+
+def _fit_rank(rank: int, world: int, port: int, model_dir: str, home: str) -> None:
+    become_rank(rank, world, port, home)
+    _force_fsdp()
+    import finetuner
+    from finetuner.distributed import is_sharded
+    from finetuner.training import Callback, TrainingCheckpoint
+
+    class Sharded(Callback):
+        def on_train_begin(self, state):
+            assert is_sharded(state.model), "accelerate did not shard the model"
+
+    class Crash(Callback):
+        def on_batch_end(self, state):
+            if state.batches_trained == 5:
+                raise RuntimeError("crash in epoch 2")
+
+    data = (make_texts(6, seed=1), make_texts(5, seed=2))
+    finetuner.fit(model_dir, *data, run_name="fsdp", device="cpu", callbacks=[Sharded()], **FIT)
+    saver = TrainingCheckpoint(save_every_n_steps=2)
+    with pytest.raises(RuntimeError, match="crash in epoch 2"):
+        finetuner.fit(model_dir, *data, run_name="cut", device="cpu", callbacks=[saver, Crash()], **FIT)
+    checkpoint = Path(home) / "runs" / "default" / "cut" / "checkpoints" / "step-00000004"
+    assert (checkpoint / "sharded" / ".metadata").is_file() and not (checkpoint / "model.safetensors").exists()
+    saver = TrainingCheckpoint(save_every_n_steps=2)
+    finetuner.fit(model_dir, *data, resume_from="cut", device="cpu", callbacks=[saver], **FIT)
+
+
+def test_fit_under_fsdp_trains_like_one_process_and_resumes_exactly(tmp_path):
+    """``fit`` on 2 processes whose accelerator is set up for FSDP2: the model is sharded by accelerate, the metrics
+    before and after (measured on the sharded model) and the saved artifact (full weights gathered onto rank 0)
+    equal one process's; a run that crashed mid-epoch resumes from its sharded step checkpoint to the weights of
+    the uninterrupted run."""
+    import finetuner
+    from safetensors.torch import load_file
+
+    model_dir = str(build_tiny_bert(tmp_path / "bert", dropout=0.0))
+    home = tmp_path / "home"
+    mp.start_processes(_fit_rank, args=(2, free_port(), model_dir, str(home)), nprocs=2, start_method="spawn")
+    os.environ["FINETUNER_HOME"] = str(home)
+    single = finetuner.fit(model_dir, make_texts(6, seed=1), make_texts(5, seed=2), run_name="one", device="cpu", **FIT)
+    fsdp, resumed = finetuner.get_run("fsdp"), finetuner.get_run("cut")
+    assert fsdp.status()["status"] == resumed.status()["status"] == "FINISHED"
+    for stage in ("before", "after"):
+        for name, value in single.metrics()[stage].items():
+            assert fsdp.metrics()[stage][name] == pytest.approx(value, abs=1e-4), (stage, name)
+    assert fsdp.metrics()["after"]["average_precision"] > fsdp.metrics()["before"]["average_precision"]
+
+    def weights(name: str) -> dict[str, torch.Tensor]:
+        return load_file(str(home / "runs" / "default" / name / "models" / "model" / "model.safetensors"))
+
+    one, two, three = weights("one"), weights("fsdp"), weights("cut")
+    start = load_file(str(Path(model_dir) / "model.safetensors"))
+    assert [k for k in one if not torch.equal(one[k], start[k])], "training changed no weight"
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=2e-5, rtol=1e-4, msg=key)
+        torch.testing.assert_close(three[key], two[key], atol=1e-6, rtol=1e-6, msg=key)
