@@ -348,14 +348,46 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     assert f"{len(err.problems)} problems found before training" in str(err)
 
 
-@pytest.mark.parametrize(
-    ("variable", "engine"), [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")]
-)
-def test_sharded_engines_are_refused_before_training(variable, engine, monkeypatch) -> None:
-    """accelerate only turns FSDP / DeepSpeed on for GPU runs; fit's saving and evaluation assume whole weights, so a
-    launch configured for them is stopped up front (on any machine) instead of failing when the model is saved."""
-    monkeypatch.setenv(variable, "true")
+def test_deepspeed_is_refused_naming_fsdp(monkeypatch) -> None:
+    """DeepSpeed is not supported (its engine owns checkpoints and saving): refused before a model loads, with FSDP
+    named as the way to train a model larger than one GPU."""
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     with pytest.raises(ConfigError) as info:
         finetuner.fit("bert-base-en", list(GOOD), epochs=1)
-    assert f"accelerate is configured for {engine} ({variable}=true)" in str(info.value)
-    assert "Launch with DDP" in str(info.value)
+    assert "accelerate is configured for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true)" in str(info.value)
+    assert "--use_fsdp --fsdp_version 2" in str(info.value)
+
+
+def test_fsdp_on_the_cpu_is_refused(monkeypatch) -> None:
+    """accelerate shards models only on GPUs: an FSDP launch of a CPU run would silently train unsharded."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    with pytest.raises(ConfigError) as info:
+        finetuner.fit("bert-base-en", list(GOOD), epochs=1, device="cpu")
+    assert "accelerate shards models only on GPUs and this run is on the CPU" in str(info.value)
+
+
+def test_fsdp_refuses_what_assumes_whole_weights(monkeypatch) -> None:
+    """Under FSDP (on a GPU machine), FSDP1 and every option that cannot work on a sharded model is named up front,
+    all at once, each with what to do instead."""
+    from finetuner.config import TrainingConfig
+    from finetuner.training.callbacks import BestModelCheckpoint
+    from finetuner.validation.launcher import launcher_problems
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    config = TrainingConfig(device="cuda", batch_size="auto", mini_batch_size=8, adapter="lora", compile=True)
+    problems = launcher_problems(config, [TrainingCheckpoint(), BestModelCheckpoint(monitor="train_loss")])
+    text = "\n".join(problems)
+    for fragment in (
+        "FSDP version 1; finetuner supports FSDP2: set fsdp_version: 2",
+        "adapter='lora' does not work on a sharded model",
+        "batch_size='auto' does not work on a sharded model",
+        "mini_batch_size=8 does not work on a sharded model",
+        "compile=True does not work on a sharded model",
+        "callbacks[1] is a BestModelCheckpoint",
+    ):
+        assert fragment in text, f"{fragment!r} not in:\n{text}"
+    assert len(problems) == 6
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    assert launcher_problems(TrainingConfig(device="cuda", batch_size=32), [TrainingCheckpoint()]) == []

@@ -98,6 +98,42 @@ def _spawn(tmp_path: Path, test: str) -> tuple[str, Path]:
     return model_dir, out
 
 
+def test_configure_fsdp_shards_the_model_layers_and_refuses_what_cannot_be_sharded(tiny_bert):
+    """Unless the accelerate config names them, the layers sharded one by one are the model's own layer classes;
+    FSDP1, two-tower models and a loss with weights but no optimizer of its own are refused with the fix."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp.wrap import size_based_auto_wrap_policy
+
+    import finetuner
+    from finetuner.errors import ConfigError
+    from finetuner.losses import get_loss
+    from finetuner.training.sharding import configure_fsdp
+
+    model, accelerator = finetuner.build_model(tiny_bert), ShardingAccelerator(0)
+    configure_fsdp(accelerator, model, get_loss("TripletMarginLoss"))
+    assert accelerator.state.fsdp_plugin.transformer_cls_names_to_wrap == ["BertEmbeddings", "BertLayer"]
+    named = ShardingAccelerator(0)
+    named.state.fsdp_plugin.transformer_cls_names_to_wrap = ["BertLayer"]
+    configure_fsdp(named, model)
+    assert named.state.fsdp_plugin.transformer_cls_names_to_wrap == ["BertLayer"]  # the config's choice stands
+    sized = ShardingAccelerator(0)
+    sized.state.fsdp_plugin.auto_wrap_policy = size_based_auto_wrap_policy
+    configure_fsdp(sized, model)
+    assert sized.state.fsdp_plugin.transformer_cls_names_to_wrap is None
+    version_1 = ShardingAccelerator(0)
+    version_1.state.fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=1)
+    with pytest.raises(ConfigError, match="set fsdp_version: 2"):
+        configure_fsdp(version_1, model)
+    arcface = get_loss("ArcFaceLoss", embedding_size=model.output_dim, num_classes=3)
+    with pytest.raises(ConfigError, match="loss_optimizer='SGD'"):
+        configure_fsdp(ShardingAccelerator(0), model, arcface)
+    configure_fsdp(ShardingAccelerator(0), model, arcface, "SGD")
+    two_towers = torch.nn.Module()
+    two_towers.text, two_towers.vision = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    with pytest.raises(ConfigError, match="two-tower models"):
+        configure_fsdp(ShardingAccelerator(0), two_towers)
+
+
 def _full_weights(rank: int, model_dir: str, out: Path) -> None:
     from torch.distributed.fsdp import FSDPModule
 
@@ -280,8 +316,9 @@ def test_fit_under_fsdp_trains_like_one_process_and_resumes_exactly(tmp_path):
     before and after (measured on the sharded model) and the saved artifact (full weights gathered onto rank 0)
     equal one process's; a run that crashed mid-epoch resumes from its sharded step checkpoint to the weights of
     the uninterrupted run."""
-    import finetuner
     from safetensors.torch import load_file
+
+    import finetuner
 
     model_dir = str(build_tiny_bert(tmp_path / "bert", dropout=0.0))
     home = tmp_path / "home"
