@@ -27,6 +27,17 @@ def _share(batch: list[int], rank: int, world_size: int) -> list[int]:
     return batch[bounds[rank] : bounds[rank + 1]]
 
 
+def index_dtype(n: int) -> type:
+    """The smallest integer type of positions ``0 .. n``: int32 up to 2**31 - 1 (half of int64's memory per item),
+    else int64.
+
+    Example:
+        >>> index_dtype(10**6).__name__, index_dtype(2**31).__name__
+        ('int32', 'int64')
+    """
+    return np.int32 if n < 2**31 else np.int64
+
+
 def class_members(labels: np.ndarray) -> list[np.ndarray]:
     """The items of every class, classes in sorted order, items in order: one sort, not a scan per class (a million
     classes of pairs take a second, not hours).
@@ -97,9 +108,10 @@ class ClassSampler(_GlobalBatches):
         if num_items_per_class < 1:
             raise ConfigError(f"num_items_per_class must be at least 1; received {num_items_per_class}")
         # the classes as one array of item positions grouped by class (a few bytes per item, for millions of them)
-        self._order = np.argsort(labels, kind="stable")  # (items,)
+        index = index_dtype(len(labels))  # positions as int32 while they fit: half the memory per item and class
+        self._order = np.argsort(labels, kind="stable").astype(index)  # (items,)
         starts = np.flatnonzero(np.diff(labels[self._order])) + 1
-        self._bounds = np.concatenate([[0], starts, [len(labels)]]) if len(labels) else np.zeros(1, dtype=np.int64)
+        self._bounds = np.concatenate([[0], starts, [len(labels)]] if len(labels) else [[0]]).astype(index)
         sizes = np.diff(self._bounds)  # (classes,)
         self.num_classes = len(sizes)
         if self.num_classes < 2:
@@ -136,7 +148,11 @@ class ClassSampler(_GlobalBatches):
                 "smaller); raise batch_size or num_items_per_class, or train on fewer processes"
             )
         super().__init__(seed, rank, world_size, batch_size)
-        self._groups = -(-sizes // k)  # (classes,) groups of k items per class
+        self._groups = (-(-sizes // k)).astype(index)  # (classes,) groups of k items per class
+        # a class whose last group is short (and that has more than one) tops it up with k - short of its items:
+        # their slots in one flat array, class c's at _extra_bounds[c]:_extra_bounds[c + 1]
+        need = np.where((self._groups > 1) & (sizes % k > 0), k - sizes % k, 0)  # (classes,)
+        self._extra_bounds = np.concatenate([[0], np.cumsum(need)]).astype(index)  # (classes + 1,)
         self._len = max(1, math.ceil(int(self._groups.sum()) / self.classes_per_batch))
 
     @property
@@ -154,7 +170,8 @@ class ClassSampler(_GlobalBatches):
         rng = self._rng()
         k, bounds = self.num_items_per_class, self._bounds
         shuffled = np.empty_like(self._order)
-        extras: dict[int, np.ndarray] = {}  # the items that top up a class's short last group
+        extra_bounds = self._extra_bounds
+        extras = np.empty(int(extra_bounds[-1]), dtype=self._order.dtype)  # the items that top up short groups
         remaining = np.zeros(self.num_classes)
 
         def refill(c: int) -> None:
@@ -162,8 +179,10 @@ class ClassSampler(_GlobalBatches):
             order = rng.permutation(self._order[start:end])
             shuffled[start:end] = order
             short = (end - start) % k
-            if self._groups[c] > 1 and short:  # top up the last group from the same class
-                extras[c] = rng.choice(order[: len(order) - short], k - short, replace=False)
+            if extra_bounds[c + 1] > extra_bounds[c]:  # top up the last group from the same class
+                extras[extra_bounds[c] : extra_bounds[c + 1]] = rng.choice(
+                    order[: len(order) - short], k - short, replace=False
+                )
             remaining[c] = self._groups[c]
 
         def take(c: int) -> np.ndarray:  # the class's last group left, as a list's pop() would give it
@@ -171,7 +190,9 @@ class ClassSampler(_GlobalBatches):
             start = bounds[c] + g * k
             group = shuffled[start : min(start + k, bounds[c + 1])]
             remaining[c] = g
-            return np.concatenate([group, extras[c]]) if g == self._groups[c] - 1 and c in extras else group
+            if g == self._groups[c] - 1 and extra_bounds[c + 1] > extra_bounds[c]:
+                return np.concatenate([group, extras[extra_bounds[c] : extra_bounds[c + 1]]])
+            return group
 
         for c in range(self.num_classes):
             refill(c)

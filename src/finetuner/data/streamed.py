@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from finetuner.data.items import is_missing
 from finetuner.data.readers.rows import RowProblems
+from finetuner.data.samplers import index_dtype
 
 #: file suffix -> the ``datasets`` builder that reads it
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".pq": "parquet"}
@@ -236,14 +237,15 @@ def build_index(
         )
     keep = np.ones(start, dtype=bool)
     keep[bad_rows] = False
+    index = index_dtype(start)  # rows and codes as int32 while they fit: half the memory per item
     if kind == "labelled":
-        labels = np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)
-        rows = np.flatnonzero(keep)
+        labels = (np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)).astype(index)
+        rows = np.flatnonzero(keep).astype(index)
         _check_classes(labels[rows], rows, list(label_codes), source, where)
         return StreamedData(dataset, kind, columns, rows, np.zeros(len(rows), dtype=np.int8), labels[rows],
                             len(label_codes), digest.hexdigest()[:16], source, skipped)  # fmt: skip
     hashes = (np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64))[keep]  # (pairs, 2)
-    pair_rows = np.flatnonzero(keep)
+    pair_rows = np.flatnonzero(keep).astype(index)
     if len(pair_rows) < 2:
         raise _error(f"{source} holds {len(pair_rows)} usable pair(s); in-batch negatives need at least 2 pairs")
     rows, sides, labels, num_classes = _pairs_as_classes(hashes, pair_rows)
@@ -253,10 +255,11 @@ def build_index(
 
 def _pairs_as_classes(hashes: np.ndarray, pair_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Distinct texts of the pairs in order, and the group of each (connected components through shared texts)."""
+    index = index_dtype(len(hashes) * 2)  # int32 positions while they fit: half the memory of int64
     flat = hashes.reshape(-1)  # (2 * pairs,) left, right, left, right ...
     uniques, first, node = np.unique(flat, return_index=True, return_inverse=True)
-    node = node.reshape(-1, 2)  # (pairs, 2) text ids
-    comp = np.arange(len(uniques))
+    first, node = first.astype(index), node.astype(index).reshape(-1, 2)  # (texts,), (pairs, 2) text ids
+    comp = np.arange(len(uniques), dtype=index)
     while True:  # label propagation: every text takes the smallest id reachable through pairs
         low = np.minimum(comp[node[:, 0]], comp[node[:, 1]])
         new = comp.copy()
@@ -270,7 +273,7 @@ def _pairs_as_classes(hashes: np.ndarray, pair_rows: np.ndarray) -> tuple[np.nda
     groups = comp[np.searchsorted(uniques, flat[keep])]  # (distinct texts,)
     _, first_group, codes = np.unique(groups, return_index=True, return_inverse=True)
     order = np.argsort(np.argsort(first_group))  # code by first appearance, as the in-memory path numbers them
-    return pair_rows[keep // 2], (keep % 2).astype(np.int8), order[codes], len(first_group)
+    return pair_rows[keep // 2], (keep % 2).astype(np.int8), order[codes].astype(index), len(first_group)
 
 
 def _check_classes(labels: np.ndarray, rows: np.ndarray, names: list[Any], source: str, where: Any) -> None:
