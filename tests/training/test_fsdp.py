@@ -263,7 +263,11 @@ def test_sharded_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path):
 
 # ---- the whole fit under accelerate's FSDP2 preparation, forced on the CPU ------------------------------------------
 
-FIT = dict(epochs=2, batch_size=8, learning_rate=0.5, optimizer="SGD", seed=0, verbose=False, num_items_per_class=2)
+# gradient accumulation (accelerate's no_sync for FSDP2) and frozen layers (embeddings and the first layer) included
+FIT = dict(
+    epochs=2, batch_size=8, learning_rate=0.5, optimizer="SGD", seed=0, verbose=False, num_items_per_class=2,
+    gradient_accumulation_steps=2, freeze=1,
+)  # fmt: skip
 
 
 def _force_fsdp() -> None:
@@ -305,7 +309,7 @@ def _fit_rank(rank: int, world: int, port: int, model_dir: str, home: str) -> No
     saver = TrainingCheckpoint(save_every_n_steps=2)
     with pytest.raises(RuntimeError, match="crash in epoch 2"):
         finetuner.fit(model_dir, *data, run_name="cut", device="cpu", callbacks=[saver, Crash()], **FIT)
-    checkpoint = Path(home) / "runs" / "default" / "cut" / "checkpoints" / "step-00000004"
+    checkpoint = Path(home) / "runs" / "default" / "cut" / "checkpoints" / "step-00000005"  # a window's end
     assert (checkpoint / "sharded" / ".metadata").is_file() and not (checkpoint / "model.safetensors").exists()
     saver = TrainingCheckpoint(save_every_n_steps=2)
     finetuner.fit(model_dir, *data, resume_from="cut", device="cpu", callbacks=[saver], **FIT)
@@ -314,8 +318,8 @@ def _fit_rank(rank: int, world: int, port: int, model_dir: str, home: str) -> No
 def test_fit_under_fsdp_trains_like_one_process_and_resumes_exactly(tmp_path):
     """``fit`` on 2 processes whose accelerator is set up for FSDP2: the model is sharded by accelerate, the metrics
     before and after (measured on the sharded model) and the saved artifact (full weights gathered onto rank 0)
-    equal one process's; a run that crashed mid-epoch resumes from its sharded step checkpoint to the weights of
-    the uninterrupted run."""
+    equal one process's, with gradient accumulation and frozen layers; a run that crashed mid-epoch resumes from its
+    sharded step checkpoint to the weights of the uninterrupted run."""
     from safetensors.torch import load_file
 
     import finetuner
@@ -337,7 +341,8 @@ def test_fit_under_fsdp_trains_like_one_process_and_resumes_exactly(tmp_path):
 
     one, two, three = weights("one"), weights("fsdp"), weights("cut")
     start = load_file(str(Path(model_dir) / "model.safetensors"))
-    assert [k for k in one if not torch.equal(one[k], start[k])], "training changed no weight"
+    moved = [k for k in one if not torch.equal(one[k], start[k])]
+    assert moved and all(".layer.1." in k or "pooler" in k for k in moved), moved  # freeze=1: the last layer trains
     for key in one:
         torch.testing.assert_close(two[key], one[key], atol=2e-5, rtol=1e-4, msg=key)
         torch.testing.assert_close(three[key], two[key], atol=1e-6, rtol=1e-6, msg=key)
