@@ -226,6 +226,8 @@ def _checkpoint_resume(rank: int, model_dir: str, out: Path) -> None:
     _steps(model, optimizer, rank, SPLIT)
     state.batches_trained = SPLIT
     saver = TrainingCheckpoint(directory=out / "checkpoints")
+    if rank == 0:  # shards a crash left mid-write: removed once a checkpoint is saved
+        (out / "checkpoints" / ".step-00000001.shards").mkdir(parents=True)
     saver._save(state, f"step-{SPLIT:08d}", epoch=0, batches_done=SPLIT)
     checkpoint = out / "checkpoints" / f"step-{SPLIT:08d}"
     at_split, moments = full_state_dict(model), [s["exp_avg_sq"].to_local() for s in optimizer.state.values()]
@@ -240,6 +242,7 @@ def _checkpoint_resume(rank: int, model_dir: str, out: Path) -> None:
     if rank == 0:
         assert is_checkpoint(checkpoint) and checkpoint_problem(checkpoint) is None
         assert not (checkpoint / "model.safetensors").exists()
+        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest.yml", f"step-{SPLIT:08d}"]
         torch.save(
             {"uninterrupted": uninterrupted, "at_split": at_split, "resumed_at_split": resumed_at_split,
              "resumed": resumed, "files": sorted(p.name for p in (checkpoint / "sharded").iterdir())},

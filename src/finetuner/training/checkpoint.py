@@ -269,7 +269,8 @@ class TrainingCheckpoint(Callback):
                 shutil.rmtree(shards, ignore_errors=True)
                 shards.parent.mkdir(parents=True, exist_ok=True)
             acc.wait_for_everyone()
-            save_sharded(shards, state.model, state.optimizer)
+            with checkpoint_write_errors(self.directory, name):  # a full disk on any rank fails every rank
+                save_sharded(shards, state.model, state.optimizer)
             acc.wait_for_everyone()
         if acc is None or acc.is_main_process:
             self.last_saved = save_checkpoint(
@@ -291,6 +292,8 @@ class TrainingCheckpoint(Callback):
         epochs = sorted(p for p in self.directory.glob("epoch-*") if p.is_dir())
         keep = set(epochs[len(epochs) - self.last_k_epochs :] if self.last_k_epochs else [])
         for path in self.directory.iterdir():
+            if path.is_dir() and path.name.startswith(".") and path.name.endswith(".shards"):  # left by a crash
+                shutil.rmtree(path, ignore_errors=True)
             if path == self.last_saved or path in keep or not path.is_dir() or path.name.startswith("."):
                 continue
             if path.name.startswith(("step-", "epoch-", "interrupt-")):
