@@ -291,9 +291,11 @@ def _force_fsdp() -> None:
     build.make_accelerator = make_accelerator
 
 
-def _fit_rank(rank: int, world: int, port: int, model_dir: str, home: str) -> None:
+def _fit_rank(rank: int, world: int, port: int, model_dir: str, home: str, path: str) -> None:
     become_rank(rank, world, port, home)
     _force_fsdp()
+    import datasets
+
     import finetuner
     from finetuner.distributed import is_sharded
     from finetuner.training import Callback, TrainingCheckpoint
@@ -308,7 +310,9 @@ def _fit_rank(rank: int, world: int, port: int, model_dir: str, home: str) -> No
                 raise RuntimeError("crash in epoch 2")
 
     data = (make_texts(6, seed=1), make_texts(5, seed=2))
-    finetuner.fit(model_dir, *data, run_name="fsdp", device="cpu", callbacks=[Sharded()], **FIT)
+    datasets.config.HF_DATASETS_CACHE = str(Path(home) / "hf-cache")
+    # streamed from the CSV file of the same texts (each rank fetching its share), then in memory
+    finetuner.fit(model_dir, path, data[1], run_name="fsdp", device="cpu", streaming=True, callbacks=[Sharded()], **FIT)
     saver = TrainingCheckpoint(save_every_n_steps=2)
     with pytest.raises(RuntimeError, match="crash in epoch 2"):
         finetuner.fit(model_dir, *data, run_name="cut", device="cpu", callbacks=[saver, Crash()], **FIT)
@@ -321,19 +325,25 @@ def _fit_rank(rank: int, world: int, port: int, model_dir: str, home: str) -> No
 def test_fit_under_fsdp_trains_like_one_process_and_resumes_exactly(tmp_path):
     """``fit`` on 2 processes whose accelerator is set up for FSDP2: the model is sharded by accelerate, the metrics
     before and after (measured on the sharded model) and the saved artifact (full weights gathered onto rank 0)
-    equal one process's, with gradient accumulation and frozen layers; a run that crashed mid-epoch resumes from its
-    sharded step checkpoint to the weights of the uninterrupted run."""
+    equal one process's, with gradient accumulation, frozen layers and the training data streamed from a file; a run
+    (in memory) that crashed mid-epoch resumes from its sharded step checkpoint to the weights of the uninterrupted
+    run (streamed data trains exactly like the same data in memory: tests/training/test_streaming.py)."""
+    import csv
+
     from safetensors.torch import load_file
 
     import finetuner
 
     model_dir = str(build_tiny_bert(tmp_path / "bert", dropout=0.0))
-    home = tmp_path / "home"
-    mp.start_processes(_fit_rank, args=(2, free_port(), model_dir, str(home)), nprocs=2, start_method="spawn")
+    home, path = tmp_path / "home", tmp_path / "train.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *make_texts(6, seed=1)])
+    args = (2, free_port(), model_dir, str(home), str(path))
+    mp.start_processes(_fit_rank, args=args, nprocs=2, start_method="spawn")
     os.environ["FINETUNER_HOME"] = str(home)
     single = finetuner.fit(model_dir, make_texts(6, seed=1), make_texts(5, seed=2), run_name="one", device="cpu", **FIT)
     fsdp, resumed = finetuner.get_run("fsdp"), finetuner.get_run("cut")
-    assert fsdp.status()["status"] == resumed.status()["status"] == "FINISHED"
+    assert fsdp.status()["status"] == resumed.status()["status"] == "FINISHED" and fsdp.config["streaming"] is True
     for stage in ("before", "after"):
         for name, value in single.metrics()[stage].items():
             assert fsdp.metrics()[stage][name] == pytest.approx(value, abs=1e-4), (stage, name)
