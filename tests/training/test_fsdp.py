@@ -98,7 +98,7 @@ def _spawn(tmp_path: Path, test: str) -> tuple[str, Path]:
     return model_dir, out
 
 
-def test_configure_fsdp_shards_the_model_layers_and_refuses_what_cannot_be_sharded(tiny_bert):
+def test_configure_fsdp_shards_the_model_layers_and_refuses_what_cannot_be_sharded(tiny_bert, monkeypatch):
     """Unless the accelerate config names them, the layers sharded one by one are the model's own layer classes;
     FSDP1, two-tower models and a loss with weights but no optimizer of its own are refused with the fix."""
     from accelerate.utils import FullyShardedDataParallelPlugin
@@ -120,6 +120,10 @@ def test_configure_fsdp_shards_the_model_layers_and_refuses_what_cannot_be_shard
     sized.state.fsdp_plugin.auto_wrap_policy = size_based_auto_wrap_policy
     configure_fsdp(sized, model)
     assert sized.state.fsdp_plugin.transformer_cls_names_to_wrap is None
+    monkeypatch.setenv("FSDP_AUTO_WRAP_POLICY", "NO_WRAP")  # chosen in the config: the whole model as one unit
+    unwrapped = ShardingAccelerator(0)
+    configure_fsdp(unwrapped, model)
+    assert unwrapped.state.fsdp_plugin.auto_wrap_policy is None
     version_1 = ShardingAccelerator(0)
     version_1.state.fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=1)
     with pytest.raises(ConfigError, match="set fsdp_version: 2"):

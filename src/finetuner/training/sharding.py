@@ -18,6 +18,7 @@ Evaluation on a sharded model needs no code here: every rank embeds an equal sha
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,8 @@ def configure_fsdp(
             f"accelerate is configured for FSDP version {getattr(plugin, 'fsdp_version', 1)}; finetuner supports "
             "FSDP2: set fsdp_version: 2 in the accelerate config (or accelerate launch --fsdp_version 2)"
         )
-    if plugin.auto_wrap_policy is None:
-        plugin.auto_wrap_policy = transformer_auto_wrap_policy
+    if plugin.auto_wrap_policy is None and os.environ.get("FSDP_AUTO_WRAP_POLICY", "").upper() != "NO_WRAP":
+        plugin.auto_wrap_policy = transformer_auto_wrap_policy  # unset: one unit per layer (NO_WRAP: one in all)
     if plugin.auto_wrap_policy is transformer_auto_wrap_policy and not plugin.transformer_cls_names_to_wrap:
         names = layer_class_names(model)
         if not names:
