@@ -289,7 +289,9 @@ def _force_fsdp() -> None:
     def make_accelerator(config):
         accelerator = original(config)
         accelerator.state.distributed_type = DistributedType.FSDP
-        accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
+        # as `accelerate launch --use_fsdp --fsdp_version 2` sets it up (cpu_ram_efficient_loading is its default)
+        plugin = FullyShardedDataParallelPlugin(fsdp_version=2, cpu_ram_efficient_loading=True, sync_module_states=True)
+        accelerator.state.fsdp_plugin = plugin
         return accelerator
 
     build.make_accelerator = make_accelerator
