@@ -129,6 +129,26 @@ def test_poolings_head_normalize_and_augment(resnet_dir: str) -> None:
     assert not torch.equal(aug, augmented.preprocess([stripe])["pixel_values"])
 
 
+def test_the_random_crop_is_resized_once_straight_to_the_input_size() -> None:
+    """A ResizeNormalize model's crop goes from the picture to the input size in one bicubic resize (as
+    RandomResizedCrop does in open_clip's and timm's training transforms), not back to the picture's size first."""
+    options = {"input_size": 16, "mean": 0.5, "std": 0.5, "augment": {"scale": [0.4, 0.6], "flip": 0.0}}
+    model = build_model(TinyNet(), model_options=options)
+    picture = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    torch.manual_seed(3)
+    pixels = model.training_preprocess([picture])["pixel_values"]  # (1, 3, 16, 16)
+    torch.manual_seed(3)
+    box = model.augment._box(40, 40)
+    assert box != (0, 0, 40, 40)
+    once = Image.fromarray(picture).resize((16, 16), Image.Resampling.BICUBIC, box=box)
+    expected = (torch.from_numpy(np.asarray(once, dtype=np.float32)).permute(2, 0, 1) / 255 - 0.5) / 0.5
+    assert torch.allclose(pixels[0], expected, atol=1e-6)
+    twice = Image.fromarray(picture).resize((40, 40), Image.Resampling.BILINEAR, box=box).resize(
+        (16, 16), Image.Resampling.BICUBIC
+    )
+    assert not np.array_equal(np.asarray(once), np.asarray(twice))  # the old path gave other pixels
+
+
 def test_option_errors_are_clear(resnet_dir: str) -> None:
     with pytest.raises(ConfigError, match=r"unknown model_options.*'poolng'"):
         build_model(resnet_dir, model_options={"poolng": "gem"})

@@ -164,3 +164,12 @@ def test_report_shows_the_standard_metrics_in_their_own_table(tmp_path):
     for name in ("ndcg_at_10", "mrr_at_10", "map_at_20"):
         assert f"<td>{name}</td>" in standard_table
     assert "+0.2100" in standard_table  # ndcg_at_10: 0.41 -> 0.62
+
+
+def test_scored_pair_runs_report_score_agreement_not_retrieval(tmp_path):
+    folder = _fake_run(tmp_path / "run-c")
+    before, after = {"spearman_cosine": 0.61, "pearson_cosine": 0.58}, {"spearman_cosine": 0.83, "pearson_cosine": 0.8}
+    (folder / "metrics.yml").write_text(yaml.safe_dump({"before": before, "after": after}))
+    page = report_html.write_report(folder).read_text()
+    assert "Score agreement on the evaluation pairs" in page and "Retrieval metrics on" not in page
+    assert "<td>spearman_cosine</td>" in page and "+0.2200" in page  # 0.61 -> 0.83

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from finetuner import artifacts
+from finetuner.evaluation.correlation import CORRELATION_NAMES
 from finetuner.evaluation.metrics import METRIC_NAMES
 from finetuner.evaluation.standard_metrics import is_metric_name, is_standard_metric
 from finetuner.fileio import read_yaml
@@ -157,6 +158,12 @@ def _metrics_section(metrics: dict[str, dict[str, float]], limit: Any) -> str:
             "definitions): nDCG and MRR at 10, MAP and recall at k; the ideal ranking and recall count every relevant "
             "item of the index, and queries without a relevant item are left out.</p>"
             + _metrics_rows(standard_names, before, after)
+        )
+    if names and all(n in CORRELATION_NAMES for n in names):  # scored pairs: a correlation, not a ranking
+        return (
+            "<section><h2>Score agreement on the evaluation pairs</h2><p class='note'>Scored pairs are measured by "
+            "how well the cosine similarity of each pair follows its score (Spearman's rank and Pearson's linear "
+            "correlation), not by retrieval.</p>" + _metrics_rows(names, before, after) + "</section>"
         )
     return (
         f"<section><h2>Retrieval metrics on the evaluation data{k}</h2><div class='cards'>{''.join(cards)}</div>"

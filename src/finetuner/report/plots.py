@@ -11,6 +11,8 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from finetuner.evaluation.correlation import CORRELATION_NAMES
+
 COLORS = ("#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563")
 BEFORE, AFTER = "#94a3b8", "#2563eb"
 
@@ -110,7 +112,8 @@ def metric_curves(history: Sequence[dict[str, Any]], names: Sequence[str]) -> by
     ax = fig.add_subplot()
     for (name, xs, ys), color in zip(curves, COLORS):
         ax.plot(xs, ys, marker="o", markersize=4, linewidth=2, color=color, label=name)
-    _style(ax, "Retrieval metrics per epoch", "epoch", "value")
+    scored = all(name in CORRELATION_NAMES for name, *_ in curves)
+    _style(ax, "Score correlation per epoch" if scored else "Retrieval metrics per epoch", "epoch", "value")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7, frameon=False, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     return _png(fig)

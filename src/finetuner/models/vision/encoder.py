@@ -167,6 +167,10 @@ class ImageEncoder(EmbeddingModel):
         """:meth:`preprocess` with the train-time augmentation (random resized crop, flip) when it is on."""
         if self.augment is None:
             return self.preprocess(items)
+        if isinstance(self.transform, ResizeNormalize):  # crop and resize once, straight to the input size
+            size, resample = self.transform.size, self.transform.interpolation
+            images = [self.augment(load_image(item), size, resample) for item in items]
+            return {"pixel_values": self.transform(images, resized=True)}  # (batch, 3, H, W)
         images = [self.augment(load_image(item)) for item in items]
         return {"pixel_values": self.transform(images)}  # (batch, 3, H, W)
 

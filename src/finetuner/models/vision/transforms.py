@@ -107,8 +107,17 @@ class ResizeNormalize:
         img = img.crop((left, top, left + w, top + h))
         return np.asarray(img, dtype=np.float32)  # (H, W, 3)
 
-    def __call__(self, images: list[Image.Image]) -> torch.Tensor:
-        batch = torch.from_numpy(np.stack([self._one(img) for img in images]))  # (batch, H, W, 3)
+    def __call__(self, images: list[Image.Image], *, resized: bool = False) -> torch.Tensor:
+        """Pixel values ``(batch, 3, H, W)``; ``resized=True``: the images already have the input size (a
+        train-time crop resized straight to it), so they are only scaled and normalised."""
+        if resized:
+            h, w = self.size
+            if any(img.size != (w, h) for img in images):
+                raise ValueError(f"resized=True needs {w}x{h} images; received {[img.size for img in images]}")
+            arrays = [np.asarray(img.convert("RGB"), dtype=np.float32) for img in images]
+        else:
+            arrays = [self._one(img) for img in images]
+        batch = torch.from_numpy(np.stack(arrays))  # (batch, H, W, 3)
         batch = batch.permute(0, 3, 1, 2).div_(255.0)  # (batch, 3, H, W)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
@@ -194,7 +203,9 @@ def transform_from_metadata(directory: Path, meta: dict[str, Any]) -> ResizeNorm
 
 class RandomResizedCropFlip:
     """Train-time augmentation: a random crop of ``scale`` x the area and an aspect ratio in ``ratio``, resized
-    back to the image's size, then a horizontal flip with probability ``flip``.
+    (once) to ``size`` -- the model's input size when the encoder's transform is a
+    :class:`ResizeNormalize`, as torchvision's ``RandomResizedCrop`` does in open_clip's and timm's training
+    transforms -- or else back to the image's size, then a horizontal flip with probability ``flip``.
 
     Randomness comes from torch's generator, which DataLoader seeds per worker (and ``fit(seed=...)`` seeds).
 
@@ -202,6 +213,8 @@ class RandomResizedCropFlip:
         >>> aug = RandomResizedCropFlip(scale=(0.5, 1.0))
         >>> aug(Image.new('RGB', (32, 24))).size
         (32, 24)
+        >>> aug(Image.new('RGB', (32, 24)), size=(16, 16), resample='bicubic').size
+        (16, 16)
     """
 
     def __init__(
@@ -230,9 +243,13 @@ class RandomResizedCropFlip:
                 return left, top, left + w, top + h
         return 0, 0, width, height
 
-    def __call__(self, img: Image.Image) -> Image.Image:
+    def __call__(
+        self, img: Image.Image, size: tuple[int, int] | None = None, resample: str = "bilinear"
+    ) -> Image.Image:
+        """The augmented image, ``size`` = (height, width) (default: the image's own size)."""
         box = self._box(img.width, img.height)
-        out = img.resize(img.size, Image.Resampling.BILINEAR, box=box)
+        target = (size[1], size[0]) if size is not None else img.size
+        out = img.resize(target, _RESAMPLE[resample], box=box)
         if self.flip and float(torch.rand(())) < self.flip:
             out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return out
