@@ -39,6 +39,7 @@ from finetuner.training.autobatch import auto_start, probe_batch_size
 from finetuner.training.callbacks import bind_callbacks
 from finetuner.training.check import CheckedFit
 from finetuner.training.checkpoint import CHECKPOINT_FILE
+from finetuner.training.denoising import prepare_denoising
 from finetuner.training.distill import prepare_distillation, prepare_margin_distillation
 from finetuner.training.loop import make_accelerator, make_objective
 from finetuner.training.plan import FitPlan
@@ -105,6 +106,9 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
         miner = get_miner(config.miner, config.miner_options)
         items = getattr(fit_plan.train, "items", None)  # None for streamed data (read batch by batch)
         prepare_distillation(loss, items, model.output_dim, accelerator)
+        damaged = prepare_denoising(loss, model, items, checked.seed)  # TSDAE: the model embeds damaged texts
+        if damaged is not None:
+            fit_plan = dataclasses.replace(fit_plan, train=dataclasses.replace(fit_plan.train, items=damaged))
     make_loader = _loader_factory(model, fit_plan, config, accelerator, checked.seed)
     loader = None
     if config.batch_size == "auto":
