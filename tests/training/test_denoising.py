@@ -84,6 +84,8 @@ def test_wrong_data_options_and_models_are_refused(tmp_path):
         finetuner.fit(bert, make_texts(3), **fit)
     with pytest.raises(ConfigError, match=r"deletion_ratio is a share of words in \[0, 1\) .*received 1.5"):
         finetuner.fit(bert, TEXTS, loss_options={"deletion_ratio": 1.5}, **fit)
+    with pytest.raises(ConfigError, match="matryoshka_dims does not apply"):
+        finetuner.fit(bert, TEXTS, loss_options={"matryoshka_dims": [32, 16]}, **fit)
     with pytest.raises(ConfigError, match="takes random batches; sampler='class'"):
         finetuner.fit(bert, TEXTS, sampler="class", **fit)
     with pytest.raises(ConfigError, match=r"model embeds into 8 .*without output_dim"):

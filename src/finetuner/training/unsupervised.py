@@ -108,8 +108,13 @@ dropout (no Dropout layer with p > 0); use a model trained with dropout (BERT-li
 
 
 def _check_deletion_ratio(loss: str, options: Any) -> None:
-    """TSDAE's ``deletion_ratio`` is a share of words in [0, 1)."""
-    if loss.lower() != "tsdae" or not isinstance(options, dict) or "deletion_ratio" not in options:
+    """TSDAE's ``deletion_ratio`` is a share of words in [0, 1); no Matryoshka prefixes (the decoder takes the whole
+    embedding)."""
+    if loss.lower() != "tsdae" or not isinstance(options, dict):
+        return
+    if "matryoshka_dims" in options:
+        raise ConfigError("loss='TSDAE' decodes the whole embedding; matryoshka_dims does not apply: drop it")
+    if "deletion_ratio" not in options:
         return
     ratio = options["deletion_ratio"]
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
