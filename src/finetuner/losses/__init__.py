@@ -16,11 +16,12 @@ from torch import nn
 from finetuner import aliases
 from finetuner.errors import ConfigError, InputTypeError, unknown_name
 from finetuner.losses.contrastive import LOSSES as CONTRASTIVE_LOSSES
+from finetuner.losses.distill import ROW_DISTILL_LOSSES
 from finetuner.losses.matryoshka import MatryoshkaLoss, split_options
 from finetuner.losses.rows import SCORED_LOSSES
 from finetuner.losses.unsupervised import UNSUPERVISED_LOSSES
 
-OWN_LOSSES = {**CONTRASTIVE_LOSSES, **SCORED_LOSSES}
+OWN_LOSSES = {**CONTRASTIVE_LOSSES, **SCORED_LOSSES, **ROW_DISTILL_LOSSES}
 
 #: what ``loss='auto'`` (the default) means for each kind of training data. Scored pairs: CoSENT, which uses only
 #: the order of the scores (any scale trains) and keeps a gradient where the squared error of CosineSimilarityLoss
@@ -34,7 +35,10 @@ AUTO_LOSSES = {
 }
 
 #: the losses each kind of row data trains with (the other kinds take any metric loss)
-ROW_LOSSES = {"triplets": ("InfoNCELoss", "TripletMarginLoss"), "scored": ("CoSENTLoss", "CosineSimilarityLoss")}
+ROW_LOSSES = {
+    "triplets": ("InfoNCELoss", "TripletMarginLoss", *ROW_DISTILL_LOSSES),
+    "scored": ("CoSENTLoss", "CosineSimilarityLoss"),
+}
 
 
 def resolve_loss(loss: Any, data_kind: str) -> Any:

@@ -16,6 +16,7 @@ from torch import nn
 
 from finetuner.distributed import gather_no_grad, gather_with_grad, world
 from finetuner.losses.contrastive import InfoNCELoss
+from finetuner.losses.distill import MarginMSELoss
 from finetuner.losses.matryoshka import MatryoshkaLoss
 from finetuner.losses.rows import TripletBatch, explicit_triplets, infonce_with_negatives
 
@@ -77,7 +78,9 @@ def _columns(tensor: torch.Tensor, width: int) -> torch.Tensor:
 class TripletObjective(nn.Module):
     """A loss on ``(query, positive, negative_1..k)`` rows over the global batch: ``InfoNCELoss`` scores every query
     against all positives and negatives of the batch (:func:`~finetuner.losses.rows.infonce_with_negatives`), any
-    other loss (``TripletMarginLoss``) gets the explicit triplets (:func:`~finetuner.losses.rows.explicit_triplets`).
+    other loss (``TripletMarginLoss``) gets the explicit triplets (:func:`~finetuner.losses.rows.explicit_triplets`);
+    ``MarginMSE`` the rows' margins and their indices (the targets of its rows, see
+    :func:`~finetuner.training.plan.plan`).
 
     Under DDP the rows of all processes are gathered (embeddings with gradients, groups without) and every rank
     computes the global loss, as :class:`MetricObjective` does.
@@ -115,6 +118,8 @@ class TripletObjective(nn.Module):
 def _triplet_loss(loss: nn.Module, rows: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """``loss`` on rows ``(batch, 2 + k, dim)`` of (query, positive, negatives) and their groups ``(batch, 2 + k)``."""
     batch = TripletBatch(rows[:, 0], rows[:, 1], rows[:, 2:], groups[:, 0], groups[:, 2:])
+    if isinstance(loss, MarginMSELoss):  # its rows carry their own index as every member's target
+        return loss(batch.queries, batch.positives, batch.negatives, batch.groups)
     if isinstance(loss, InfoNCELoss):
         return infonce_with_negatives(batch, loss.temperature)
     return explicit_triplets(loss, batch)

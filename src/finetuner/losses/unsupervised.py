@@ -1,4 +1,5 @@
-"""Losses for training without labels: ``fit(model, train_data=[texts...], loss='SimCSE')``.
+"""Losses for training without labels: ``fit(model, train_data=[texts...], loss='SimCSE')`` (or ``'TSDAE'``:
+:mod:`finetuner.losses.denoising`).
 
 SimCSE (Gao et al. 2021, unsupervised) puts every text in a batch twice: dropout, active in training, makes the two
 forward passes of one text differ, so they are a positive pair ("two views"), and every other text of the batch is a
@@ -9,6 +10,7 @@ the loss is InfoNCE over the batch's classes of two at temperature 0.05.
 from __future__ import annotations
 
 from finetuner.losses.contrastive import InfoNCELoss
+from finetuner.losses.denoising import TSDAELoss
 from finetuner.losses.distill import DISTILL_LOSSES
 
 
@@ -27,8 +29,11 @@ class SimCSELoss(InfoNCELoss):
     """
 
 
+#: the losses that train on each unlabelled item once, in random batches (the rest, SimCSE, on two views), by name
+ONE_VIEW_LOSSES: dict[str, type] = {"TSDAE": TSDAELoss, **DISTILL_LOSSES}
+
 #: the losses that train on unlabelled items (``fit`` lays the items out for them), by name
-UNSUPERVISED_LOSSES: dict[str, type] = {"SimCSE": SimCSELoss, **DISTILL_LOSSES}
+UNSUPERVISED_LOSSES: dict[str, type] = {"SimCSE": SimCSELoss, **ONE_VIEW_LOSSES}
 
 
 def is_unsupervised(loss: object) -> bool:
@@ -39,3 +44,14 @@ def is_unsupervised(loss: object) -> bool:
         (True, False, False)
     """
     return isinstance(loss, str) and loss.lower() in {name.lower() for name in UNSUPERVISED_LOSSES}
+
+
+def takes_one_view(loss: object) -> bool:
+    """Whether ``loss`` names an unsupervised loss that sees each text once (distillation, TSDAE), its label the
+    text's index.
+
+    Example:
+        >>> takes_one_view('TSDAE'), takes_one_view('DistillMSE'), takes_one_view('SimCSE')
+        (True, True, False)
+    """
+    return isinstance(loss, str) and loss.lower() in {name.lower() for name in ONE_VIEW_LOSSES}

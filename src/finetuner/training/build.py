@@ -39,7 +39,8 @@ from finetuner.training.autobatch import auto_start, probe_batch_size
 from finetuner.training.callbacks import bind_callbacks
 from finetuner.training.check import CheckedFit
 from finetuner.training.checkpoint import CHECKPOINT_FILE
-from finetuner.training.distill import prepare_distillation
+from finetuner.training.denoising import prepare_denoising
+from finetuner.training.distill import prepare_distillation, prepare_margin_distillation
 from finetuner.training.loop import make_accelerator, make_objective
 from finetuner.training.plan import FitPlan
 from finetuner.training.resume import check_fingerprint, run_fingerprint
@@ -95,6 +96,7 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
     elif fit_plan.task == "triplets":
         num_negatives = checked.train.num_negatives  # type: ignore[union-attr]  # triplet data
         row_loss = get_loss(config.loss, config.loss_options, embedding_size=model.output_dim)
+        prepare_margin_distillation(row_loss, fit_plan.train, accelerator)  # type: ignore[arg-type]  # RowData
         loss = TripletObjective(row_loss, num_negatives)
     elif fit_plan.task == "scored":
         loss = ScoredObjective(get_loss(config.loss, config.loss_options, embedding_size=model.output_dim))
@@ -103,7 +105,10 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
         loss = get_loss(config.loss, config.loss_options, embedding_size=model.output_dim, num_classes=n_classes)
         miner = get_miner(config.miner, config.miner_options)
         items = getattr(fit_plan.train, "items", None)  # None for streamed data (read batch by batch)
-        prepare_distillation(loss, items, model.output_dim, accelerator.device.type)
+        prepare_distillation(loss, items, model.output_dim, accelerator)
+        damaged = prepare_denoising(loss, model, items, checked.seed)  # TSDAE: the model embeds damaged texts
+        if damaged is not None:
+            fit_plan = dataclasses.replace(fit_plan, train=dataclasses.replace(fit_plan.train, items=damaged))
     make_loader = _loader_factory(model, fit_plan, config, accelerator, checked.seed)
     loader = None
     if config.batch_size == "auto":

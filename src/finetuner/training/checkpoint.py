@@ -110,7 +110,7 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint of ``state`` to ``directory/name`` atomically and point ``latest.yml`` at it; a sharded
     model's (and its optimizer's) state, written by every rank into ``shards``, moves into it as ``sharded/``."""
-    from safetensors.torch import save_file, save_model
+    from safetensors.torch import save_model
 
     model = state.accelerator.unwrap_model(state.model) if state.accelerator is not None else state.model
     with checkpoint_write_errors(directory, name), atomic_directory(directory / name) as staging:
@@ -118,11 +118,8 @@ def save_checkpoint(
             shutil.move(str(shards), str(staging / SHARDED_DIR))
         else:
             save_model(model, str(staging / "model.safetensors"), force_contiguous=True)
-        loss_state = state.loss_fn.state_dict() if isinstance(state.loss_fn, torch.nn.Module) else {}
-        if loss_state:
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in loss_state.items()}, str(staging / "loss.safetensors")
-            )
+        if isinstance(state.loss_fn, torch.nn.Module) and state.loss_fn.state_dict():  # TSDAE's decoder ties weights
+            save_model(state.loss_fn, str(staging / "loss.safetensors"), force_contiguous=True)
         torch.save(
             {
                 "optimizer": state.optimizer.state_dict() if state.optimizer is not None and not shards else None,
@@ -331,7 +328,7 @@ class ResumeFromCheckpoint(Callback):
         self.meta: dict[str, Any] = read_checkpoint_meta(self.checkpoint)
 
     def on_train_begin(self, state: TrainState) -> None:
-        from safetensors.torch import load_file, load_model
+        from safetensors.torch import load_model
 
         meta, ckpt = self.meta, self.checkpoint
         acc = state.accelerator
@@ -358,7 +355,8 @@ class ResumeFromCheckpoint(Callback):
         except (RuntimeError, OSError, ValueError) as exc:
             raise ArtifactError(f"checkpoint {ckpt} does not fit this model: {str(exc).splitlines()[0]}") from None
         if (ckpt / "loss.safetensors").is_file() and isinstance(state.loss_fn, torch.nn.Module):
-            state.loss_fn.load_state_dict(load_file(str(ckpt / "loss.safetensors"), device="cpu"))
+            where = str(next(iter(state.loss_fn.state_dict().values())).device)  # the loss's device (tied weights)
+            load_model(state.loss_fn, str(ckpt / "loss.safetensors"), strict=True, device=where)
         saved = load_torch_file(ckpt / "optimizer.pt")
         for key, target in (
             ("optimizer", state.optimizer),

@@ -7,6 +7,7 @@ fingerprint the data for a resume. No model is needed: the build phase turns the
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from finetuner.errors import DataError
 from finetuner.evaluation.correlation import ScoredSets
 from finetuner.evaluation.model_eval import RetrievalSets, evaluation_sets, retrieval_sets
 from finetuner.losses import needs_class_count
+from finetuner.losses.distill import is_margin_distillation
 from finetuner.training.check import CheckedFit, training_view
 
 #: the batch samplers a plan may choose (``'pairs'``: duplicate-free text-image pairs)
@@ -92,6 +94,8 @@ def plan(checked: CheckedFit) -> FitPlan:
     if isinstance(checked.train, (TripletData, ScoredPairData)):
         rows = checked.train.as_rows()
         keys = [repr((*(item_key(rows.items[j]) for j in row), *t)) for row, t in zip(rows.rows, rows.targets)]
+        if is_margin_distillation(config.loss):  # each member's target: its row's index (of the teacher's margins)
+            rows = dataclasses.replace(rows, targets=[(i,) * len(row) for i, row in enumerate(rows.rows)])
         sampler = "pairs" if task == "triplets" else "random"
         return FitPlan(task, rows, sampler, 2, evaluations, keys, list(rows.groups))
     train, pairs_as_classes = training_view(checked.train)

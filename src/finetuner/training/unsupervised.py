@@ -1,5 +1,6 @@
 """Training without labels: ``fit(model, train_data=[texts...], loss='SimCSE')`` is the whole call (and
-``loss='DistillMSE'`` with a teacher: :mod:`finetuner.losses.distill`).
+``loss='TSDAE'``: :mod:`finetuner.training.denoising`; ``loss='DistillMSE'`` with a teacher:
+:mod:`finetuner.losses.distill`).
 
 Before the usual checks, :func:`unsupervised_view` turns the plain texts into the batches SimCSE needs: every text
 twice under a label of its own (:func:`~finetuner.data.unlabelled.two_views`), two per class in the class sampler,
@@ -17,8 +18,7 @@ from finetuner.data.readers import CSVOptions
 from finetuner.data.shapes import LabelledData
 from finetuner.data.unlabelled import read_texts, two_views
 from finetuner.errors import ConfigError
-from finetuner.losses.distill import is_distillation
-from finetuner.losses.unsupervised import is_unsupervised
+from finetuner.losses.unsupervised import is_unsupervised, takes_one_view
 
 
 def unsupervised_view(
@@ -39,9 +39,10 @@ def unsupervised_view(
     loss = settings.get("loss")
     if not is_unsupervised(loss):
         return train_data, settings
-    if is_distillation(loss):  # checked as two views, then one view each (one_view)
+    if takes_one_view(loss):  # checked as two views, then one view each (one_view)
         if settings.get("sampler", "auto") not in ("auto", "random"):
             raise ConfigError(f"loss={loss!r} takes random batches; sampler={settings['sampler']!r} does not apply")
+        _check_deletion_ratio(loss, settings.get("loss_options"))
         rows = two_views(read_texts(train_data, csv_options, name="train_data"))
         return rows, {**settings, "sampler": "random"}
     if settings.get("sampler", "auto") not in ("auto", "class"):
@@ -61,15 +62,15 @@ def unsupervised_view(
 
 
 def one_view(train: Any, loss: Any) -> Any:
-    """For distillation, the checked two-view data with each text once, its label its index (the row of its teacher
-    vector); any other data unchanged.
+    """For distillation and TSDAE, the checked two-view data with each text once, its label its index (the row of
+    its teacher vector, of its original tokens); any other data unchanged.
 
     Example:
         >>> data = LabelledData(['a', 'a', 'b', 'b'], [0, 0, 1, 1], ['text-0', 'text-1'], ['1', '2', '3', '4'], 'text')
         >>> one_view(data, 'DistillMSE').items, one_view(data, 'DistillMSE').labels
         (['a', 'b'], [0, 1])
     """
-    if not is_distillation(loss) or not isinstance(train, LabelledData):
+    if not takes_one_view(loss) or not isinstance(train, LabelledData):
         return train
     first: dict[int, int] = {}
     for i, label in enumerate(train.labels):
@@ -92,7 +93,7 @@ def check_views_differ(model: Any, loss: Any) -> None:
         finetuner.errors.ConfigError: loss='SimCSE' makes two views of each text by dropout, but the model has no \
 dropout (no Dropout layer with p > 0); use a model trained with dropout (BERT-like models have it)
     """
-    if not is_unsupervised(loss) or is_distillation(loss):
+    if not is_unsupervised(loss) or takes_one_view(loss):
         return
     for module in model.modules():
         if isinstance(module, nn.Dropout) and module.p > 0:
@@ -104,3 +105,17 @@ dropout (no Dropout layer with p > 0); use a model trained with dropout (BERT-li
         f"loss={loss!r} makes two views of each text by dropout, but the model has no dropout (no Dropout layer "
         "with p > 0); use a model trained with dropout (BERT-like models have it)"
     )
+
+
+def _check_deletion_ratio(loss: str, options: Any) -> None:
+    """TSDAE's ``deletion_ratio`` is a share of words in [0, 1); no Matryoshka prefixes (the decoder takes the whole
+    embedding)."""
+    if loss.lower() != "tsdae" or not isinstance(options, dict):
+        return
+    if "matryoshka_dims" in options:
+        raise ConfigError("loss='TSDAE' decodes the whole embedding; matryoshka_dims does not apply: drop it")
+    if "deletion_ratio" not in options:
+        return
+    ratio = options["deletion_ratio"]
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise ConfigError(f"TSDAE's deletion_ratio is a share of words in [0, 1) (default 0.6); received {ratio!r}")

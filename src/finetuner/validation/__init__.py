@@ -174,6 +174,7 @@ def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train
     if isinstance(config.loss, str) and config.loss.lower() == "auto" and isinstance(config.loss_options, dict):
         _check_keys(report, "loss", loss_class(loss), split_options(config.loss_options)[1])
     name = loss if isinstance(loss, str) else type(loss).__name__
+    _check_distillation(report, config, train, name)
     if kind in ("triplets", "scored"):
         _check_row_loss(report, config, train, name)
         return loss
@@ -209,6 +210,38 @@ def _check_loss_for_data(report: ValidationReport, config: TrainingConfig, train
     return loss
 
 
+def _check_distillation(report: ValidationReport, config: TrainingConfig, train: Shape, name: str) -> None:
+    """A distillation loss names its teacher; MarginMSE trains on text triplets (the teacher embeds their texts)."""
+    if name.lower() not in ("distillmse", "marginmse"):
+        return
+    options = config.loss_options if isinstance(config.loss_options, dict) else {}
+    if options.get("teacher") is None:
+        report.add(
+            "config",
+            f"loss={name!r} needs a teacher: loss_options={{'teacher': MODEL_NAME_OR_FOLDER}} (an alias, hub id or "
+            f"folder); received loss_options={config.loss_options!r}",
+        )
+    if name.lower() != "marginmse":
+        return
+    from finetuner.losses.distill import SIMILARITIES
+
+    if options.get("similarity", "cosine") not in SIMILARITIES:
+        report.add(
+            "config",
+            f"MarginMSE's loss_options similarity is one of {', '.join(map(repr, SIMILARITIES))}; received "
+            f"{options['similarity']!r}",
+        )
+    if not isinstance(train, TripletData):
+        report.add(
+            "config",
+            "MarginMSE regresses the student's margin sim(query, positive) - sim(query, negative) on the teacher's, "
+            f"so it trains on (query, positive, negative) triplet rows; train_data holds {_held(train)} (for plain "
+            "texts use loss='DistillMSE')",
+        )
+    elif {train.query_modality, train.document_modality} != {"text"}:
+        report.add("data", f"MarginMSE's teacher embeds texts; train_data holds {_held(train)}")
+
+
 def _check_row_loss(report: ValidationReport, config: TrainingConfig, train: Shape, name: str) -> None:
     """Triplets train with InfoNCELoss (in-batch, the negatives as extra candidates) or TripletMarginLoss (the
     explicit triplets); scored pairs with CoSENTLoss or CosineSimilarityLoss (scores in [-1, 1]); no miners; one
@@ -220,8 +253,8 @@ def _check_row_loss(report: ValidationReport, config: TrainingConfig, train: Sha
     valid = ROW_LOSSES[kind]
     if name.lower() not in [v.lower() for v in valid]:
         why = (
-            "InfoNCELoss (the default: in-batch negatives plus the explicit negatives) or TripletMarginLoss (the "
-            "rows' own triplets)"
+            "InfoNCELoss (the default: in-batch negatives plus the explicit negatives), TripletMarginLoss (the "
+            "rows' own triplets) or MarginMSE (a teacher's margins)"
             if kind == "triplets"
             else "CoSENTLoss (the default: ranks the pairs as their scores do) or CosineSimilarityLoss (the cosine "
             "regressed on the score)"

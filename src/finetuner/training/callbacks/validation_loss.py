@@ -12,6 +12,7 @@ from finetuner.data.shapes import LabelledData, PairData, RowData, ScoredPairDat
 from finetuner.distributed import local_only
 from finetuner.errors import ConfigError
 from finetuner.evaluation.embedders import Embedder
+from finetuner.losses.distill import MarginMSELoss
 from finetuner.losses.step_loss import ScoredObjective, TripletObjective
 from finetuner.training.loop import Callback, TrainState
 
@@ -130,6 +131,11 @@ RowShapes = (TripletData, ScoredPairData)
 
 def _matching_rows(loss_fn: Any, data: Any) -> RowData:
     """The evaluation rows a row objective measures: data of the training data's shape (the same negatives per row)."""
+    if isinstance(loss_fn, TripletObjective) and isinstance(getattr(loss_fn.loss, "loss", loss_fn.loss), MarginMSELoss):
+        raise ConfigError(
+            "val_loss is not measured for MarginMSE (the teacher's margins are computed for the training rows only); "
+            "monitor a metric of an EvaluationCallback instead"
+        )
     if isinstance(loss_fn, TripletObjective):
         fits = isinstance(data, TripletData) and data.num_negatives == loss_fn.num_negatives
         trains = f"triplets with {loss_fn.num_negatives} negative(s) per row"
