@@ -351,7 +351,7 @@ DATA_CASES = [
         ConfigError,
         [
             "train_data holds text-text triplets, which train with InfoNCELoss (the default: in-batch negatives plus "
-            "the explicit negatives) or TripletMarginLoss",
+            "the explicit negatives), TripletMarginLoss (the rows' own triplets) or MarginMSE (a teacher's margins)",
             "received loss='NTXentLoss'",
         ],
         train=lambda tmp: csv(tmp, "anchor,positive,negative\napple,banana,car\nbus,train,grape\n"),
