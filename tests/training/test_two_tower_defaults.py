@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -110,3 +111,36 @@ def test_one_adam_step_moves_the_heads_at_their_rate(tiny_bert: str) -> None:
     assert moved["vision.backbone.module.0.weight"] == pytest.approx(1e-4, rel=0.01)
     backbone = [m for n, m in moved.items() if n.startswith("text.backbone.") and m > 0]
     assert backbone and max(backbone) == pytest.approx(1e-4, rel=0.01)
+
+
+def test_the_vision_tower_trains_on_open_clips_crop_by_default(tiny_bert: str, tmp_path: Path) -> None:
+    """The saved vision tower records the augmentation it trained with: TWO_TOWER_AUGMENT by default (crops of
+    90-100% of the area, no flip), none when ``augment=False`` is given; training batches are crops, evaluation
+    pixels are not."""
+    import yaml
+
+    from finetuner.config import TWO_TOWER_AUGMENT
+
+    class Keep(Callback):
+        def on_train_end(self, state: Any) -> None:
+            self.vision = getattr(state.model, "module", state.model).vision
+
+    def recorded(run: Any) -> Any:
+        meta = yaml.safe_load((Path(run.directory) / "models" / "clip-vision" / "metadata.yml").read_text())
+        return meta["augment"]
+
+    spec, options = _spec(tiny_bert)
+    keep = Keep()
+    run = finetuner.fit(spec, _pairs(tmp_path), output_dim=8, epochs=1, batch_size=4, model_options=options,
+                        callbacks=[keep], seed=0, device="cpu", verbose=False)
+    assert TWO_TOWER_AUGMENT == {"scale": (0.9, 1.0), "ratio": (3 / 4, 4 / 3), "flip": 0.0}
+    assert recorded(run) == {"scale": [0.9, 1.0], "ratio": [0.75, 4 / 3], "flip": 0.0}
+    picture = [np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)]
+    torch.manual_seed(0)
+    crop = keep.vision.training_preprocess(picture)["pixel_values"]  # (1, 3, 16, 16)
+    assert not torch.equal(crop, keep.vision.preprocess(picture)["pixel_values"])
+
+    off = {"vision_options": {**options["vision_options"], "augment": False}}
+    run = finetuner.fit(spec, _pairs(tmp_path), output_dim=8, epochs=1, batch_size=4, model_options=off,
+                        seed=0, device="cpu", verbose=False)
+    assert recorded(run) is None

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from finetuner.config import TWO_TOWER_AUGMENT
 from finetuner.errors import ConfigError
 from finetuner.models.base import freeze_backbone
 from finetuner.models.heads import head_param_groups
@@ -109,6 +110,8 @@ def build_two_tower(
         build_model: builds each tower: :func:`finetuner.models.factory.build_model` (which calls this for a dict).
         output_dim: the shared embedding size.
         **options: ``text_options`` / ``vision_options`` (each tower's ``model_options``) and ``learning_rates``.
+            The vision tower trains with :data:`finetuner.config.TWO_TOWER_AUGMENT` unless ``vision_options``
+            sets ``augment`` (``False``: no augmentation).
 
     Example:
         >>> from finetuner.models.factory import build_model
@@ -122,6 +125,7 @@ def build_two_tower(
         raise ConfigError(f"a two-tower model takes {{'text': ..., 'vision': ...}}; received keys {sorted(spec)}")
     text_opts = dict(options.pop("text_options", None) or {})
     vision_opts = dict(options.pop("vision_options", None) or {})
+    vision_opts.setdefault("augment", dict(TWO_TOWER_AUGMENT))  # open_clip's training crop (finetuner.config)
     learning_rates = options.pop("learning_rates", None)
     if options:
         raise ConfigError(
