@@ -41,6 +41,8 @@ def child(method: str, epochs: int, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    from bench_lora import RECIPE
+
     import finetuner
     from finetuner import CSVOptions
     from finetuner.demos.text import data_dir
@@ -55,19 +57,10 @@ def child(method: str, epochs: int, threads: int) -> None:
             MODEL,
             str(d / "train.csv"),
             epochs=epochs,
-            batch_size=32,
-            num_items_per_class=4,
-            loss="TripletMarginLoss",
-            miner="TripletMarginMiner",
-            miner_options={"margin": 0.2, "type_of_triplets": "semihard"},
             loss_options=loss_options,
             learning_rate=3e-5,
-            scheduler="linear",
-            scheduler_options={"warmup_ratio": 0.1},
-            seed=0,
-            device="cpu",
-            verbose=False,
             csv_options=CSVOptions(is_labeled=True),
+            **RECIPE,
         )
         model = finetuner.get_model(run.save_artifact(tempfile.mkdtemp()))
     print(json.dumps({str(k): v for k, v in _by_dimension(model, str(d / "eval.csv")).items()}))

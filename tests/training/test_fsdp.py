@@ -301,19 +301,10 @@ def _fit_rank(rank: int, world: int, port: int, model_dir: str, home: str, path:
     become_rank(rank, world, port, home)
     _force_fsdp()
     import datasets
+    from tests.gpu.fsdp_script import Crash, Sharded  # the GPU script's callbacks (it checks the same things)
 
     import finetuner
-    from finetuner.distributed import is_sharded
-    from finetuner.training import Callback, TrainingCheckpoint
-
-    class Sharded(Callback):
-        def on_train_begin(self, state):
-            assert is_sharded(state.model), "accelerate did not shard the model"
-
-    class Crash(Callback):
-        def on_batch_end(self, state):
-            if state.batches_trained == 5:
-                raise RuntimeError("crash in epoch 2")
+    from finetuner.training import TrainingCheckpoint
 
     data = (make_texts(6, seed=1), make_texts(5, seed=2))
     datasets.config.HF_DATASETS_CACHE = str(Path(home) / "hf-cache")

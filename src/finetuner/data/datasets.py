@@ -48,6 +48,20 @@ class LabelledCollate:
         return self.preprocess(items), labels
 
 
+def _loader(
+    dataset: Dataset, batch_sampler: Sampler[list[int]], collate: Any, num_workers: int, pin_memory: bool
+) -> DataLoader:
+    """The DataLoader every loader here builds: ``batch_sampler`` and ``collate``, workers persisting across epochs."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+    )
+
+
 def labelled_loader(
     items: Sequence[Any],
     labels: Sequence[int],
@@ -65,14 +79,7 @@ def labelled_loader(
         >>> len(loader)
         1
     """
-    return DataLoader(
-        LabelledDataset(items, labels),
-        batch_sampler=batch_sampler,
-        collate_fn=LabelledCollate(preprocess),
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        pin_memory=pin_memory,
-    )
+    return _loader(LabelledDataset(items, labels), batch_sampler, LabelledCollate(preprocess), num_workers, pin_memory)
 
 
 class PairDataset(Dataset):
@@ -132,14 +139,7 @@ def pair_loader(
         >>> len(pair_loader(['a', 'b'], ['x', 'y'], PairCollate(f, f), PairBatchSampler(['a', 'b'], ['x', 'y'], 2)))
         1
     """
-    return DataLoader(
-        PairDataset(left, right),
-        batch_sampler=batch_sampler,
-        collate_fn=collate,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        pin_memory=pin_memory,
-    )
+    return _loader(PairDataset(left, right), batch_sampler, collate, num_workers, pin_memory)
 
 
 class RowDataset(Dataset):
@@ -207,11 +207,4 @@ def row_loader(
         >>> len(loader)
         1
     """
-    return DataLoader(
-        RowDataset(items, rows, targets),
-        batch_sampler=batch_sampler,
-        collate_fn=collate,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        pin_memory=pin_memory,
-    )
+    return _loader(RowDataset(items, rows, targets), batch_sampler, collate, num_workers, pin_memory)
