@@ -10,6 +10,8 @@ the change. One configuration per run:
 
     PYTHONPATH=src python benchmarks/bench_unsupervised.py --data ../shared/data/text/fortunes.csv \\
         --loss SimCSE --texts 1024 --learning-rate 2e-5 --batch-size 64 [--loss-options '{"temperature": 0.1}']
+
+``--pooling cls`` reads the model through its [CLS] token (an untrained sentence embedding, as a BERT's is).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--loss-options", type=json.loads, default=None)
     parser.add_argument("--every-category", action="store_true", help="train on texts of all 43 categories")
+    parser.add_argument("--pooling", default="mean", help="how the model pools its tokens (model_options)")
     args = parser.parse_args()
     import finetuner
 
@@ -60,6 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         os.environ["FINETUNER_HOME"] = home
         run = finetuner.fit("sentence-transformers/all-MiniLM-L6-v2", pool[: args.texts], eval_data=held,
+                            model_options={"pooling": args.pooling},
                             loss=args.loss, loss_options=args.loss_options, epochs=args.epochs,
                             batch_size=args.batch_size, learning_rate=args.learning_rate, seed=0, device="cpu",
                             verbose=False)
