@@ -43,7 +43,7 @@ def read_texts(data: Any, csv_options: CSVOptions | None = None, *, name: str = 
         Traceback (most recent call last):
         ...
         finetuner.errors.DataError: train_data holds labelled data (roles: item, label); unsupervised training \
-takes a plain list of texts: pass the texts alone, or train on the labels with a metric loss
+(loss='SimCSE') takes a plain list of texts: pass the texts alone, or train on the labels with a metric loss
     """
     if isinstance(data, (str, os.PathLike)) and Path(data).suffix.lower() == ".txt":
         path = Path(data).expanduser()
@@ -157,6 +157,9 @@ def _one_column_csv(data: Any, csv_options: CSVOptions | None, name: str) -> lis
         return None  # several columns (or none): the usual reader says what they are
     values = [row[0] for row in rows]
     header = options.header if options.header != "auto" else name_role(values[0]) is not None
+    if header and options.header == "auto":
+        logger.info("%s %r: first row %r read as a header (CSVOptions(header=False) reads it as data)", name,
+                    path.name, values[0])
     values = values[1:] if header else values
     if not values:
         raise DataError(f"{name} {path.name!r}: a header ({rows[0][0]!r}) and no data rows")

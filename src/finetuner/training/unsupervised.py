@@ -23,6 +23,7 @@ from finetuner.data.shapes import LabelledData
 from finetuner.data.unlabelled import read_images, read_texts, two_views
 from finetuner.errors import ConfigError
 from finetuner.losses.unsupervised import is_unsupervised, takes_images, takes_one_view
+from finetuner.models.vision.encoder import ImageEncoder
 from finetuner.models.vision.transforms import RandomResizedCropFlip, make_augment
 
 
@@ -70,8 +71,8 @@ def unsupervised_view(
         raise ConfigError(f"loss={loss!r} uses every in-batch negative; a miner does not apply: drop miner=")
     if kind == "image":
         if model_options and "augment" in model_options:
-            _check_random(loss, make_augment(model_options["augment"]), f"model_options['augment']="
-                          f"{model_options['augment']!r}")
+            given = model_options["augment"]
+            _check_random(loss, make_augment(given), f"model_options['augment']={given!r}")
         rows = two_views(read_images(train_data, csv_options, name="train_data"), "image")
     else:
         rows = two_views(read_texts(train_data, csv_options, name="train_data"))
@@ -140,12 +141,13 @@ def _prepare_augment(model: Any, loss: str, modality: Any, model_options: dict[s
     if modality != "image":
         what = f"encodes {modality}" if modality else f"is a {type(model).__name__} (not a single image model)"
         hint = ": for texts use loss='SimCSE' (two dropout views of each text)" if modality == "text" else ""
-        raise ConfigError(f"loss={loss!r} trains an image model on two augmentations of each image; the model {what}"
-                          f"{hint}")
-    if not hasattr(model, "augment"):
+        raise ConfigError(
+            f"loss={loss!r} trains an image model on two augmentations of each image; the model {what}{hint}"
+        )
+    if getattr(model, "augment", None) is None and not isinstance(model, ImageEncoder):
         raise ConfigError(f"loss={loss!r} needs a model with train-time augmentation; {type(model).__name__} has none")
     if model.augment is None and "augment" not in (model_options or {}):
-        model.augment = make_augment(dict(SIMCLR_AUGMENT))
+        model.augment = make_augment(dict(SIMCLR_AUGMENT))  # read by ImageEncoder.training_preprocess
     elif isinstance(model.augment, RandomResizedCropFlip):
         _check_random(loss, model.augment, "the model's augment")
     if model.augment is None:
