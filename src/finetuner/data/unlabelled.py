@@ -28,9 +28,11 @@ from finetuner.errors import DataError
 logger = logging.getLogger("finetuner")
 
 
-def read_texts(data: Any, csv_options: CSVOptions | None = None, *, name: str = "train_data") -> list[str]:
+def read_texts(
+    data: Any, csv_options: CSVOptions | None = None, *, name: str = "train_data", loss: str = "SimCSE"
+) -> list[str]:
     """The texts of ``data``, in order, with exact repeats removed (a repeat would be a false negative of itself;
-    how many were removed is logged).
+    how many were removed is logged); ``loss`` names the loss in messages.
 
     Raises:
         DataError: an item is not a non-empty text, the data holds labels, pairs or several columns, or fewer than
@@ -43,7 +45,8 @@ def read_texts(data: Any, csv_options: CSVOptions | None = None, *, name: str = 
         Traceback (most recent call last):
         ...
         finetuner.errors.DataError: train_data holds labelled data (roles: item, label); unsupervised training \
-(loss='SimCSE') takes a plain list of texts: pass the texts alone, or train on the labels with a metric loss
+(loss='SimCSE') takes a plain list of texts: pass the texts alone, or train on the labels with a metric loss \
+(loss='TripletMarginLoss')
     """
     if isinstance(data, (str, os.PathLike)) and Path(data).suffix.lower() == ".txt":
         path = Path(data).expanduser()
@@ -53,13 +56,13 @@ def read_texts(data: Any, csv_options: CSVOptions | None = None, *, name: str = 
         texts = [line.strip() for line in lines if line.strip()]
     else:
         texts = []
-        for where, doc in _cells(data, csv_options, name, "texts", "SimCSE"):
+        for where, doc in _cells(data, csv_options, name, "texts", loss):
             text = getattr(doc, "text", None)
             if not isinstance(text, str) or not text.strip():
                 sources = (getattr(doc, "uri", None), _binary(doc), getattr(doc, "tensor", None))
                 what = "an image" if any(v is not None for v in sources) else "no text"
                 more = " (for images use loss='SimCLR')" if what == "an image" else ""
-                raise DataError(f"{where}: {what}; unsupervised training with loss='SimCSE' takes texts{more}")
+                raise DataError(f"{where}: {what}; unsupervised training with loss={loss!r} takes texts{more}")
             texts.append(text)
     unique = list(dict.fromkeys(texts))
     if len(unique) < len(texts):
@@ -133,11 +136,11 @@ def _cells(data: Any, csv_options: CSVOptions | None, name: str, kind: str, loss
     column = _one_column_csv(data, csv_options, name)
     table = read_table(column if column is not None else data, csv_options, name=name)
     if tuple(table.roles) != ("item",):
+        labelled = "label" in table.roles
+        instead = "labels with a metric loss (loss='TripletMarginLoss')" if labelled else "pairs with InfoNCELoss"
         raise DataError(
             f"{name} holds {table.kind} data (roles: {', '.join(table.roles)}); unsupervised training "
-            f"(loss={loss!r}) takes a plain list of {kind}: pass the {kind} alone, or train on the "
-            f"{'labels' if 'label' in table.roles else 'pairs'} with a "
-            f"{'metric loss' if 'label' in table.roles else 'pair loss (InfoNCELoss)'}"
+            f"(loss={loss!r}) takes a plain list of {kind}: pass the {kind} alone, or train on the {instead}"
         )
     if column is not None:
         return [(f"{name} {Path(data).name!r} row {i + 1}", row.cells[0]) for i, row in enumerate(table)]

@@ -54,7 +54,7 @@ def unsupervised_view(
         if settings.get("sampler", "auto") not in ("auto", "random"):
             raise ConfigError(f"loss={loss!r} takes random batches; sampler={settings['sampler']!r} does not apply")
         _check_deletion_ratio(loss, settings.get("loss_options"))
-        rows = two_views(read_texts(train_data, csv_options, name="train_data"))
+        rows = two_views(read_texts(train_data, csv_options, name="train_data", loss=loss))
         return rows, {**settings, "sampler": "random"}
     kind = "image" if takes_images(loss) else "text"
     if settings.get("sampler", "auto") not in ("auto", "class"):
@@ -75,7 +75,7 @@ def unsupervised_view(
             _check_random(loss, make_augment(given), f"model_options['augment']={given!r}")
         rows = two_views(read_images(train_data, csv_options, name="train_data"), "image")
     else:
-        rows = two_views(read_texts(train_data, csv_options, name="train_data"))
+        rows = two_views(read_texts(train_data, csv_options, name="train_data", loss=loss))
     return rows, {**settings, "sampler": "class", "num_items_per_class": 2}
 
 
