@@ -33,7 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fine-tune a model and save the artifact")
     fit.add_argument("--model", required=True, help="alias, Hugging Face id or local folder")
     fit.add_argument(
-        "--train-data", required=True, help="CSV file: item,label; pairs; anchor,positive,negative_1..; a,b,score"
+        "--train-data",
+        required=True,
+        help="CSV file: item,label; pairs; anchor,positive,negative_1..; a,b,score. Without labels (--loss SimCSE, "
+        "SimCLR): a .txt file of texts, a one-column CSV file, or (SimCLR) a folder of images",
     )
     fit.add_argument("--eval-data", help="CSV file to measure retrieval before and after")
     fit.add_argument("--output", default="artifacts", help="where the artifact folder is written")
@@ -62,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--num-workers", type=int_or_auto, default="auto", help="DataLoader workers; auto: 0 on the CPU, <= 8 on a GPU"
     )
-    fit.add_argument("--num-items-per-class", type=int, default=4)
+    fit.add_argument(  # None: fit's own default (4; 2 for the two views of SimCSE and SimCLR)
+        "--num-items-per-class", type=int, help="items of each class in a batch with the class sampler (default 4)"
+    )
     fit.add_argument(
         "--sampler",
         default="auto",

@@ -41,6 +41,17 @@ TWO_TOWER_HEAD_LR_FACTOR = 10.0
 #: given (False: none). On the same benchmark, with the heads at 10x, text-to-image MRR@20 went from 0.337 (no
 #: augmentation) to 0.345 (means of seeds 0-2; open_clip's recipe 0.344), image-to-text from 0.345 to 0.346.
 TWO_TOWER_AUGMENT: dict[str, Any] = {"scale": (0.9, 1.0), "ratio": (3 / 4, 4 / 3), "flip": 0.0}
+#: ``loss='SimCLR'``'s two views of an image, unless ``model_options['augment']`` is given: SimCLR's (Chen et al. 2020)
+#: random resized crop of 8-100% of the area (aspect 3/4..4/3) with a flip, then colour distortion of strength 0.5
+#: (its CIFAR-10 setting; 1.0 for ImageNet) and grey with probability 0.2. Its figure 5 shows crop plus colour as the
+#: composition that matters; its gaussian blur (ImageNet only) is left out.
+SIMCLR_AUGMENT: dict[str, Any] = {
+    "scale": (0.08, 1.0),
+    "ratio": (3 / 4, 4 / 3),
+    "flip": 0.5,
+    "color_jitter": 0.5,
+    "grayscale": 0.2,
+}
 #: ``batch_size=None`` by device type (any other type: the CPU's)
 DEFAULT_BATCH_SIZE = {"cuda": 64, "cpu": 32}
 

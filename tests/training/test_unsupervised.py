@@ -53,6 +53,10 @@ def test_wrong_data_and_settings_are_refused(tmp_path):
     path = tmp_path / "texts.txt"
     path.write_text("first text\n\nsecond text\n", encoding="utf-8")
     assert read_texts(str(path)) == ["first text", "second text"]
+    for header in ("text\n", ""):  # a one-column CSV file, with or without a header
+        column = tmp_path / f"texts{len(header)}.csv"
+        column.write_text(header + "first text\n\"second, with a comma\"\n")
+        assert read_texts(str(column)) == ["first text", "second, with a comma"]
     no_dropout = str(build_tiny_bert(tmp_path / "bert", dropout=0.0))
     with pytest.raises(ConfigError, match="no dropout"):
         finetuner.fit(no_dropout, TEXTS, loss="SimCSE", device="cpu", epochs=1, verbose=False)

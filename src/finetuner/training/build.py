@@ -87,8 +87,8 @@ def build(checked: CheckedFit, fit_plan: FitPlan) -> BuiltFit:
         trainable, total = parameter_counts(model)
         logger.info("adapter %s: %d of %d parameters train", config.adapter, trainable, total)
     accelerator = make_accelerator(config)
+    check_views_differ(model, config.loss, options.model_options)  # SimCSE's from dropout, SimCLR's augmentation
     _check_model_fits(model, fit_plan)
-    check_views_differ(model, config.loss)  # SimCSE's views come from dropout
     miner = None
     if fit_plan.task == "clip":
         clip_options = clip_loss_options(model, config.loss_options)

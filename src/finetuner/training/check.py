@@ -105,7 +105,8 @@ def check(model: Any, train_data: Any, eval_data: Any, settings: dict[str, Any],
     """
     _refuse_unknown(settings)
     settings = {k: v for k, v in settings.items() if not (k in DICT_OPTIONS and v is None)}
-    train_data, settings = unsupervised_view(train_data, settings, options.csv_options)  # SimCSE: texts -> views
+    # SimCSE / SimCLR: plain texts or images -> two views of each
+    train_data, settings = unsupervised_view(train_data, settings, options.csv_options, options.model_options)
     config = TrainingConfig(model=_model_name(model), **settings)
     checkpoint, resumed_run, resume_problems = resolve_resume(options.resume_from)
     fit_only = {k: getattr(options, k) for k in ("eval_batch_size", "limit", "to_onnx", "verbose")}

@@ -10,9 +10,9 @@ Built by :func:`finetuner.build_model` / :func:`finetuner.fit` from
 - a ``torch.nn.Module`` plus ``model_options={'input_size': 224, 'mean': [...], 'std': [...]}``.
 
 ``model_options`` for every image model: ``pooling`` ('auto', 'mean', 'max', 'cls', 'gem'), ``normalize``
-(L2-normalise the output), ``augment`` (train-time random resized crop + flip: True or a dict with ``scale``,
-``ratio``, ``flip``); for transforms without a Hugging Face processor: ``input_size``, ``mean``, ``std``,
-``crop_pct``, ``interpolation``.
+(L2-normalise the output), ``augment`` (train-time random resized crop + flip, optionally colour jitter and grey:
+True or a dict with ``scale``, ``ratio``, ``flip``, ``color_jitter``, ``grayscale``); for transforms without a Hugging
+Face processor: ``input_size``, ``mean``, ``std``, ``crop_pct``, ``interpolation``.
 """
 
 from __future__ import annotations

@@ -23,7 +23,10 @@ import torch
 from PIL import Image
 
 from finetuner.errors import ConfigError
+from finetuner.models.vision.color import jitter_colors, random_gray
 
+#: the settings of ``model_options['augment']`` (:class:`RandomResizedCropFlip`'s arguments)
+AUGMENT_KEYS = ("scale", "ratio", "flip", "color_jitter", "grayscale")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _RESAMPLE = {
@@ -205,7 +208,9 @@ class RandomResizedCropFlip:
     """Train-time augmentation: a random crop of ``scale`` x the area and an aspect ratio in ``ratio``, resized
     (once) to ``size`` -- the model's input size when the encoder's transform is a
     :class:`ResizeNormalize`, as torchvision's ``RandomResizedCrop`` does in open_clip's and timm's training
-    transforms -- or else back to the image's size, then a horizontal flip with probability ``flip``.
+    transforms -- or else back to the image's size, then a horizontal flip with probability ``flip``, then (when
+    set) SimCLR's colour distortion of strength ``color_jitter`` and grey with probability ``grayscale``
+    (:mod:`~finetuner.models.vision.color`).
 
     Randomness comes from torch's generator, which DataLoader seeds per worker (and ``fit(seed=...)`` seeds).
 
@@ -218,7 +223,12 @@ class RandomResizedCropFlip:
     """
 
     def __init__(
-        self, scale: Sequence[float] = (0.5, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3), flip: float = 0.5
+        self,
+        scale: Sequence[float] = (0.5, 1.0),
+        ratio: Sequence[float] = (3 / 4, 4 / 3),
+        flip: float = 0.5,
+        color_jitter: float = 0.0,
+        grayscale: float = 0.0,
     ) -> None:
         scale, ratio = tuple(float(s) for s in scale), tuple(float(r) for r in ratio)
         if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
@@ -227,7 +237,22 @@ class RandomResizedCropFlip:
             raise ConfigError(f"augment ratio must be (low, high) with 0 < low <= high; received {ratio!r}")
         if not 0 <= float(flip) <= 1:
             raise ConfigError(f"augment flip is a probability in [0, 1]; received {flip!r}")
+        if not 0 <= float(color_jitter) <= 1:
+            raise ConfigError(f"augment color_jitter is a strength in [0, 1] (SimCLR's s); received {color_jitter!r}")
+        if not 0 <= float(grayscale) <= 1:
+            raise ConfigError(f"augment grayscale is a probability in [0, 1]; received {grayscale!r}")
         self.scale, self.ratio, self.flip = scale, ratio, float(flip)
+        self.color_jitter, self.grayscale = float(color_jitter), float(grayscale)
+
+    def is_random(self) -> bool:
+        """Whether two calls on one image can give different images (a crop of less than the whole area, a flip
+        with a probability strictly between 0 and 1, colour jitter or a random grey).
+
+        Example:
+            >>> RandomResizedCropFlip(scale=(1.0, 1.0), flip=0.0).is_random(), RandomResizedCropFlip().is_random()
+            (False, True)
+        """
+        return self.scale[0] < 1 or 0 < self.flip < 1 or self.color_jitter > 0 or 0 < self.grayscale < 1
 
     def _box(self, width: int, height: int) -> tuple[int, int, int, int]:
         area = width * height
@@ -252,16 +277,22 @@ class RandomResizedCropFlip:
         out = img.resize(target, _RESAMPLE[resample], box=box)
         if self.flip and float(torch.rand(())) < self.flip:
             out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if self.color_jitter:
+            out = jitter_colors(out, self.color_jitter)
+        if self.grayscale:
+            out = random_gray(out, self.grayscale)
         return out
 
     def describe(self) -> dict[str, Any]:
         """The settings (stored in ``metadata.yml``)."""
-        return {"scale": list(self.scale), "ratio": list(self.ratio), "flip": self.flip}
+        out = {"scale": list(self.scale), "ratio": list(self.ratio), "flip": self.flip}
+        colors = {"color_jitter": self.color_jitter, "grayscale": self.grayscale}
+        return {**out, **{k: v for k, v in colors.items() if v}}  # absent when off: older metadata is unchanged
 
 
 def make_augment(option: Any) -> RandomResizedCropFlip | None:
     """The augmentation for ``model_options['augment']``: False/None (off), True (defaults) or a dict of
-    :class:`RandomResizedCropFlip` settings (``scale``, ``ratio``, ``flip``).
+    :class:`RandomResizedCropFlip` settings (``scale``, ``ratio``, ``flip``, ``color_jitter``, ``grayscale``).
 
     Example:
         >>> make_augment(False) is None, make_augment({'flip': 0.0}).flip
@@ -272,8 +303,8 @@ def make_augment(option: Any) -> RandomResizedCropFlip | None:
     if option is True:
         return RandomResizedCropFlip()
     if isinstance(option, dict):
-        unknown = sorted(set(option) - {"scale", "ratio", "flip"})
+        unknown = sorted(set(option) - set(AUGMENT_KEYS))
         if unknown:
-            raise ConfigError(f"unknown augment setting(s) {unknown}; valid: scale, ratio, flip")
+            raise ConfigError(f"unknown augment setting(s) {unknown}; valid: {', '.join(AUGMENT_KEYS)}")
         return RandomResizedCropFlip(**option)
-    raise ConfigError(f"augment must be True, False or a dict (scale, ratio, flip); received {option!r}")
+    raise ConfigError(f"augment must be True, False or a dict ({', '.join(AUGMENT_KEYS)}); received {option!r}")
