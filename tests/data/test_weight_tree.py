@@ -4,7 +4,7 @@ import pytest
 from finetuner.data.weight_tree import WeightTree
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 1000, 4097])
+@pytest.mark.parametrize("n", [1, 2, 3, 63, 64, 65, 1000, 4097, 100_000])
 def test_find_equals_cumsum_searchsorted_after_changes(n):
     rng = np.random.default_rng(n)
     weights = rng.integers(0, 50, size=n) * (rng.random(n) < 0.7)  # (n,) some zeros
@@ -16,8 +16,9 @@ def test_find_equals_cumsum_searchsorted_after_changes(n):
         found = tree.find(targets)
         np.testing.assert_array_equal(found, np.searchsorted(np.cumsum(weights), targets, side="right"))
         assert (weights[found] > 0).all()
-        edges = np.cumsum(weights)[weights > 0] - 1  # the last target of every positive weight, and the next one
-        np.testing.assert_array_equal(tree.find(edges), np.flatnonzero(weights > 0))
+        positive = np.flatnonzero(weights > 0)[:500]
+        edges = np.cumsum(weights)[positive] - 1  # the last target of a positive weight: found there, not after
+        np.testing.assert_array_equal(tree.find(edges), positive)
         idx = rng.choice(n, size=min(n, 5), replace=False)
         deltas = rng.integers(-weights[idx], 30)  # keep every weight non-negative
         tree.add(idx, deltas)

@@ -173,7 +173,8 @@ class ClassSampler(_GlobalBatches):
         tree = WeightTree(remaining.astype(np.int64) * _SCALE + 1)
         self._tree = tree  # kept for inspection (tests count the nodes it visits)
         for _ in range(self._len):
-            chosen = _draw_distinct(tree, rng, self.classes_per_batch, remaining)  # (m,) classes in the order drawn
+            # (m,) classes in the order drawn; the first ``out`` of them are out of the tree (weight 0)
+            chosen, out = _draw_distinct(tree, rng, self.classes_per_batch, remaining)
             start, end = bounds[chosen].astype(np.int64), bounds[chosen + 1].astype(np.int64)  # (m,)
             groups = -(-(end - start) // k)  # (m,)
             left = remaining[chosen].astype(np.int64)  # (m,)
@@ -181,7 +182,8 @@ class ClassSampler(_GlobalBatches):
                 shuffled[bounds[c] : bounds[c + 1]] = rng.permutation(self._order[bounds[c] : bounds[c + 1]])
             g = np.where(left == 0, groups, left) - 1  # (m,) the group each class gives now
             remaining[chosen] = g
-            tree.add(chosen, g * _SCALE + 1)  # back into the tree (the draw took them out) with one group less
+            weight = np.where(np.arange(len(chosen)) < out, 0, left * _SCALE + 1)  # (m,) in the tree now
+            tree.add(chosen, g * _SCALE + 1 - weight)  # one group less (back in the tree if the draw took it out)
             first = start + g * k
             short = (end - start) % k
             # a short last group (of a class with more than one) is topped up with the class's first k - short items
@@ -212,19 +214,27 @@ _SCALE = 1000
 _CHUNK = 1 << 20
 
 
-def _draw_distinct(tree: WeightTree, rng: np.random.Generator, m: int, remaining: np.ndarray) -> np.ndarray:
+def _draw_distinct(
+    tree: WeightTree, rng: np.random.Generator, m: int, remaining: np.ndarray
+) -> tuple[np.ndarray, int]:
     """``m`` distinct indices drawn one after another, each with probability proportional to its weight among
     those not drawn yet (successive sampling, as ``rng.choice(replace=False, p=...)``): draws with replacement in
-    rounds, keeping the new ones in the order drawn, taking them out of the tree (weight ``_SCALE * remaining + 1``)
-    before the next round. The drawn ones stay out of the tree (weight 0) for the caller to put back."""
+    rounds, keeping the new ones in the order drawn; before another round, those found are taken out of the tree
+    (weight ``_SCALE * remaining + 1`` -> 0).
+
+    Returns:
+        The indices, and how many of the first ones are out of the tree (weight 0) for the caller to put back.
+    """
     found = np.empty(0, dtype=np.int64)
-    while len(found) < m:
+    while True:
         drawn = tree.find(rng.integers(0, tree.total, size=m - len(found)))
         _, first = np.unique(drawn, return_index=True)
         new = drawn[np.sort(first)]  # distinct, in the order first drawn (earlier rounds' ones are out of the tree)
-        tree.add(new, -(remaining[new].astype(np.int64) * _SCALE + 1))
+        out = len(found)
         found = np.concatenate([found, new])
-    return found
+        if len(found) == m:
+            return found, out
+        tree.add(new, -(remaining[new].astype(np.int64) * _SCALE + 1))
 
 
 def _gather(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[int]:
