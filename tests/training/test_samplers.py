@@ -82,49 +82,53 @@ def test_length_bucket_pair_sampler_keeps_pairs_and_cuts_padding():
     assert [a + b for a, b in zip(*shares)] == list(LengthBucketPairSampler(lengths.tolist(), 16, seed=1))
 
 
-def _list_based_class_batches(labels, batch_size, k, seed, epoch):
-    """The class sampler's algorithm as first written (a list of groups per class), the reference for the compact
-    one: the same seeded draws must give the same batches."""
-    import numpy as np
-
+def _plain_class_batches(labels, batch_size, k, seed, epoch):
+    """The class sampler's algorithm written plainly, the reference for the tree-based one: a list of groups per
+    class, and every draw a cumulative sum over all classes (``searchsorted``). The same random stream must give
+    the same batches."""
     labels = np.asarray(labels)
     classes = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     rng = np.random.default_rng([seed, epoch])
+    rank = rng.permutation(len(labels))  # a random rank for every item, the items grouped by class (as _order)
     per_batch = min(batch_size // k, len(classes))
-    pools, remaining = [[] for _ in classes], np.zeros(len(classes))
+    pools, remaining = [[] for _ in classes], np.zeros(len(classes), dtype=np.int64)
 
-    def refill(c):
-        order = rng.permutation(classes[c])
+    def deal(c, order):  # groups of k, a short last one topped up with the class's first items
         groups = [order[i : i + k] for i in range(0, len(order), k)]
         if len(groups) > 1 and len(groups[-1]) < k:
-            extra = rng.choice(order[: len(order) - len(groups[-1])], k - len(groups[-1]), replace=False)
-            groups[-1] = np.concatenate([groups[-1], extra])
+            groups[-1] = np.concatenate([groups[-1], order[: k - len(groups[-1])]])
         pools[c], remaining[c] = groups, len(groups)
 
-    for c in range(len(classes)):
-        refill(c)
+    start = 0
+    for c, members in enumerate(classes):
+        deal(c, members[np.argsort(rank[start : start + len(members)])])
+        start += len(members)
     n_batches = max(1, -(-sum(-(-len(c) // k) for c in classes) // per_batch))
     out = []
     for _ in range(n_batches):
-        weights = remaining + 1e-3
+        weights = remaining * 1000 + 1  # groups left + 0.001, as integers
+        chosen = []
+        while len(chosen) < per_batch:
+            targets = rng.integers(0, weights.sum(), per_batch - len(chosen))
+            drawn = np.searchsorted(np.cumsum(weights), targets, side="right")
+            new = [int(c) for i, c in enumerate(drawn) if c not in drawn[:i]]
+            chosen += new
+            weights[new] = 0
         batch = []
-        for c in rng.choice(len(classes), per_batch, replace=False, p=weights / weights.sum()):
+        for c in chosen:
             if not pools[c]:
-                refill(c)
+                deal(c, rng.permutation(classes[c]))
             batch.extend(int(i) for i in pools[c].pop())
             remaining[c] = len(pools[c])
         out.append(batch)
     return out
 
 
-def test_the_compact_class_sampler_draws_the_batches_of_the_list_based_one():
+def test_the_class_sampler_draws_the_batches_of_the_plain_algorithm():
     import random
-    import warnings
-
-    from finetuner.data.samplers import ClassSampler
 
     rng = random.Random(0)
-    for trial in range(12):
+    for trial in range(30):
         n_classes = rng.randint(2, 30)
         labels = [rng.randrange(n_classes) for _ in range(rng.randint(10, 200))]
         if len(set(labels)) < 2:
@@ -136,4 +140,57 @@ def test_the_compact_class_sampler_draws_the_batches_of_the_list_based_one():
             sampler = ClassSampler(labels, batch_size, k, seed=trial)
         for epoch in (0, 3):
             sampler.set_epoch(epoch)
-            assert list(sampler) == _list_based_class_batches(labels, batch_size, k, trial, epoch), (trial, epoch)
+            assert list(sampler) == _plain_class_batches(labels, batch_size, k, trial, epoch), (trial, epoch)
+
+
+def test_the_first_class_drawn_is_proportional_to_its_groups():
+    from scipy.stats import chisquare
+
+    sizes = [1, 4, 8, 20, 40, 3]  # k=4: 1, 1, 2, 5, 10, 1 groups
+    labels = np.array(_labels(sizes))
+    with pytest.warns(UserWarning, match="fewer than num_items_per_class"):
+        sampler = ClassSampler(labels, 8, 4, seed=5)
+    firsts = []
+    for epoch in range(4000):
+        sampler.set_epoch(epoch)
+        firsts.append(labels[next(iter(sampler))[0]])
+    observed = np.bincount(firsts, minlength=len(sizes))
+    weights = np.ceil(np.array(sizes) / 4) + 1e-3
+    assert chisquare(observed, weights / weights.sum() * len(firsts)).pvalue > 1e-3
+    # the check has the power to see a wrong distribution: uniform draws (or by items) are rejected outright
+    assert chisquare(observed, np.full(len(sizes), len(firsts) / len(sizes))).pvalue < 1e-9
+    assert chisquare(observed, np.array(sizes) / sum(sizes) * len(firsts)).pvalue < 1e-9
+
+
+def test_the_work_per_batch_grows_with_the_log_of_the_classes():
+    """The draws visit O(classes_per_batch * log(classes)) tree entries per batch (64 children per node: 2 levels
+    for 2**8 classes, 3 for 2**16): 256 times more classes cost 1.5 times the visits, where a cumulative sum over
+    the classes per batch would cost 256 times more."""
+    from itertools import islice
+
+    from finetuner.data.weight_tree import FANOUT
+
+    per_batch = {}
+    for classes in (2**8, 2**16):
+        sampler = ClassSampler(np.repeat(np.arange(classes), 30), batch_size=32, num_items_per_class=2, seed=0)
+        batches = list(islice(iter(sampler), 200))
+        assert len(batches) == 200 and all(len(b) == 32 for b in batches)
+        per_batch[classes] = sampler._tree.visits / len(batches)
+    assert per_batch[2**16] < 1.7 * per_batch[2**8]
+    # 16 classes per batch, each searched through 3 levels of 64 entries (more when draws collide) and 3 updates
+    assert per_batch[2**16] < 2 * 16 * 3 * (FANOUT + 1)
+
+
+def test_the_shuffle_within_classes_is_a_permutation_of_each_class_in_chunks(monkeypatch):
+    """Across chunk boundaries (a small chunk forces many), every class keeps exactly its items."""
+    from finetuner.data import samplers
+
+    monkeypatch.setattr(samplers, "_CHUNK", 7)
+    labels = np.random.default_rng(0).integers(0, 12, size=150)
+    sampler = ClassSampler(labels, 8, 2, seed=0)
+    shuffled = sampler._shuffle_within_classes(np.random.default_rng(1))
+    bounds = sampler._bounds
+    for c in range(sampler.num_classes):
+        part = shuffled[bounds[c] : bounds[c + 1]]
+        assert sorted(part.tolist()) == np.flatnonzero(labels == c).tolist()
+    assert not np.array_equal(shuffled, sampler._order)

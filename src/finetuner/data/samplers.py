@@ -7,6 +7,7 @@ in every epoch, so DDP never waits on a rank that ran out (the hang of sentence-
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections import deque
@@ -16,6 +17,7 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from finetuner.data.groups import pair_groups
+from finetuner.data.weight_tree import WeightTree
 from finetuner.errors import ConfigError, DataError
 
 
@@ -148,12 +150,7 @@ class ClassSampler(_GlobalBatches):
                 "smaller); raise batch_size or num_items_per_class, or train on fewer processes"
             )
         super().__init__(seed, rank, world_size, batch_size)
-        self._groups = (-(-sizes // k)).astype(index)  # (classes,) groups of k items per class
-        # a class whose last group is short (and that has more than one) tops it up with k - short of its items:
-        # their slots in one flat array, class c's at _extra_bounds[c]:_extra_bounds[c + 1]
-        need = np.where((self._groups > 1) & (sizes % k > 0), k - sizes % k, 0)  # (classes,)
-        self._extra_bounds = np.concatenate([[0], np.cumsum(need)]).astype(index)  # (classes + 1,)
-        self._len = max(1, math.ceil(int(self._groups.sum()) / self.classes_per_batch))
+        self._len = max(1, math.ceil(int((-(-sizes // k)).sum()) / self.classes_per_batch))
 
     @property
     def classes(self) -> list[np.ndarray]:
@@ -164,47 +161,86 @@ class ClassSampler(_GlobalBatches):
         return self._len
 
     def __iter__(self) -> Iterator[list[int]]:
-        """Every class is shuffled and cut into groups of k (a short last group topped up from its class); each
-        batch draws ``classes_per_batch`` classes by their groups left and takes one group of each, reshuffling a
-        class that ran out. The groups live in one array (``shuffled``), each class's in its own slice."""
+        """Every class is shuffled and cut into groups of k (a short last group topped up with the class's first
+        items); each batch draws ``classes_per_batch`` distinct classes with probability proportional to their
+        groups left (+ 0.001, so a class that ran out is still drawn, rarely, and reshuffled) and takes one group of
+        each. The draws search a tree of the weights: O(log classes) per class drawn, not O(classes) per batch."""
         rng = self._rng()
         k, bounds = self.num_items_per_class, self._bounds
-        shuffled = np.empty_like(self._order)
-        extra_bounds = self._extra_bounds
-        extras = np.empty(int(extra_bounds[-1]), dtype=self._order.dtype)  # the items that top up short groups
-        remaining = np.zeros(self.num_classes)
-
-        def refill(c: int) -> None:
-            start, end = bounds[c], bounds[c + 1]
-            order = rng.permutation(self._order[start:end])
-            shuffled[start:end] = order
-            short = (end - start) % k
-            if extra_bounds[c + 1] > extra_bounds[c]:  # top up the last group from the same class
-                extras[extra_bounds[c] : extra_bounds[c + 1]] = rng.choice(
-                    order[: len(order) - short], k - short, replace=False
-                )
-            remaining[c] = self._groups[c]
-
-        def take(c: int) -> np.ndarray:  # the class's last group left, as a list's pop() would give it
-            g = int(remaining[c]) - 1
-            start = bounds[c] + g * k
-            group = shuffled[start : min(start + k, bounds[c + 1])]
-            remaining[c] = g
-            if g == self._groups[c] - 1 and extra_bounds[c + 1] > extra_bounds[c]:
-                return np.concatenate([group, extras[extra_bounds[c] : extra_bounds[c + 1]]])
-            return group
-
-        for c in range(self.num_classes):
-            refill(c)
+        shuffled = self._shuffle_within_classes(rng)  # (items,) every class's items in a new order, in its slice
+        sizes = np.diff(bounds)  # (classes,)
+        remaining = (-(-sizes // k)).astype(bounds.dtype)  # (classes,) groups left; they are taken from the end
+        tree = WeightTree(remaining.astype(np.int64) * _SCALE + 1)
+        self._tree = tree  # kept for inspection (tests count the nodes it visits)
         for _ in range(self._len):
-            weights = remaining + 1e-3  # exhausted classes are still drawn, rarely, and refilled
-            chosen = rng.choice(self.num_classes, self.classes_per_batch, replace=False, p=weights / weights.sum())
-            batch: list[int] = []
-            for c in chosen:
-                if remaining[c] == 0:
-                    refill(c)
-                batch.extend(int(i) for i in take(int(c)))
-            yield self._share(batch)
+            # (m,) classes in the order drawn; the first ``out`` of them are out of the tree (weight 0)
+            chosen, out = _draw_distinct(tree, rng, self.classes_per_batch, remaining)
+            start, end = bounds[chosen].astype(np.int64), bounds[chosen + 1].astype(np.int64)  # (m,)
+            groups = -(-(end - start) // k)  # (m,)
+            left = remaining[chosen].astype(np.int64)  # (m,)
+            for c in chosen[left == 0]:  # ran out: reshuffled and its groups dealt again
+                shuffled[bounds[c] : bounds[c + 1]] = rng.permutation(self._order[bounds[c] : bounds[c + 1]])
+            g = np.where(left == 0, groups, left) - 1  # (m,) the group each class gives now
+            remaining[chosen] = g
+            weight = np.where(np.arange(len(chosen)) < out, 0, left * _SCALE + 1)  # (m,) in the tree now
+            tree.add(chosen, g * _SCALE + 1 - weight)  # one group less (back in the tree if the draw took it out)
+            first = start + g * k
+            short = (end - start) % k
+            # a short last group (of a class with more than one) is topped up with the class's first k - short items
+            top_up = np.where((g == groups - 1) & (groups > 1) & (short > 0), k - short, 0)  # (m,)
+            starts = np.stack([first, start], 1).ravel()  # (2m,) each class's group, then its top-up
+            lengths = np.stack([np.minimum(first + k, end) - first, top_up], 1).ravel()  # (2m,)
+            yield self._share(_gather(shuffled, starts, lengths))
+
+    def _shuffle_within_classes(self, rng: np.random.Generator) -> np.ndarray:
+        """``_order`` with the items of every class in a random order: items sorted by (class, random rank), in
+        chunks of about a million items (bounded temporaries), instead of one permutation per class."""
+        n, bounds = len(self._order), self._bounds
+        out = np.empty_like(self._order)
+        cuts = np.unique(np.searchsorted(bounds, np.arange(0, n, _CHUNK), side="right") - 1)
+        cuts = np.append(cuts[cuts < self.num_classes], self.num_classes)  # classes cuts[j] .. cuts[j+1]-1
+        for a, b in itertools.pairwise(cuts):
+            lo, hi = int(bounds[a]), int(bounds[b])
+            # (class within chunk) * items + random rank: unique keys, so any sort algorithm gives the same order
+            key = np.repeat(np.arange(b - a, dtype=np.int64) * (hi - lo), np.diff(bounds[a : b + 1]))
+            key += rng.permutation(hi - lo)
+            out[lo:hi] = self._order[lo:hi][np.argsort(key)]
+        return out
+
+
+#: class weights are ``_SCALE * groups left + 1``: integers proportional to groups left + 1/_SCALE
+_SCALE = 1000
+#: items shuffled per sort in :meth:`ClassSampler._shuffle_within_classes`
+_CHUNK = 1 << 20
+
+
+def _draw_distinct(
+    tree: WeightTree, rng: np.random.Generator, m: int, remaining: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """``m`` distinct indices drawn one after another, each with probability proportional to its weight among
+    those not drawn yet (successive sampling, as ``rng.choice(replace=False, p=...)``): draws with replacement in
+    rounds, keeping the new ones in the order drawn; before another round, those found are taken out of the tree
+    (weight ``_SCALE * remaining + 1`` -> 0).
+
+    Returns:
+        The indices, and how many of the first ones are out of the tree (weight 0) for the caller to put back.
+    """
+    found = np.empty(0, dtype=np.int64)
+    while True:
+        drawn = tree.find(rng.integers(0, tree.total, size=m - len(found)))
+        _, first = np.unique(drawn, return_index=True)
+        new = drawn[np.sort(first)]  # distinct, in the order first drawn (earlier rounds' ones are out of the tree)
+        out = len(found)
+        found = np.concatenate([found, new])
+        if len(found) == m:
+            return found, out
+        tree.add(new, -(remaining[new].astype(np.int64) * _SCALE + 1))
+
+
+def _gather(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> list[int]:
+    """``values[starts[0]:starts[0] + lengths[0]] + values[starts[1]: ...] + ...`` as one list of ints."""
+    offsets = np.cumsum(lengths) - lengths  # (segments,) where each segment begins in the result
+    return values[np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))].tolist()
 
 
 class RandomBatchSampler(_GlobalBatches):
