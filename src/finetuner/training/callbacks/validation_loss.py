@@ -39,7 +39,7 @@ class ValidationLoss(Callback):
         >>> from finetuner.losses import get_loss
         >>> data = LabelledData(['a', 'b', 'c', 'd'], [0, 0, 1, 1], ['x', 'y'], ['1', '2', '3', '4'], 'text')
         >>> ValidationLoss(data).bind(get_loss('TripletMarginLoss'), embed=None, batch_size=4).batches
-        [[0, 1, 2, 3]]
+        [[1, 0, 2, 3]]
     """
 
     _order = 0
