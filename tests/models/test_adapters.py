@@ -108,6 +108,25 @@ def test_fit_trains_only_the_adapter_and_round_trips(bert, tmp_path):
     assert not np.allclose(tuned, pretrained, atol=1e-4), "the adapter changes the embeddings"
 
 
+@pytest.mark.integration
+def test_bf16_training_keeps_the_base_exact_and_the_adapter_in_float32(bert, tmp_path):
+    """precision='bf16' (autocast; on a GPU the same path runs on CUDA): the adapter trains, its saved weights stay
+    float32, and the frozen base is bit-identical to the pretrained file."""
+    run = finetuner.fit(bert, make_texts(6, seed=1), adapter="lora", adapter_options={"r": 4}, precision="bf16",
+                        **FIT)
+    assert run.config["precision"] == "bf16"  # as config.yml records it
+    folder = Path(run.save_artifact(tmp_path / "art")) / artifacts.MODELS_DIR / "model"
+    adapter = load_file(str(folder / "adapter" / "adapter_model.safetensors"))
+    assert adapter and {v.dtype for v in adapter.values()} == {torch.float32}
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k), "the adapter did not train"
+    base = load_file(str(Path(bert) / "model.safetensors"))
+    loaded = finetuner.get_model(folder.parent.parent).backbone.get_base_model().state_dict()
+    for key, value in base.items():
+        name = key.replace("query.", "query.base_layer.").replace("key.", "key.base_layer.")
+        name = name.replace("value.", "value.base_layer.")
+        torch.testing.assert_close(loaded[name], value, rtol=0, atol=0, msg=key)
+
+
 def test_adapter_artifact_round_trip_and_merge(bert, tmp_path):
     model = _adapted(bert)
     _perturb_adapter(model)

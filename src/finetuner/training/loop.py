@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,18 @@ def make_accelerator(config: TrainingConfig) -> Any:
         precision = "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     # gradient accumulation is the loop's own (windows restart at each epoch; see train), so accelerate neither
     # divides the loss nor skips optimizer steps by its own count
+    try:
+        return Accelerator(cpu=cpu, mixed_precision=precision)
+    except ValueError as error:
+        launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or torch.distributed.is_initialized()
+        if "already been initialized" not in str(error) or launched:
+            raise
+    # an earlier fit in this Python process left accelerate's process-wide state set for another precision or device
+    # (a second fit with precision='bf16' after one without): one process starts that state afresh, as accelerate's
+    # own tests do; a launched process group keeps it (its ranks share it), and accelerate's error stands there
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
     return Accelerator(cpu=cpu, mixed_precision=precision)
 
 
