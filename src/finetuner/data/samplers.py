@@ -150,7 +150,8 @@ class ClassSampler(_GlobalBatches):
                 "smaller); raise batch_size or num_items_per_class, or train on fewer processes"
             )
         super().__init__(seed, rank, world_size, batch_size)
-        self._len = max(1, math.ceil(int((-(-sizes // k)).sum()) / self.classes_per_batch))
+        self._groups = (-(-sizes // k)).astype(index)  # (classes,) groups of k items per class
+        self._len = max(1, math.ceil(int(self._groups.sum()) / self.classes_per_batch))
 
     @property
     def classes(self) -> list[np.ndarray]:
@@ -168,15 +169,14 @@ class ClassSampler(_GlobalBatches):
         rng = self._rng()
         k, bounds = self.num_items_per_class, self._bounds
         shuffled = self._shuffle_within_classes(rng)  # (items,) every class's items in a new order, in its slice
-        sizes = np.diff(bounds)  # (classes,)
-        remaining = (-(-sizes // k)).astype(bounds.dtype)  # (classes,) groups left; they are taken from the end
+        remaining = self._groups.copy()  # (classes,) groups left; they are taken from the end
         tree = WeightTree(remaining.astype(np.int64) * _SCALE + 1)
         self._tree = tree  # kept for inspection (tests count the nodes it visits)
         for _ in range(self._len):
             # (m,) classes in the order drawn; the first ``out`` of them are out of the tree (weight 0)
             chosen, out = _draw_distinct(tree, rng, self.classes_per_batch, remaining)
             start, end = bounds[chosen].astype(np.int64), bounds[chosen + 1].astype(np.int64)  # (m,)
-            groups = -(-(end - start) // k)  # (m,)
+            groups = self._groups[chosen].astype(np.int64)  # (m,)
             left = remaining[chosen].astype(np.int64)  # (m,)
             for c in chosen[left == 0]:  # ran out: reshuffled and its groups dealt again
                 shuffled[bounds[c] : bounds[c + 1]] = rng.permutation(self._order[bounds[c] : bounds[c + 1]])
