@@ -56,7 +56,12 @@ import gpu_workloads as wl
 SHARED = next((p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
               Path("shared/data"))
 #: wheels the GPU machine's image lacks (its package list: /work/.library/device/KINDS.md): pure-Python, no deps
-WHEELS = ("pytorch-metric-learning==2.9.0", "datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19")
+WHEELS = ("pytorch-metric-learning==2.9.0", "datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19",
+          # DeepSpeed's dependencies the image lacks (for tests/gpu/test_gpu_deepspeed.py)
+          "hjson==3.1.0", "pydantic==2.13.4", "pydantic-core==2.46.4", "annotated-types==0.7.0",
+          "typing-inspection==0.4.2")
+#: packages published as source only: built here into pure-Python wheels
+SOURCE_WHEELS = ("deepspeed==0.19.8",)
 
 
 # ---------------------------------------------------------------------------------------------------- prepare
@@ -104,6 +109,8 @@ def prepare(out: Path, n_pairs: int, wheels: bool) -> None:
                "3.12", "--implementation", "cp", "--platform", "manylinux2014_x86_64", "-d", str(out / "wheels"),
                *WHEELS]
         subprocess.run(cmd, check=True)
+        build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out / "wheels"), *SOURCE_WHEELS]
+        subprocess.run(build, check=True)
     print(f"wrote {min(n_pairs, len(pairs))} text pairs, the emoji pairs and the tokenizer to {out}"
           + (f" and wheels to {out / 'wheels'}" if wheels else ""))
 

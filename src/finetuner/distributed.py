@@ -134,7 +134,8 @@ def average_gradients(parameters: list[torch.nn.Parameter]) -> None:
 
 def is_sharded(model: Any) -> bool:
     """Whether ``model``'s weights are sharded across ranks (FSDP2's ``fully_shard``: its parameters are
-    ``DTensor``s), so that every forward pass is a collective call all ranks must make.
+    ``DTensor``s; DeepSpeed ZeRO-3: its parameters carry a ``ds_id``), so that every forward pass is a collective
+    call all ranks must make.
 
     Example:
         >>> is_sharded(torch.nn.Linear(2, 2))
@@ -144,4 +145,4 @@ def is_sharded(model: Any) -> bool:
         return False
     from torch.distributed.tensor import DTensor
 
-    return any(isinstance(p, DTensor) for p in model.parameters())
+    return any(isinstance(p, DTensor) or hasattr(p, "ds_id") for p in model.parameters())

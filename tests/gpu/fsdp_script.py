@@ -1,4 +1,5 @@
-"""Run by tests/gpu/test_gpu_fsdp.py under ``accelerate launch --use_fsdp --fsdp_version 2``: a fit, the same fit
+"""Run by tests/gpu/test_gpu_fsdp.py under ``accelerate launch --use_fsdp --fsdp_version 2`` (and by
+tests/gpu/test_gpu_deepspeed.py under ``--use_deepspeed --zero_stage 3``): a fit, the same fit
 crashing in its second epoch (after a sharded step checkpoint), and its resume. Argument: the model folder."""
 
 from __future__ import annotations

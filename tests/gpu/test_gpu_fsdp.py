@@ -39,7 +39,7 @@ def _launch(tmp_path: Path, *program: str) -> subprocess.CompletedProcess:
         "--use_fsdp", "--fsdp_version", "2", *program,
     ]  # fmt: skip
     env = {**os.environ, "FINETUNER_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}  # fmt: skip
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
 
 

@@ -348,14 +348,29 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     assert f"{len(err.problems)} problems found before training" in str(err)
 
 
-def test_deepspeed_is_refused_naming_fsdp(monkeypatch) -> None:
-    """DeepSpeed is not supported (its engine owns checkpoints and saving): refused before a model loads, with FSDP
-    named as the way to train a model larger than one GPU."""
+def test_deepspeed_on_the_cpu_is_refused(monkeypatch) -> None:
+    """accelerate builds DeepSpeed's engine only for GPU runs: a DeepSpeed launch of a CPU run would silently train
+    without it, so it is refused before a model loads."""
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     with pytest.raises(ConfigError) as info:
-        finetuner.fit("bert-base-en", list(GOOD), epochs=1)
+        finetuner.fit("bert-base-en", list(GOOD), epochs=1, device="cpu")
     assert "accelerate is configured for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true)" in str(info.value)
-    assert "--use_fsdp --fsdp_version 2" in str(info.value)
+    assert "accelerate uses DeepSpeed only on GPUs and this run is on the CPU" in str(info.value)
+
+
+def test_deepspeed_refuses_what_assumes_whole_weights(monkeypatch) -> None:
+    """Under DeepSpeed (on a GPU machine) every option that cannot work on a sharded model is named up front."""
+    from finetuner.config import TrainingConfig
+    from finetuner.training.callbacks import BestModelCheckpoint
+    from finetuner.validation.launcher import launcher_problems
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    config = TrainingConfig(device="cuda", batch_size="auto", mini_batch_size=8, adapter="lora", compile=True)
+    problems = launcher_problems(config, [BestModelCheckpoint(monitor="train_loss")])
+    assert len(problems) == 5 and all(p.startswith("accelerate is configured for DeepSpeed") for p in problems)
+    assert "callbacks[0] is a BestModelCheckpoint" in problems[-1] and "under DeepSpeed" in problems[-1]
+    assert launcher_problems(TrainingConfig(device="cuda", batch_size=32), [TrainingCheckpoint()]) == []
 
 
 def test_fsdp_on_the_cpu_is_refused(monkeypatch) -> None:
@@ -364,7 +379,7 @@ def test_fsdp_on_the_cpu_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("FSDP_VERSION", "2")
     with pytest.raises(ConfigError) as info:
         finetuner.fit("bert-base-en", list(GOOD), epochs=1, device="cpu")
-    assert "accelerate shards models only on GPUs and this run is on the CPU" in str(info.value)
+    assert "accelerate uses FSDP only on GPUs and this run is on the CPU" in str(info.value)
 
 
 def test_fsdp_refuses_what_assumes_whole_weights(monkeypatch) -> None:

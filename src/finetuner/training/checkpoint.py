@@ -47,6 +47,7 @@ from finetuner.training.checkpoint_files import CHECKPOINT_FILE, LATEST_FILE, ch
 from finetuner.training.loop import Callback, TrainState
 from finetuner.training.rng import rng_states, set_rng_states
 from finetuner.training.sharding import SHARDED_DIR, load_sharded, save_sharded
+from finetuner.training.zero import is_engine, is_engine_checkpoint, load_engine, save_engine
 
 logger = logging.getLogger("finetuner")
 
@@ -176,7 +177,8 @@ def read_checkpoint_meta(checkpoint: Path) -> dict[str, Any]:
 
 def is_checkpoint(path: Path) -> bool:
     """Whether ``path`` is a complete checkpoint folder (its ``checkpoint.yml`` is written last)."""
-    model = (path / "model.safetensors").is_file() or (path / SHARDED_DIR / ".metadata").is_file()
+    sharded = path / SHARDED_DIR
+    model = (path / "model.safetensors").is_file() or (sharded / ".metadata").is_file() or is_engine_checkpoint(sharded)
     return (path / CHECKPOINT_FILE).is_file() and model
 
 
@@ -260,14 +262,15 @@ class TrainingCheckpoint(Callback):
     def _save(self, state: TrainState, name: str, *, epoch: int, batches_done: int) -> None:
         acc = state.accelerator
         assert self.directory is not None
-        shards = self.directory / f".{name}.shards" if is_sharded(state.model) else None
+        engine = is_engine(state.model)  # DeepSpeed: its own checkpoint format, every stage
+        shards = self.directory / f".{name}.shards" if engine or is_sharded(state.model) else None
         if shards is not None:  # every rank writes its shards, then rank 0 moves them into the checkpoint
             if acc.is_main_process:
                 shutil.rmtree(shards, ignore_errors=True)
                 shards.parent.mkdir(parents=True, exist_ok=True)
             acc.wait_for_everyone()
             with checkpoint_write_errors(self.directory, name):  # a full disk on any rank fails every rank
-                save_sharded(shards, state.model, state.optimizer)
+                save_engine(shards, state.model) if engine else save_sharded(shards, state.model, state.optimizer)
             acc.wait_for_everyone()
         if acc is None or acc.is_main_process:
             self.last_saved = save_checkpoint(
@@ -340,14 +343,19 @@ class ResumeFromCheckpoint(Callback):
                 "Resume with the same data, batch_size and number of processes."
             )
         model = acc.unwrap_model(state.model) if acc is not None else state.model
-        if (ckpt / SHARDED_DIR).is_dir() != is_sharded(model):
-            taken, now = ("with", "without") if (ckpt / SHARDED_DIR).is_dir() else ("without", "with")
+        engine = is_engine(state.model)
+        now = "DeepSpeed" if engine else "FSDP" if is_sharded(model) else "neither"
+        taken = "FSDP" if (ckpt / SHARDED_DIR).is_dir() else "neither"
+        taken = "DeepSpeed" if is_engine_checkpoint(ckpt / SHARDED_DIR) else taken
+        if taken != now:
             raise ConfigError(
-                f"checkpoint {ckpt} was taken {taken} FSDP (a sharded model) and this run is {now} it; resume with "
-                "the launch configuration the run started with"
+                f"checkpoint {ckpt} was taken under {taken} (FSDP / DeepSpeed shard the model's state) and this run "
+                f"is under {now}; resume with the launch configuration the run started with"
             )
         try:
-            if is_sharded(model):
+            if engine:
+                load_engine(ckpt / SHARDED_DIR, state.model)
+            elif is_sharded(model):
                 load_sharded(ckpt / SHARDED_DIR, model, state.optimizer)
             else:
                 device = str(next(model.parameters()).device)

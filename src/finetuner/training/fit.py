@@ -39,6 +39,7 @@ from finetuner.training.plan import FitPlan, plan
 from finetuner.training.resume import checkpoint_callbacks, finish_checkpoints, resume_hint
 from finetuner.training.run_log import run_log
 from finetuner.training.sharding import gather_full_model, meta_copy, uses_fsdp
+from finetuner.training.zero import gather_full_weights, skeleton_copy, uses_deepspeed
 
 logger = logging.getLogger("finetuner")
 
@@ -164,9 +165,13 @@ def train_and_evaluate(
         ['after', 'before']
     """
     accelerator = built.accelerator
-    sharding = uses_fsdp(accelerator)  # the model is sharded when train prepares it; keep a weightless copy
-    skeleton = meta_copy(built.model) if sharding else None
-    if not sharding:  # under FSDP each rank gets its shards only (a model larger than one GPU never moves whole)
+    # the model is sharded (FSDP) or handed to DeepSpeed's engine when train prepares it; keep a weightless copy
+    deepspeed = uses_deepspeed(accelerator)
+    sharding = uses_fsdp(accelerator) or deepspeed
+    skeleton = meta_copy(built.model) if sharding and not deepspeed else None
+    if deepspeed:
+        skeleton = skeleton_copy(built.model, keep_frozen=accelerator.is_main_process)
+    if not sharding:  # each rank gets its shards only (a model larger than one GPU never moves whole)
         built.model.to(accelerator.device)
     metrics: dict[str, dict[str, float]] = {}
     examples: dict[str, Any] = {}
@@ -224,7 +229,8 @@ def train_and_evaluate(
             metrics["by_dimension"] = by_dim  # type: ignore[assignment]
         logger.info("after: %s", metrics["after"])
     if skeleton is not None:  # the full weights gathered onto rank 0, which saves the artifact
-        model = gather_full_model(model, skeleton, accelerator.process_index) or model
+        gather = gather_full_weights if deepspeed else gather_full_model
+        model = gather(model, skeleton, accelerator.process_index) or model
     return Trained(model, state, metrics, examples)
 
 

@@ -25,6 +25,7 @@ from finetuner.training.loss_monitor import LossMonitor, defers_finite_check
 from finetuner.training.loss_monitor import NonFiniteLossError as NonFiniteLossError  # re-exported
 from finetuner.training.optimizers import build_loss_optimizer, build_optimizer, build_scheduler
 from finetuner.training.sharding import configure_fsdp, uses_fsdp
+from finetuner.training.zero import configure_deepspeed, is_engine, uses_deepspeed
 
 
 def batch_seed(seed: int, batch: int, process_index: int = 0) -> int:
@@ -221,7 +222,10 @@ def forward_backward(
     with accelerator.autocast():
         embeddings = forward(model, inputs)  # (batch, dim), or a (text, image) pair of them
     loss = objective(embeddings, labels)
-    accelerator.backward(loss / window if window > 1 else loss)
+    if is_engine(model):  # DeepSpeed: the loop marks where a window ends and steps the engine there
+        model.backward(loss / window if window > 1 else loss)
+    else:
+        accelerator.backward(loss / window if window > 1 else loss)
     return loss
 
 
@@ -272,12 +276,16 @@ def train(
         compile_for_training(model)  # in place: parameter names (and saved weights) stay as they are
     if uses_fsdp(accelerator):  # accelerate shards the model here (FSDP2: each transformer layer, then the rest)
         configure_fsdp(accelerator, model, loss_fn, config.loss_optimizer)
+    elif uses_deepspeed(accelerator):  # accelerate builds DeepSpeed's engine here (ZeRO stage from its config)
+        configure_deepspeed(accelerator, model, config, loss_fn)
     model, optimizer = accelerator.prepare(model, optimizer)
+    engine = is_engine(model)
     loss_fn = loss_fn.to(accelerator.device)
     objective = make_objective(loss_fn, miner).to(accelerator.device)
     loss_params = [p for p in loss_fn.parameters() if p.requires_grad]
     forward = forward or default_forward
-    deferred = defers_finite_check(accelerator, optimizer, loss_optimizer, config)
+    # (DeepSpeed's engine owns the update: no fused optimizer to hand a non-finite flag to)
+    deferred = not engine and defers_finite_check(accelerator, optimizer, loss_optimizer, config)
     # each batch's loss is read back without waiting for the GPU (training/loss_monitor.py)
     monitor = LossMonitor(accelerator.device, getattr(optimizer, "optimizer", optimizer), deferred)
     state = TrainState(model, config, accelerator, optimizer, scheduler, batches_per_epoch=len(loader))
@@ -318,7 +326,9 @@ def train(
             state.synced = seen - start == state.window  # the window's last batch: the optimizer steps
             torch.manual_seed(batch_seed(seed, state.batches_trained, accelerator.process_index))
             inputs, labels = send_to_device(batch, accelerator.device, non_blocking=True)
-            with contextlib.nullcontext() if state.synced else accelerator.no_sync(model):
+            if engine:  # reductions and the update wait for the window's last batch
+                model.set_gradient_accumulation_boundary(state.synced)
+            with contextlib.nullcontext() if state.synced or engine else accelerator.no_sync(model):
                 loss = forward_backward(
                     model, inputs, labels, objective, forward, config, accelerator, window=state.window
                 )
@@ -326,9 +336,12 @@ def train(
             monitor.observe(loss, where, first_in_window=seen == start + 1)  # before the update
             if state.synced:
                 average_gradients(loss_params)  # DDP only averages the model's own gradients
-                if config.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
+                if engine:  # clips by max_grad_norm (its config's gradient_clipping), steps, zeroes the gradients
+                    model.step()
+                else:
+                    if config.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    optimizer.step()
                 if loss_optimizer is not None:
                     loss_optimizer.step()
                     loss_optimizer.zero_grad(set_to_none=True)

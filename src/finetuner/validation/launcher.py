@@ -1,5 +1,5 @@
-"""Checks of how the run was launched: ``accelerate launch`` with FSDP (supported: FSDP2 on GPUs, with the options
-that work on a sharded model) or DeepSpeed (refused, naming FSDP), before a model loads."""
+"""Checks of how the run was launched: ``accelerate launch`` with FSDP (FSDP2) or DeepSpeed (ZeRO stages 1-3), both on
+GPUs and with the options that work on a sharded model, before a model loads."""
 
 from __future__ import annotations
 
@@ -26,50 +26,46 @@ def launcher_problems(config: TrainingConfig, callbacks: Any = None) -> list[str
         >>> launcher_problems(TrainingConfig())
         []
         >>> os.environ['ACCELERATE_USE_DEEPSPEED'] = 'true'
-        >>> problems = launcher_problems(TrainingConfig()); del os.environ['ACCELERATE_USE_DEEPSPEED']
-        >>> problems[0].split(' (')[0]
-        'accelerate is configured for DeepSpeed'
+        >>> problems = launcher_problems(TrainingConfig(device='cpu')); del os.environ['ACCELERATE_USE_DEEPSPEED']
+        >>> problems[0].split(',')[0]
+        'accelerate is configured for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true)'
     """
     problems: list[str] = []
     if _flag("ACCELERATE_USE_DEEPSPEED"):
-        problems.append(
-            f"accelerate is configured for DeepSpeed (ACCELERATE_USE_DEEPSPEED={os.environ['ACCELERATE_USE_DEEPSPEED']}"
-            "), which finetuner's fit does not support: its checkpoints, saving and evaluation are written for DDP "
-            "and FSDP. For a model larger than one GPU launch with FSDP2 (accelerate launch --use_fsdp "
-            "--fsdp_version 2; see docs/distributed.md); otherwise launch without --use_deepspeed"
-        )
+        problems += _sharded_problems(config, callbacks, "DeepSpeed", "ACCELERATE_USE_DEEPSPEED", "--use_deepspeed")
     if _flag("ACCELERATE_USE_FSDP"):
-        problems += _fsdp_problems(config, callbacks)
+        problems += _sharded_problems(config, callbacks, "FSDP", "ACCELERATE_USE_FSDP", "--use_fsdp")
+        version = os.environ.get("FSDP_VERSION", "1")
+        if version != "2":
+            problems.append(
+                f"accelerate is configured for FSDP (ACCELERATE_USE_FSDP=true) with FSDP version {version}; finetuner "
+                "supports FSDP2: set fsdp_version: 2 in the accelerate config (or accelerate launch --fsdp_version 2)"
+            )
     return problems
 
 
-def _fsdp_problems(config: TrainingConfig, callbacks: Any) -> list[str]:
-    """FSDP2 on GPUs, without the options that assume whole weights on every rank."""
+def _sharded_problems(config: TrainingConfig, callbacks: Any, engine: str, variable: str, flag: str) -> list[str]:
+    """FSDP2 or DeepSpeed on GPUs, without the options that assume whole weights on every rank (or that drive
+    backward passes of their own)."""
     problems: list[str] = []
-    prefix = "accelerate is configured for FSDP (ACCELERATE_USE_FSDP=true)"
+    prefix = f"accelerate is configured for {engine} ({variable}={os.environ[variable]})"
     if config.device_type() == "cpu" or not torch.cuda.is_available():
         problems.append(
-            f"{prefix}, but accelerate shards models only on GPUs and this run is on the CPU; launch without "
-            "--use_fsdp (every process then holds the whole model) or on a machine with CUDA GPUs"
-        )
-    version = os.environ.get("FSDP_VERSION", "1")
-    if version != "2":
-        problems.append(
-            f"{prefix} with FSDP version {version}; finetuner supports FSDP2: set fsdp_version: 2 in the accelerate "
-            "config (or accelerate launch --fsdp_version 2)"
+            f"{prefix}, but accelerate uses {engine} only on GPUs and this run is on the CPU; launch without "
+            f"{flag} (every process then holds the whole model) or on a machine with CUDA GPUs"
         )
     refused = {
-        "adapter": (config.adapter, "LoRA adapters are not tested under FSDP; fine-tune the whole model"),
+        "adapter": (config.adapter, f"LoRA adapters are not tested under {engine}; fine-tune the whole model"),
         "batch_size": (
             config.batch_size == "auto",
             "'auto' probes each rank alone, but a sharded model's forward pass needs every rank; give a number",
         ),
         "mini_batch_size": (
             config.mini_batch_size,
-            "the gradient cache's replayed forward passes are not tested under FSDP; leave it unset and save "
+            f"the gradient cache's replayed forward passes are not tested under {engine}; leave it unset and save "
             "activation memory with gradient_checkpointing=True",
         ),
-        "compile": (config.compile, "torch.compile is not tested under FSDP; leave it off"),
+        "compile": (config.compile, f"torch.compile is not tested under {engine}; leave it off"),
     }
     for option, (value, why) in refused.items():
         if value:
@@ -80,6 +76,6 @@ def _fsdp_problems(config: TrainingConfig, callbacks: Any) -> list[str]:
         if kept:
             problems.append(
                 f"{prefix}: callbacks[{i}] is a {kept.pop()}, which keeps a full copy of the weights on every rank; "
-                "under FSDP use TrainingCheckpoint and the last epoch's model"
+                f"under {engine} use TrainingCheckpoint and the last epoch's model"
             )
     return problems
