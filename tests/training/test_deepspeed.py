@@ -164,3 +164,39 @@ def test_bf16_under_deepspeed_saves_the_fp32_master_weights(tmp_path):
         torch.testing.assert_close(value, fp32[key], atol=2e-2, rtol=2e-2, msg=key)  # bf16 steps, fp32 updates
         not_bf16 += int(not torch.equal(value, value.bfloat16().float()))
     assert not_bf16 == len(trained)  # master weights, not a bf16 copy cast back
+
+
+def _accelerator(ds_config: dict, processes: int = 4):
+    from types import SimpleNamespace
+
+    plugin = SimpleNamespace(deepspeed_config=ds_config)
+    return SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin), num_processes=processes)
+
+
+def test_deepspeed_config_takes_the_runs_settings_and_refuses_contradictions():
+    """The DeepSpeed config's 'auto' (or missing) entries take the run's batch size per process, one micro-batch per
+    engine step (the loop's windows) and max_grad_norm; an explicit other value, or an optimizer / scheduler
+    section, is refused naming the entry and fit's option."""
+    from finetuner.config import TrainingConfig
+    from finetuner.errors import ConfigError
+    from finetuner.training.zero import configure_deepspeed
+
+    model = torch.nn.Linear(2, 2)
+    config = {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": 1}
+    configure_deepspeed(_accelerator(config), model, TrainingConfig(batch_size=64, max_grad_norm=0.5))
+    assert config == {"train_batch_size": 64, "train_micro_batch_size_per_gpu": 16, "gradient_accumulation_steps": 1,
+                      "gradient_clipping": 0.5}  # fmt: skip
+    for given, fragment in (
+        ({"gradient_accumulation_steps": 4}, "gradient_accumulation_steps=4, but this run needs 1"),
+        ({"gradient_clipping": 1.0}, "gradient_clipping=1.0, but this run needs 0.0 (max_grad_norm)"),
+        ({"train_micro_batch_size_per_gpu": 8}, "train_micro_batch_size_per_gpu=8, but this run needs 16"),
+        ({"optimizer": {"type": "AdamW"}}, "has the section 'optimizer' (AdamW)"),
+        ({"scheduler": {"type": "WarmupLR"}}, "has the section 'scheduler' (WarmupLR)"),
+    ):
+        with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+            configure_deepspeed(_accelerator(dict(given)), model, TrainingConfig(batch_size=64))
+    with pytest.raises(ConfigError, match="has weights of its own"):
+        from finetuner.losses import get_loss
+
+        loss = get_loss("ArcFaceLoss", embedding_size=2, num_classes=3)
+        configure_deepspeed(_accelerator({}), model, TrainingConfig(batch_size=64), loss)

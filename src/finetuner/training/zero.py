@@ -99,7 +99,7 @@ def configure_deepspeed(
     for section, option in (("optimizer", "optimizer"), ("scheduler", "scheduler")):
         if section in ds_config:
             raise ConfigError(
-                f"the DeepSpeed config has a {section!r} section ({ds_config[section].get('type', '?')}); finetuner "
+                f"the DeepSpeed config has the section {section!r} ({ds_config[section].get('type', '?')}); finetuner "
                 f"builds the {section} from fit's {option}= option: remove that section from the DeepSpeed config"
             )
     wanted = _settings(config, accelerator.num_processes)
