@@ -291,6 +291,8 @@ def _force_fsdp() -> None:
         accelerator.state.distributed_type = DistributedType.FSDP
         # as `accelerate launch --use_fsdp --fsdp_version 2` sets it up (cpu_ram_efficient_loading is its default)
         plugin = FullyShardedDataParallelPlugin(fsdp_version=2, cpu_ram_efficient_loading=True, sync_module_states=True)
+        if accelerator.mixed_precision != "no":  # as accelerate's state does for --mixed_precision
+            plugin.set_mixed_precision(accelerator.mixed_precision)
         accelerator.state.fsdp_plugin = plugin
         return accelerator
 
@@ -356,3 +358,55 @@ def test_fit_under_fsdp_trains_like_one_process_and_resumes_exactly(tmp_path):
     for key in one:
         torch.testing.assert_close(two[key], one[key], atol=2e-5, rtol=1e-4, msg=key)
         torch.testing.assert_close(three[key], two[key], atol=1e-6, rtol=1e-6, msg=key)
+
+
+def _bf16_rank(rank: int, world: int, port: int, model_dir: str, home: str) -> None:
+    become_rank(rank, world, port, home)
+    _force_fsdp()
+    import finetuner
+    from finetuner.training import Callback
+
+    class Bf16(Callback):  # FSDP2's mixed-precision policy: bf16 weights gathered for compute, fp32 shards kept
+        def on_train_begin(self, state):
+            seen = []
+            layer = next(m for m in state.model.modules() if "BertLayer" in {k.__name__ for k in type(m).__mro__})
+            layer.register_forward_pre_hook(lambda module, args: seen.append(module.attention.self.query.weight.dtype))
+            state.model.bf16_seen = seen
+
+        def on_train_end(self, state):
+            assert set(state.model.bf16_seen) == {torch.bfloat16}, state.model.bf16_seen
+
+    data = (make_texts(6, seed=1), make_texts(5, seed=2))
+    finetuner.fit(model_dir, *data, run_name="bf16", device="cpu", precision="bf16", callbacks=[Bf16()], **FIT)
+
+
+def test_fit_under_fsdp_with_bf16_saves_fp32_weights_close_to_a_fp32_run(tmp_path):
+    """FSDP2 with accelerate's bf16 policy (``--mixed_precision bf16``): each layer computes with bf16 weights
+    gathered from fp32 shards; the artifact holds the fp32 weights, close to a fp32 run's (bf16 compute), with the
+    frozen layers bit for bit as they were, and the metrics (measured in bf16) close to the fp32 run's."""
+    from safetensors.torch import load_file
+
+    import finetuner
+
+    model_dir = str(build_tiny_bert(tmp_path / "bert", dropout=0.0))
+    home = tmp_path / "home"
+    mp.start_processes(_bf16_rank, args=(2, free_port(), model_dir, str(home)), nprocs=2, start_method="spawn")
+    os.environ["FINETUNER_HOME"] = str(home)
+    single = finetuner.fit(model_dir, make_texts(6, seed=1), make_texts(5, seed=2), run_name="fp32", device="cpu",
+                           **FIT)  # fmt: skip
+    run = finetuner.get_run("bf16")
+    for when in ("before", "after"):  # measured with bf16 compute too: rankings move a little
+        assert run.metrics()[when]["average_precision"] == pytest.approx(
+            single.metrics()[when]["average_precision"], abs=0.02
+        )
+    saved = load_file(str(home / "runs" / "default" / "bf16" / "models" / "model" / "model.safetensors"))
+    fp32 = load_file(str(single.directory / "models" / "model" / "model.safetensors"))
+    start = load_file(str(Path(model_dir) / "model.safetensors"))
+    trained = [k for k in fp32 if not torch.equal(fp32[k], start[k])]
+    assert trained
+    for key, value in saved.items():
+        assert value.dtype == torch.float32, key
+        if key in trained:
+            torch.testing.assert_close(value, fp32[key], atol=3e-2, rtol=3e-2, msg=key)
+        else:
+            assert torch.equal(value, start[key]), key
