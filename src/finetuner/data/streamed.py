@@ -8,11 +8,12 @@ row and tokenised in the loader.
 
 What stays in memory is an index of a few bytes per training item, built in one pass over the role columns
 (:func:`build_index`): for each item its row and column, and its class code (labelled items: the label; pairs: the
-group of pairs that share a text, found from 64-bit text hashes). The batch samplers work on that index exactly as
-on in-memory data, so a streamed run draws the same batches as the in-memory run of the same rows and seed, each
-process fetches only its share of every batch, and a resume skips to the exact batch without reading the skipped
-ones. The same pass checks every row's cells (empty or not text) and reports bad ones by row under
-``on_bad_row``: ``'fail'`` refuses the data, listing them; ``'skip'`` leaves those rows out, naming them.
+group of pairs that share a text, found from 64-bit text hashes by :class:`~finetuner.data.pair_index.PairIndex` in
+a few bytes per pair). The batch samplers work on that index exactly as on in-memory data, so a streamed run draws
+the same batches as the in-memory run of the same rows and seed, each process fetches only its share of every
+batch, and a resume skips to the exact batch without reading the skipped ones. The same pass checks every row's
+cells (empty or not text) and reports bad ones by row under ``on_bad_row``: ``'fail'`` refuses the data, listing
+them; ``'skip'`` leaves those rows out, naming them.
 """
 
 from __future__ import annotations
