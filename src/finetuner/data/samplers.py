@@ -170,15 +170,11 @@ class ClassSampler(_GlobalBatches):
         each. The draws search a tree of the weights: O(log classes) per class drawn, not O(classes) per batch."""
         rng = self._rng()
         k, bounds = self.num_items_per_class, self._bounds
+        shuffled = self._shuffle_within_classes(rng)  # (items,) every class's items in a new order, in its slice
         remaining = np.diff(bounds)  # (classes,) groups left (k items each); they are taken from the end
         remaining += k - 1
         remaining //= k
-        weights = remaining.astype(np.int64)  # (classes,)
-        weights *= _SCALE
-        weights += 1
-        tree = WeightTree(weights)  # built before ``shuffled`` exists: the peak of memory is the lower
-        del weights
-        shuffled = self._shuffle_within_classes(rng)  # (items,) every class's items in a new order, in its slice
+        tree = WeightTree(remaining, scale=_SCALE, offset=1)  # weights scaled in the tree's array: no int64 temporary
         self._tree = tree  # kept for inspection (tests count the nodes it visits)
         for _ in range(self._len):
             # (m,) classes in the order drawn; the first ``out`` of them are out of the tree (weight 0)
@@ -212,7 +208,9 @@ class ClassSampler(_GlobalBatches):
             # (class within chunk) * items + random rank: unique keys, so any sort algorithm gives the same order
             key = np.repeat(np.arange(b - a, dtype=np.int64) * (hi - lo), np.diff(bounds[a : b + 1]))
             key += rng.permutation(hi - lo)
-            out[lo:hi] = self._order[lo:hi][np.argsort(key)]
+            order = np.argsort(key)  # (hi - lo,)
+            del key  # before the gather: a smaller peak
+            out[lo:hi] = self._order[lo:hi][order]
         return out
 
 
