@@ -37,3 +37,17 @@ def test_repeated_indices_add_up_and_bad_targets_are_refused():
         tree.find([13])
     with pytest.raises(ValueError, match="non-negative"):
         WeightTree([1, -1])
+
+
+def test_scaled_int32_counts_build_the_tree_of_the_scaled_int64_weights():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 9, size=5000).astype(np.int32)  # (n,)
+    scaled, direct = WeightTree(counts, scale=1000, offset=1), WeightTree(counts.astype(np.int64) * 1000 + 1)
+    assert scaled.total == direct.total == int(counts.sum()) * 1000 + 5000
+    for a, b in zip(scaled._levels, direct._levels):
+        assert a.dtype == np.int64
+        np.testing.assert_array_equal(a, b)
+    targets = rng.integers(0, direct.total, size=200)
+    np.testing.assert_array_equal(scaled.find(targets), direct.find(targets))
+    with pytest.raises(ValueError, match="non-negative"):
+        WeightTree(counts, offset=-1)

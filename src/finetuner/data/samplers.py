@@ -112,8 +112,10 @@ class ClassSampler(_GlobalBatches):
         # the classes as one array of item positions grouped by class (a few bytes per item, for millions of them)
         index = index_dtype(len(labels))  # positions as int32 while they fit: half the memory per item and class
         self._order = np.argsort(labels, kind="stable").astype(index)  # (items,)
-        starts = np.flatnonzero(np.diff(labels[self._order])) + 1
-        self._bounds = np.concatenate([[0], starts, [len(labels)]] if len(labels) else [[0]]).astype(index)
+        starts = np.flatnonzero(np.diff(labels[self._order]))
+        starts += 1
+        self._bounds = np.concatenate([[0], starts, [len(labels)]] if len(labels) else [[0]], dtype=index)
+        del starts
         sizes = np.diff(self._bounds)  # (classes,)
         self.num_classes = len(sizes)
         if self.num_classes < 2:
@@ -150,8 +152,8 @@ class ClassSampler(_GlobalBatches):
                 "smaller); raise batch_size or num_items_per_class, or train on fewer processes"
             )
         super().__init__(seed, rank, world_size, batch_size)
-        self._groups = (-(-sizes // k)).astype(index)  # (classes,) groups of k items per class
-        self._len = max(1, math.ceil(int(self._groups.sum()) / self.classes_per_batch))
+        # groups of k items per class: computed from the bounds where needed, not kept (4 bytes per class less)
+        self._len = max(1, math.ceil(int((-(-sizes // k)).sum()) / self.classes_per_batch))
 
     @property
     def classes(self) -> list[np.ndarray]:
@@ -169,14 +171,16 @@ class ClassSampler(_GlobalBatches):
         rng = self._rng()
         k, bounds = self.num_items_per_class, self._bounds
         shuffled = self._shuffle_within_classes(rng)  # (items,) every class's items in a new order, in its slice
-        remaining = self._groups.copy()  # (classes,) groups left; they are taken from the end
-        tree = WeightTree(remaining.astype(np.int64) * _SCALE + 1)
+        remaining = np.diff(bounds)  # (classes,) groups left (k items each); they are taken from the end
+        remaining += k - 1
+        remaining //= k
+        tree = WeightTree(remaining, scale=_SCALE, offset=1)  # weights scaled in the tree's array: no int64 temporary
         self._tree = tree  # kept for inspection (tests count the nodes it visits)
         for _ in range(self._len):
             # (m,) classes in the order drawn; the first ``out`` of them are out of the tree (weight 0)
             chosen, out = _draw_distinct(tree, rng, self.classes_per_batch, remaining)
             start, end = bounds[chosen].astype(np.int64), bounds[chosen + 1].astype(np.int64)  # (m,)
-            groups = self._groups[chosen].astype(np.int64)  # (m,)
+            groups = -(-(end - start) // k)  # (m,) groups of k items of each class
             left = remaining[chosen].astype(np.int64)  # (m,)
             for c in chosen[left == 0]:  # ran out: reshuffled and its groups dealt again
                 shuffled[bounds[c] : bounds[c + 1]] = rng.permutation(self._order[bounds[c] : bounds[c + 1]])
@@ -204,7 +208,9 @@ class ClassSampler(_GlobalBatches):
             # (class within chunk) * items + random rank: unique keys, so any sort algorithm gives the same order
             key = np.repeat(np.arange(b - a, dtype=np.int64) * (hi - lo), np.diff(bounds[a : b + 1]))
             key += rng.permutation(hi - lo)
-            out[lo:hi] = self._order[lo:hi][np.argsort(key)]
+            order = np.argsort(key)  # (hi - lo,)
+            del key  # before the gather: a smaller peak
+            out[lo:hi] = self._order[lo:hi][order]
         return out
 
 

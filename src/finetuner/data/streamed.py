@@ -8,11 +8,12 @@ row and tokenised in the loader.
 
 What stays in memory is an index of a few bytes per training item, built in one pass over the role columns
 (:func:`build_index`): for each item its row and column, and its class code (labelled items: the label; pairs: the
-group of pairs that share a text, found from 64-bit text hashes). The batch samplers work on that index exactly as
-on in-memory data, so a streamed run draws the same batches as the in-memory run of the same rows and seed, each
-process fetches only its share of every batch, and a resume skips to the exact batch without reading the skipped
-ones. The same pass checks every row's cells (empty or not text) and reports bad ones by row under
-``on_bad_row``: ``'fail'`` refuses the data, listing them; ``'skip'`` leaves those rows out, naming them.
+group of pairs that share a text, found from 64-bit text hashes by :class:`~finetuner.data.pair_index.PairIndex` in
+a few bytes per pair). The batch samplers work on that index exactly as on in-memory data, so a streamed run draws
+the same batches as the in-memory run of the same rows and seed, each process fetches only its share of every
+batch, and a resume skips to the exact batch without reading the skipped ones. The same pass checks every row's
+cells (empty or not text) and reports bad ones by row under ``on_bad_row``: ``'fail'`` refuses the data, listing
+them; ``'skip'`` leaves those rows out, naming them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from finetuner.data.items import is_missing
+from finetuner.data.pair_index import PairIndex
 from finetuner.data.readers.rows import RowProblems
 from finetuner.data.samplers import index_dtype
 
@@ -204,7 +206,7 @@ def build_index(
     problems, bad_rows = RowProblems(), []
     digest = hashlib.sha256()
     wanted = [*columns, *([label_column] if label_column else [])]
-    keys: list[np.ndarray] = []  # (rows, len(columns)) text hashes, pairs only
+    pairs = PairIndex(dataset.num_rows if kind == "pairs" else 0)  # the usable pairs' text hashes
     label_codes: dict[Any, int] = {}
     codes: list[np.ndarray] = []
     start = 0
@@ -224,7 +226,7 @@ def build_index(
                                    for v, good in zip(values, ok.tolist())], dtype=np.int64))  # fmt: skip
             digest.update(hashed[ok].tobytes() + _hashes(batch.column(label_column))[ok].tobytes())
         else:
-            keys.append(hashed)
+            pairs.add(hashed[ok], start + np.flatnonzero(ok))
             digest.update(hashed[ok].tobytes())
         start += n
     skipped: list[str] = []
@@ -235,45 +237,20 @@ def build_index(
         warnings.warn(
             f"on_bad_row='skip': left out {len(bad_rows)} bad row(s) of {source}, e.g. {skipped[0]}", stacklevel=3
         )
-    keep = np.ones(start, dtype=bool)
-    keep[bad_rows] = False
-    index = index_dtype(start)  # rows and codes as int32 while they fit: half the memory per item
     if kind == "labelled":
+        keep = np.ones(start, dtype=bool)
+        keep[bad_rows] = False
+        index = index_dtype(start)  # rows and codes as int32 while they fit: half the memory per item
         labels = (np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)).astype(index)
         rows = np.flatnonzero(keep).astype(index)
         _check_classes(labels[rows], rows, list(label_codes), source, where)
         return StreamedData(dataset, kind, columns, rows, np.zeros(len(rows), dtype=np.int8), labels[rows],
                             len(label_codes), digest.hexdigest()[:16], source, skipped)  # fmt: skip
-    hashes = (np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64))[keep]  # (pairs, 2)
-    pair_rows = np.flatnonzero(keep).astype(index)
-    if len(pair_rows) < 2:
-        raise _error(f"{source} holds {len(pair_rows)} usable pair(s); in-batch negatives need at least 2 pairs")
-    rows, sides, labels, num_classes = _pairs_as_classes(hashes, pair_rows)
+    if len(pairs) < 2:
+        raise _error(f"{source} holds {len(pairs)} usable pair(s); in-batch negatives need at least 2 pairs")
+    rows, sides, labels, num_classes = pairs.classes()  # frees the hashes as it goes
     return StreamedData(dataset, kind, columns, rows, sides, labels, num_classes, digest.hexdigest()[:16], source,
                         skipped)  # fmt: skip
-
-
-def _pairs_as_classes(hashes: np.ndarray, pair_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Distinct texts of the pairs in order, and the group of each (connected components through shared texts)."""
-    index = index_dtype(len(hashes) * 2)  # int32 positions while they fit: half the memory of int64
-    flat = hashes.reshape(-1)  # (2 * pairs,) left, right, left, right ...
-    uniques, first, node = np.unique(flat, return_index=True, return_inverse=True)
-    first, node = first.astype(index), node.astype(index).reshape(-1, 2)  # (texts,), (pairs, 2) text ids
-    comp = np.arange(len(uniques), dtype=index)
-    while True:  # label propagation: every text takes the smallest id reachable through pairs
-        low = np.minimum(comp[node[:, 0]], comp[node[:, 1]])
-        new = comp.copy()
-        np.minimum.at(new, node[:, 0], low)
-        np.minimum.at(new, node[:, 1], low)
-        new = new[new]  # jump to the representative's representative
-        if np.array_equal(new, comp):
-            break
-        comp = new
-    keep = np.sort(first)  # first occurrence of every distinct text, in item order
-    groups = comp[np.searchsorted(uniques, flat[keep])]  # (distinct texts,)
-    _, first_group, codes = np.unique(groups, return_index=True, return_inverse=True)
-    order = np.argsort(np.argsort(first_group))  # code by first appearance, as the in-memory path numbers them
-    return pair_rows[keep // 2], (keep % 2).astype(np.int8), order[codes].astype(index), len(first_group)
 
 
 def _check_classes(labels: np.ndarray, rows: np.ndarray, names: list[Any], source: str, where: Any) -> None:

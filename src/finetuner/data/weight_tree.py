@@ -24,7 +24,10 @@ class WeightTree:
     probability ``w[i] / total``. ``visits`` counts the tree entries read or written, a measure of the work done.
 
     Args:
-        weights: non-negative integers.
+        weights: non-negative integers (any integer type: int32 counts are widened into the tree's own int64
+            array, with no int64 copy of them on the way).
+        scale, offset: the weights are ``scale * weights + offset`` (non-negative integers; computed in the tree's
+            array, so a caller with counts needs no temporary array of scaled weights).
 
     Example:
         >>> tree = WeightTree([1, 0, 3])
@@ -32,21 +35,29 @@ class WeightTree:
         (4, [0, 2, 2])
         >>> tree.add([2], [-3]); tree.total, tree.find([0]).tolist()
         (1, [0])
+        >>> WeightTree(np.array([1, 0, 3], dtype=np.int32), scale=10, offset=1).total
+        43
     """
 
-    def __init__(self, weights: np.ndarray | list[int]) -> None:
-        weights = np.asarray(weights, dtype=np.int64)  # (n,)
-        if weights.ndim != 1 or (weights < 0).any():
+    def __init__(self, weights: np.ndarray | list[int], scale: int = 1, offset: int = 0) -> None:
+        weights = np.asarray(weights)  # (n,)
+        if not np.issubdtype(weights.dtype, np.integer):
+            weights = weights.astype(np.int64)
+        if weights.ndim != 1 or (weights < 0).any() or scale < 0 or offset < 0:
             raise ValueError("weights must be a 1-d array of non-negative integers")
         self.size = len(weights)
         # levels[0]: the weights, levels[l + 1][i]: the sum of levels[l][64 i : 64 (i + 1)]; each padded with zeros
         # to a multiple of 64, the last one exactly 64 long (the root's children)
         level = _padded(weights)
+        if scale != 1:
+            level[: self.size] *= scale
+        if offset:
+            level[: self.size] += offset
         self._levels = [level]
         while len(level) > FANOUT:
             level = _padded(level.reshape(-1, FANOUT).sum(axis=1))
             self._levels.append(level)
-        self._total = int(weights.sum())
+        self._total = int(self._levels[0].sum())
         self.visits = 0
 
     @property
