@@ -6,6 +6,7 @@ import atexit
 import gc
 import os
 import socket
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -46,3 +47,10 @@ def leave_process_group() -> None:
     gc.collect()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def saved_weights(home: Path | str, name: str) -> dict:
+    """The weights a run named ``name`` saved under the runs folder ``home`` (its model.safetensors)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(home) / "runs" / "default" / name / "models" / "model" / "model.safetensors"))

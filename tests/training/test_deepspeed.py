@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from tests.conftest import build_tiny_bert, make_texts
-from tests.processes import become_rank, free_port
+from tests.processes import become_rank, free_port, saved_weights
 
 pytest.importorskip("deepspeed")
 pytestmark = pytest.mark.integration
@@ -103,10 +103,7 @@ def test_fit_under_deepspeed_trains_like_one_process(tmp_path, stage):
             assert zero.metrics()[when][name] == pytest.approx(value, abs=1e-4), (when, name)
     assert zero.metrics()["after"]["average_precision"] > zero.metrics()["before"]["average_precision"]
 
-    def weights(name: str) -> dict[str, torch.Tensor]:
-        return load_file(str(home / "runs" / "default" / name / "models" / "model" / "model.safetensors"))
-
-    one, two = weights("one"), weights(f"zero{stage}")
+    one, two = saved_weights(home, "one"), saved_weights(home, f"zero{stage}")
     start = load_file(str(Path(model_dir) / "model.safetensors"))
     moved = [k for k in one if not torch.equal(one[k], start[k])]
     assert moved and all(".layer.1." in k or "pooler" in k or "head" in k for k in moved), moved  # freeze=1
@@ -118,7 +115,7 @@ def test_fit_under_deepspeed_trains_like_one_process(tmp_path, stage):
             assert torch.equal(two[key], start[key]), key  # frozen: bit for bit
     if stage == 3:
         assert finetuner.get_run("cut").status()["status"] == "FINISHED"
-        for key, value in weights("cut").items():
+        for key, value in saved_weights(home, "cut").items():
             torch.testing.assert_close(value, two[key], atol=1e-6, rtol=1e-6, msg=key)
 
 
@@ -148,11 +145,11 @@ def test_bf16_under_deepspeed_saves_the_fp32_master_weights(tmp_path):
     home = tmp_path / "home"
     mp.start_processes(_bf16_rank, args=(2, free_port(), model_dir, str(home)), nprocs=2, start_method="spawn")
     os.environ["FINETUNER_HOME"] = str(home)
-    single = finetuner.fit(model_dir, *DATA, run_name="fp32", device="cpu", **FIT)
+    finetuner.fit(model_dir, *DATA, run_name="fp32", device="cpu", **FIT)
     run = finetuner.get_run("bf16")
     assert run.metrics()["after"]["average_precision"] > run.metrics()["before"]["average_precision"]
-    saved = load_file(str(home / "runs" / "default" / "bf16" / "models" / "model" / "model.safetensors"))
-    fp32 = load_file(str(single.directory / "models" / "model" / "model.safetensors"))
+    saved = saved_weights(home, "bf16")
+    fp32 = saved_weights(home, "fp32")
     start = load_file(str(Path(model_dir) / "model.safetensors"))
     trained = [k for k in fp32 if not torch.equal(fp32[k], start[k])]
     not_bf16 = 0

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from tests.conftest import build_tiny_bert, make_texts
-from tests.processes import become_rank, free_port
+from tests.processes import become_rank, free_port, saved_weights
 
 pytestmark = pytest.mark.integration
 
@@ -345,10 +345,7 @@ def test_fit_under_fsdp_trains_like_one_process_and_resumes_exactly(tmp_path):
             assert fsdp.metrics()[stage][name] == pytest.approx(value, abs=1e-4), (stage, name)
     assert fsdp.metrics()["after"]["average_precision"] > fsdp.metrics()["before"]["average_precision"]
 
-    def weights(name: str) -> dict[str, torch.Tensor]:
-        return load_file(str(home / "runs" / "default" / name / "models" / "model" / "model.safetensors"))
-
-    one, two, three = weights("one"), weights("fsdp"), weights("cut")
+    one, two, three = saved_weights(home, "one"), saved_weights(home, "fsdp"), saved_weights(home, "cut")
     start = load_file(str(Path(model_dir) / "model.safetensors"))
     moved = [k for k in one if not torch.equal(one[k], start[k])]
     assert moved and all(".layer.1." in k or "pooler" in k for k in moved), moved  # freeze=1: the last layer trains
@@ -396,8 +393,8 @@ def test_fit_under_fsdp_with_bf16_saves_fp32_weights_close_to_a_fp32_run(tmp_pat
         assert run.metrics()[when]["average_precision"] == pytest.approx(
             single.metrics()[when]["average_precision"], abs=0.02
         )
-    saved = load_file(str(home / "runs" / "default" / "bf16" / "models" / "model" / "model.safetensors"))
-    fp32 = load_file(str(single.directory / "models" / "model" / "model.safetensors"))
+    saved = saved_weights(home, "bf16")
+    fp32 = saved_weights(home, "fp32")
     start = load_file(str(Path(model_dir) / "model.safetensors"))
     trained = [k for k in fp32 if not torch.equal(fp32[k], start[k])]
     assert trained

@@ -167,10 +167,12 @@ def train_and_evaluate(
     accelerator = built.accelerator
     # the model is sharded (FSDP) or handed to DeepSpeed's engine when train prepares it; keep a weightless copy
     deepspeed = uses_deepspeed(accelerator)
-    sharding = uses_fsdp(accelerator) or deepspeed
-    skeleton = meta_copy(built.model) if sharding and not deepspeed else None
+    skeleton = None
     if deepspeed:
         skeleton = skeleton_copy(built.model, keep_frozen=accelerator.is_main_process)
+    elif uses_fsdp(accelerator):
+        skeleton = meta_copy(built.model)
+    sharding = skeleton is not None
     if not sharding:  # each rank gets its shards only (a model larger than one GPU never moves whole)
         built.model.to(accelerator.device)
     metrics: dict[str, dict[str, float]] = {}

@@ -40,7 +40,19 @@ def uses_fsdp(accelerator: Any) -> bool:
         >>> uses_fsdp(Accelerator(cpu=True))
         False
     """
-    return str(getattr(accelerator, "distributed_type", "")).endswith("FSDP")
+    return launched_with(accelerator, "FSDP")
+
+
+def launched_with(accelerator: Any, engine: str) -> bool:
+    """Whether ``accelerator``'s distributed type is ``engine`` (accelerate's ``DistributedType`` name: ``'FSDP'``,
+    ``'DEEPSPEED'``, ...).
+
+    Example:
+        >>> from accelerate import Accelerator
+        >>> launched_with(Accelerator(cpu=True), 'NO')
+        True
+    """
+    return str(getattr(accelerator, "distributed_type", "")).split(".")[-1] == engine
 
 
 def layer_class_names(model: nn.Module) -> list[str]:

@@ -30,6 +30,7 @@ from torch import nn
 
 from finetuner.config import TrainingConfig
 from finetuner.errors import ConfigError
+from finetuner.training.sharding import launched_with
 
 #: the tag DeepSpeed's checkpoint files are written under, inside a checkpoint's ``sharded/`` folder
 TAG = "zero"
@@ -43,7 +44,7 @@ def uses_deepspeed(accelerator: Any) -> bool:
         >>> uses_deepspeed(Accelerator(cpu=True))
         False
     """
-    return str(getattr(accelerator, "distributed_type", "")).endswith("DEEPSPEED")
+    return launched_with(accelerator, "DEEPSPEED")
 
 
 def is_engine(model: Any) -> bool:
