@@ -345,8 +345,8 @@ class ResumeFromCheckpoint(Callback):
         model = acc.unwrap_model(state.model) if acc is not None else state.model
         engine = is_engine(state.model)
         now = "DeepSpeed" if engine else "FSDP" if is_sharded(model) else "neither"
-        taken = "FSDP" if (ckpt / SHARDED_DIR).is_dir() else "neither"
-        taken = "DeepSpeed" if is_engine_checkpoint(ckpt / SHARDED_DIR) else taken
+        sharded = ckpt / SHARDED_DIR
+        taken = "DeepSpeed" if is_engine_checkpoint(sharded) else "FSDP" if sharded.is_dir() else "neither"
         if taken != now:
             raise ConfigError(
                 f"checkpoint {ckpt} was taken under {taken} (FSDP / DeepSpeed shard the model's state) and this run "

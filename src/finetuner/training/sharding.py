@@ -87,16 +87,7 @@ def configure_fsdp(
     """
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
-    if hasattr(model, "text") and hasattr(model, "vision"):
-        raise ConfigError(
-            "FSDP: two-tower models (CLIP) embed through each tower alone, outside the sharded whole; train them "
-            "without --use_fsdp"
-        )
-    if loss_fn is not None and any(p.requires_grad for p in loss_fn.parameters()) and not loss_optimizer:
-        raise ConfigError(
-            f"FSDP: the loss {type(loss_fn).__name__} has weights of its own, which the model's sharded optimizer "
-            "cannot hold; give them their own optimizer with loss_optimizer='SGD' (or 'Adam', ...)"
-        )
+    refuse_unshardable("FSDP", model, loss_fn, loss_optimizer)
     plugin = accelerator.state.fsdp_plugin
     if getattr(plugin, "fsdp_version", 1) != 2:
         raise ConfigError(
@@ -114,6 +105,27 @@ def configure_fsdp(
                 "config"
             )
         plugin.transformer_cls_names_to_wrap = names
+
+
+def refuse_unshardable(engine: str, model: nn.Module, loss_fn: nn.Module | None, loss_optimizer: str | None) -> None:
+    """What neither FSDP nor DeepSpeed can train here: a two-tower model (each tower embeds alone, outside the
+    sharded whole or the engine) and a loss with weights but no optimizer of its own (the sharded optimizer holds
+    the model's parameters only).
+
+    Example:
+        >>> refuse_unshardable('FSDP', torch.nn.Linear(2, 2), None, None)
+    """
+    flag = {"FSDP": "--use_fsdp", "DeepSpeed": "--use_deepspeed"}.get(engine, engine)
+    if hasattr(model, "text") and hasattr(model, "vision"):
+        raise ConfigError(
+            f"{engine}: two-tower models (CLIP) embed through each tower alone, outside the sharded whole; train them "
+            f"without {flag}"
+        )
+    if loss_fn is not None and any(p.requires_grad for p in loss_fn.parameters()) and not loss_optimizer:
+        raise ConfigError(
+            f"{engine}: the loss {type(loss_fn).__name__} has weights of its own, which the model's sharded optimizer "
+            "cannot hold; give them their own optimizer with loss_optimizer='SGD' (or 'Adam', ...)"
+        )
 
 
 def meta_copy(model: nn.Module) -> nn.Module:

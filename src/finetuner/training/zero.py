@@ -30,7 +30,7 @@ from torch import nn
 
 from finetuner.config import TrainingConfig
 from finetuner.errors import ConfigError
-from finetuner.training.sharding import launched_with
+from finetuner.training.sharding import launched_with, refuse_unshardable
 
 #: the tag DeepSpeed's checkpoint files are written under, inside a checkpoint's ``sharded/`` folder
 TAG = "zero"
@@ -84,24 +84,14 @@ def configure_deepspeed(
         >>> configure_deepspeed(accelerator, model, TrainingConfig(batch_size=64))  # doctest: +SKIP
         {'train_micro_batch_size_per_gpu': 32, 'gradient_accumulation_steps': 1, 'train_batch_size': 64, ...}
     """
-    if hasattr(model, "text") and hasattr(model, "vision"):
-        raise ConfigError(
-            "DeepSpeed: two-tower models (CLIP) embed through each tower alone, outside the engine; train them "
-            "without --use_deepspeed"
-        )
-    if loss_fn is not None and any(p.requires_grad for p in loss_fn.parameters()) and not config.loss_optimizer:
-        raise ConfigError(
-            f"DeepSpeed: the loss {type(loss_fn).__name__} has weights of its own, which the engine's optimizer "
-            "(the model's parameters only) cannot hold; give them their own optimizer with loss_optimizer='SGD' "
-            "(or 'Adam', ...)"
-        )
+    refuse_unshardable("DeepSpeed", model, loss_fn, config.loss_optimizer)
     plugin = accelerator.state.deepspeed_plugin
     ds_config = plugin.deepspeed_config
-    for section, option in (("optimizer", "optimizer"), ("scheduler", "scheduler")):
+    for section in ("optimizer", "scheduler"):
         if section in ds_config:
             raise ConfigError(
                 f"the DeepSpeed config has the section {section!r} ({ds_config[section].get('type', '?')}); finetuner "
-                f"builds the {section} from fit's {option}= option: remove that section from the DeepSpeed config"
+                f"builds the {section} from fit's {section}= option: remove that section from the DeepSpeed config"
             )
     wanted = _settings(config, accelerator.num_processes)
     why = {
